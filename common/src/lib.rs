@@ -1,0 +1,3 @@
+//! The library every etcd recovery tool shares; one module per concern (see DESIGN.md).
+
+pub mod time;

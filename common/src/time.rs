@@ -1,0 +1,62 @@
+//! RFC 3339 UTC formatting without a calendar crate: the documents only need UTC.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn split(secs: i64) -> (i64, u32, u32, i64, i64, i64) {
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    (y, mo, d, s / 3600, s % 3600 / 60, s % 60)
+}
+
+/// `2026-11-23T20:33:32Z` for seconds since the epoch (negative allowed).
+pub fn rfc3339_secs(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = split(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `2026-11-23T20:33:32.123456789Z`, as CRI log lines and crictl print times.
+pub fn rfc3339_nanos(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let (y, mo, da, h, mi, s) = split(d.as_secs() as i64);
+    format!("{y:04}-{mo:02}-{da:02}T{h:02}:{mi:02}:{s:02}.{:09}Z", d.subsec_nanos())
+}
+
+/// `20261123T203332Z`: for directory and file names (sorts by time, no colons).
+pub fn compact_utc(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let (y, mo, da, h, mi, s) = split(d.as_secs() as i64);
+    format!("{y:04}{mo:02}{da:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_secs(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_secs(1_730_505_600), "2024-11-02T00:00:00Z");
+        assert_eq!(rfc3339_secs(-86_400), "1969-12-31T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::new(1_795_466_012, 5);
+        assert_eq!(rfc3339_nanos(t), "2026-11-23T20:33:32.000000005Z");
+        assert_eq!(compact_utc(t), "20261123T203332Z");
+    }
+}
