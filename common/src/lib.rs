@@ -1,3 +1,10 @@
 //! The library every etcd recovery tool shares; one module per concern (see DESIGN.md).
 
+pub mod cli;
+pub mod client;
+pub mod exit;
+pub mod manifest;
+pub mod pki;
+pub mod report;
+pub mod runtime;
 pub mod time;

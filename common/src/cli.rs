@@ -1,0 +1,329 @@
+//! The flags every tool shares (etcdctl names, `ETCDCTL_*` env fallbacks), argument parsing with
+//! the documented usage exit code, and the thin `main` every tool calls.
+
+use crate::exit::{self, coded};
+use anyhow::Result;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Adds the shared flags to a tool's (sub)command struct and implements [`HasShared`] for it.
+/// argh has no flattening, so the fields are spliced in here, once, for every tool.
+#[macro_export]
+macro_rules! with_shared_flags {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($body:tt)* }) => {
+        #[derive(argh::FromArgs, Debug)]
+        $(#[$meta])*
+        $vis struct $name {
+            $($body)*
+            /// etcd client URLs, comma-separated (env ETCDCTL_ENDPOINTS; default: the manifest's
+            /// --advertise-client-urls, else https://127.0.0.1:2379)
+            #[argh(option)]
+            pub endpoints: Option<String>,
+            /// CA bundle (env ETCDCTL_CACERT; default <rootfs>/etc/kubernetes/pki/etcd/ca.crt)
+            #[argh(option)]
+            pub cacert: Option<String>,
+            /// client certificate (env ETCDCTL_CERT; default .../pki/etcd/healthcheck-client.crt)
+            #[argh(option)]
+            pub cert: Option<String>,
+            /// client key (env ETCDCTL_KEY; default .../pki/etcd/healthcheck-client.key)
+            #[argh(option)]
+            pub key: Option<String>,
+            /// time to connect to one member, e.g. 2s (env ETCDCTL_DIAL_TIMEOUT; default 2s)
+            #[argh(option)]
+            pub dial_timeout: Option<String>,
+            /// time for one request, e.g. 5s (env ETCDCTL_COMMAND_TIMEOUT; default 5s)
+            #[argh(option)]
+            pub command_timeout: Option<String>,
+            /// output: table or json (default: table on a terminal, json when piped)
+            #[argh(option, short = 'w')]
+            pub write_out: Option<String>,
+            /// root of the host filesystem; prefixes every host path (env ETCD_ROOTFS; default /)
+            #[argh(option)]
+            pub rootfs: Option<String>,
+            /// static pod manifest (default <rootfs>/etc/kubernetes/manifests/etcd.yaml)
+            #[argh(option)]
+            pub manifest: Option<String>,
+            /// crictl executable (env CRICTL; default crictl from PATH)
+            #[argh(option)]
+            pub crictl: Option<String>,
+        }
+
+        impl $crate::cli::HasShared for $name {
+            fn shared_flags(&self) -> $crate::cli::SharedFlags {
+                $crate::cli::SharedFlags {
+                    endpoints: self.endpoints.clone(),
+                    cacert: self.cacert.clone(),
+                    cert: self.cert.clone(),
+                    key: self.key.clone(),
+                    dial_timeout: self.dial_timeout.clone(),
+                    command_timeout: self.command_timeout.clone(),
+                    write_out: self.write_out.clone(),
+                    rootfs: self.rootfs.clone(),
+                    manifest: self.manifest.clone(),
+                    crictl: self.crictl.clone(),
+                }
+            }
+        }
+    };
+}
+
+/// The shared flags as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct SharedFlags {
+    pub endpoints: Option<String>,
+    pub cacert: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub dial_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+    pub write_out: Option<String>,
+    pub rootfs: Option<String>,
+    pub manifest: Option<String>,
+    pub crictl: Option<String>,
+}
+
+pub trait HasShared {
+    fn shared_flags(&self) -> SharedFlags;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Client TLS material locations (read later by `client`, which names the path on failure).
+#[derive(Debug, Clone)]
+pub struct TlsPaths {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The shared settings after env fallbacks and defaults.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Endpoints given by flag or env; `None` means "find them" (manifest, then the default).
+    pub endpoints: Option<Vec<String>>,
+    pub tls: TlsPaths,
+    pub dial_timeout: Duration,
+    pub command_timeout: Duration,
+    pub output: Output,
+    pub rootfs: PathBuf,
+    pub manifest: PathBuf,
+    pub crictl: String,
+}
+
+pub const DEFAULT_ENDPOINT: &str = "https://127.0.0.1:2379";
+pub const PKI_DIR: &str = "/etc/kubernetes/pki/etcd";
+pub const MANIFEST: &str = "/etc/kubernetes/manifests/etcd.yaml";
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `path` (absolute, as on the host) under `rootfs`.
+pub fn host_path(rootfs: &Path, path: &str) -> PathBuf {
+    rootfs.join(path.trim_start_matches('/'))
+}
+
+/// Splits a comma-separated URL list, trimming blanks.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+impl SharedFlags {
+    /// The output format, without failing: used to decide how to report an error.
+    pub fn output_lenient(&self) -> Output {
+        parse_output(self.write_out.as_deref()).unwrap_or(Output::Table)
+    }
+
+    pub fn resolve(&self) -> Result<Shared> {
+        let rootfs = PathBuf::from(self.rootfs.clone().or_else(|| env("ETCD_ROOTFS")).unwrap_or("/".into()));
+        if !rootfs.is_dir() {
+            return Err(coded(exit::USAGE, format!("--rootfs {}: not a directory", rootfs.display())));
+        }
+        let endpoints = match self.endpoints.clone().or_else(|| env("ETCDCTL_ENDPOINTS")) {
+            Some(list) => {
+                let list = split_list(&list);
+                for e in &list {
+                    check_url(e).map_err(|m| coded(exit::USAGE, format!("--endpoints: {m}")))?;
+                }
+                if list.is_empty() {
+                    return Err(coded(exit::USAGE, "--endpoints: empty list"));
+                }
+                Some(list)
+            }
+            None => None,
+        };
+        let pki = |file: &str| host_path(&rootfs, &format!("{PKI_DIR}/{file}"));
+        let path_or = |flag: &Option<String>, var: &str, file: &str| {
+            flag.clone().or_else(|| env(var)).map(PathBuf::from).unwrap_or_else(|| pki(file))
+        };
+        let tls = TlsPaths {
+            ca: path_or(&self.cacert, "ETCDCTL_CACERT", "ca.crt"),
+            cert: path_or(&self.cert, "ETCDCTL_CERT", "healthcheck-client.crt"),
+            key: path_or(&self.key, "ETCDCTL_KEY", "healthcheck-client.key"),
+        };
+        let duration = |flag: &Option<String>, name: &str, var: &str, default: Duration| -> Result<Duration> {
+            match flag.clone().or_else(|| env(var)) {
+                None => Ok(default),
+                Some(v) => parse_duration(&v).map_err(|m| coded(exit::USAGE, format!("--{name}: {m}"))),
+            }
+        };
+        Ok(Shared {
+            endpoints,
+            tls,
+            dial_timeout: duration(&self.dial_timeout, "dial-timeout", "ETCDCTL_DIAL_TIMEOUT", Duration::from_secs(2))?,
+            command_timeout: duration(
+                &self.command_timeout,
+                "command-timeout",
+                "ETCDCTL_COMMAND_TIMEOUT",
+                Duration::from_secs(5),
+            )?,
+            output: parse_output(self.write_out.as_deref())?,
+            manifest: self.manifest.clone().map(PathBuf::from).unwrap_or_else(|| host_path(&rootfs, MANIFEST)),
+            crictl: self.crictl.clone().or_else(|| env("CRICTL")).unwrap_or_else(|| "crictl".into()),
+            rootfs,
+        })
+    }
+}
+
+fn parse_output(v: Option<&str>) -> Result<Output> {
+    match v {
+        None if std::io::stdout().is_terminal() => Ok(Output::Table),
+        None => Ok(Output::Json),
+        Some("table") => Ok(Output::Table),
+        Some("json") => Ok(Output::Json),
+        Some(other) => Err(coded(exit::USAGE, format!("-w/--write-out: unknown value {other:?} (use table or json)"))),
+    }
+}
+
+/// A client URL must be http(s)://host:port; bare host:port is taken as https like etcdctl does with TLS.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    let hostport = rest.trim_end_matches('/');
+    let port = hostport.rsplit_once(':').map(|(_, p)| p);
+    match port {
+        Some(p) if !p.is_empty() && p.parse::<u16>().is_ok() && !hostport.contains('/') => Ok(()),
+        _ => Err(format!("{url:?} has no host:port")),
+    }
+}
+
+/// Go-style durations as etcdctl takes them: `2s`, `500ms`, `1m30s`, `1.5s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (e.g. 2s, 500ms, 1m)");
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Parses the command line; `--help` prints and exits 0, a usage error exits 2.
+pub fn parse_args<T: argh::FromArgs>() -> Result<T, u8> {
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = args.first().map(|a| Path::new(a)).and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("tool");
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    T::from_args(&[cmd], &rest).map_err(|early| match early.status {
+        Ok(()) => {
+            print!("{}", early.output);
+            exit::OK
+        }
+        Err(()) => {
+            eprintln!("{cmd}: {}", early.output.trim_end());
+            exit::USAGE
+        }
+    })
+}
+
+/// The whole `main` of a tool: logging, parsing, running, and turning errors into the one-line
+/// message and the documented exit code (plus an `Error` document when the output is JSON).
+pub fn main<T: argh::FromArgs + HasShared>(tool: &str, run: impl FnOnce(T) -> Result<u8>) -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp_millis()
+        .init();
+    let args = match parse_args::<T>() {
+        Ok(a) => a,
+        Err(code) => return ExitCode::from(code),
+    };
+    let output = args.shared_flags().output_lenient();
+    match run(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let code = exit::code_of(&err);
+            let message = format!("{err:#}");
+            eprintln!("{tool}: {message}");
+            if output == Output::Json {
+                crate::report::print_json(&crate::report::ErrorDoc::new(code, message));
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "2", "s", "2x", "-1s", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        assert!(check_url("https://127.0.0.11:2379").is_ok());
+        assert!(check_url("http://[::1]:2379").is_ok());
+        assert!(check_url("127.0.0.1:2379").is_err());
+        assert!(check_url("https://host").is_err());
+        assert!(check_url("https://host:99999").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_rootfs() {
+        let dir = std::env::temp_dir();
+        let flags = SharedFlags {
+            rootfs: Some(dir.to_string_lossy().into()),
+            write_out: Some("json".into()),
+            ..Default::default()
+        };
+        let s = flags.resolve().unwrap();
+        assert_eq!(s.tls.ca, dir.join("etc/kubernetes/pki/etcd/ca.crt"));
+        assert_eq!(s.manifest, dir.join("etc/kubernetes/manifests/etcd.yaml"));
+        assert_eq!(s.output, Output::Json);
+        let bad = SharedFlags { write_out: Some("yaml".into()), ..Default::default() };
+        let err = bad.resolve().unwrap_err();
+        assert_eq!(exit::code_of(&err), exit::USAGE);
+        assert!(err.to_string().contains("-w/--write-out"), "{err}");
+    }
+}

@@ -1,0 +1,232 @@
+//! The JSON documents the tools print and read (DESIGN.md), table rendering, hex member IDs.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Member and cluster IDs as 16 lowercase hex digits: etcdctl's decimal uint64 loses precision in jq.
+pub fn hex_id(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+pub fn parse_hex_id(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.len() <= 16).then(|| u64::from_str_radix(s, 16).ok()).flatten()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    pub kind: String,
+    /// When the picture was taken (RFC 3339): consumers refuse stale documents.
+    pub taken_at: String,
+    pub cluster_id: String,
+    /// The leader's member ID, "" when no reachable member knows one.
+    pub leader: String,
+    pub members: Vec<MemberStatus>,
+    pub alarms: Vec<AlarmStatus>,
+    pub quorum: Quorum,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalView>,
+    /// Why the picture may be incomplete (member list from a fallback source, alarm list failed, ...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "peerURLs")]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs")]
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+    /// An added member that never started has no name and no client URLs.
+    pub started: bool,
+    pub endpoint: EndpointStatus,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    pub url: String,
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub version: String,
+    pub db_size: i64,
+    pub db_size_in_use: i64,
+    pub is_leader: bool,
+    pub raft_term: u64,
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmStatus {
+    pub member_id: String,
+    pub alarm: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Quorum {
+    pub voters: usize,
+    pub reachable_voters: usize,
+    pub needed: usize,
+    pub has_quorum: bool,
+    /// How many more voters may fail before quorum is lost (0 when it is lost already).
+    pub fault_tolerance: usize,
+}
+
+impl Quorum {
+    pub fn compute(voters: usize, reachable_voters: usize) -> Self {
+        let needed = voters / 2 + 1;
+        let has_quorum = voters > 0 && reachable_voters >= needed;
+        Quorum {
+            voters,
+            reachable_voters,
+            needed,
+            has_quorum,
+            fault_tolerance: if has_quorum { reachable_voters - needed } else { 0 },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalView {
+    pub manifest: String,
+    /// `None` when crictl is missing or failed (see `warnings`) or no etcd container exists.
+    pub container: Option<ContainerView>,
+    /// The container's log tail, when etcd is not running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+    pub manifest_flags: BTreeMap<String, String>,
+    pub force_new_cluster: bool,
+    pub certificates: Vec<CertificateView>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerView {
+    pub id: String,
+    pub state: String,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateView {
+    pub path: String,
+    /// What names it: a manifest flag, or "client" for the certificate this tool used.
+    pub used_as: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// With JSON output, a failed run prints this on stdout besides the line on stderr.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDoc {
+    pub kind: String,
+    pub code: u8,
+    pub message: String,
+}
+
+impl ErrorDoc {
+    pub fn new(code: u8, message: String) -> Self {
+        ErrorDoc { kind: "Error".into(), code, message }
+    }
+}
+
+pub fn print_json<T: Serialize>(doc: &T) {
+    // Serializing our own plain structs cannot fail.
+    let text = serde_json::to_string_pretty(doc).expect("document serializes");
+    println!("{text}");
+}
+
+/// A bordered table like etcdctl's `-w table`.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let rule: String = widths.iter().map(|w| format!("+{}", "-".repeat(w + 2))).collect::<String>() + "+\n";
+    let line = |cells: Vec<&str>, center: bool| -> String {
+        let mut out = String::new();
+        for (w, cell) in widths.iter().zip(cells) {
+            let pad = w - cell.chars().count();
+            let (l, r) = if center { (pad / 2, pad - pad / 2) } else { (0, pad) };
+            out += &format!("| {}{}{} ", " ".repeat(l), cell, " ".repeat(r));
+        }
+        out + "|\n"
+    };
+    let mut out = rule.clone();
+    out += &line(headers.to_vec(), true);
+    out += &rule;
+    for row in rows {
+        out += &line(row.iter().map(String::as_str).collect(), false);
+    }
+    out + &rule
+}
+
+/// Sizes like etcdctl prints them: `20 kB`, `1.2 MB`.
+pub fn human_bytes(n: i64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 { format!("{n} B") } else if v < 10.0 { format!("{v:.1} {}", units[i]) } else { format!("{v:.0} {}", units[i]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_ids_round_trip() {
+        assert_eq!(hex_id(0x8e9e05c52164694d), "8e9e05c52164694d");
+        assert_eq!(hex_id(42), "000000000000002a");
+        assert_eq!(parse_hex_id("8e9e05c52164694d"), Some(0x8e9e05c52164694d));
+        assert_eq!(parse_hex_id("2a"), Some(42));
+        assert_eq!(parse_hex_id("xyz"), None);
+        assert_eq!(parse_hex_id("18e9e05c52164694d"), None);
+    }
+
+    #[test]
+    fn quorum_math() {
+        let q = Quorum::compute(3, 3);
+        assert_eq!((q.needed, q.has_quorum, q.fault_tolerance), (2, true, 1));
+        let q = Quorum::compute(3, 1);
+        assert_eq!((q.needed, q.has_quorum, q.fault_tolerance), (2, false, 0));
+        let q = Quorum::compute(4, 3);
+        assert_eq!((q.needed, q.has_quorum, q.fault_tolerance), (3, true, 0));
+        assert!(!Quorum::compute(0, 0).has_quorum);
+    }
+
+    #[test]
+    fn table_aligns() {
+        let t = table(&["ID", "NAME"], &[vec!["abc".into(), "n1".into()]]);
+        assert_eq!(t, "+-----+------+\n| ID  | NAME |\n+-----+------+\n| abc | n1   |\n+-----+------+\n");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(20480), "20 kB");
+        assert_eq!(human_bytes(1_234_567), "1.2 MB");
+    }
+}

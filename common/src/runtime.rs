@@ -1,0 +1,219 @@
+//! The container runtime through `crictl` (argv only, JSON parsed with a real parser, unknown
+//! fields ignored): find the etcd container, its state and log tail; stop and remove it.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const RUNNING: &str = "CONTAINER_RUNNING";
+pub const EXITED: &str = "CONTAINER_EXITED";
+
+#[derive(Debug, Clone)]
+pub struct Crictl {
+    pub exe: String,
+    /// crictl talks to a local socket; a hung runtime must not hang the tool.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub id: String,
+    pub state: String,
+    pub attempt: u32,
+    /// Unix nanoseconds.
+    pub created_at: u128,
+    pub pod_uid: String,
+}
+
+impl Container {
+    pub fn running(&self) -> bool {
+        self.state == RUNNING
+    }
+}
+
+#[derive(Deserialize)]
+struct PsOutput {
+    #[serde(default)]
+    containers: Vec<PsContainer>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PsContainer {
+    id: String,
+    #[serde(default)]
+    metadata: PsMetadata,
+    #[serde(default)]
+    state: String,
+    /// protojson prints int64 as a string.
+    #[serde(default)]
+    created_at: serde_json::Value,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+struct PsMetadata {
+    #[serde(default)]
+    attempt: u32,
+}
+
+/// Output of a finished command.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs argv with a deadline; the child is killed when it passes.
+pub fn run_with_timeout(argv: &[&str], timeout: Duration) -> Result<Finished> {
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow!("{}: {e}", argv[0]))?;
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{}: no answer within {:?}", argv.join(" "), timeout);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Finished { status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() })
+}
+
+impl Crictl {
+    pub fn new(exe: &str) -> Self {
+        Crictl { exe: exe.to_string(), timeout: Duration::from_secs(10) }
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Finished> {
+        let mut argv = vec![self.exe.as_str()];
+        argv.extend_from_slice(args);
+        let f = run_with_timeout(&argv, self.timeout)?;
+        if !f.status.success() {
+            let msg = String::from_utf8_lossy(&f.stderr);
+            let line = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            bail!("{} {}: {} ({})", self.exe, args.join(" "), line, f.status);
+        }
+        Ok(f)
+    }
+
+    /// Every etcd container of the kube-system static pod, newest first. Only the four
+    /// `io.kubernetes.*` labels exist on containers, so those are what we select on.
+    pub fn etcd_containers(&self) -> Result<Vec<Container>> {
+        let f = self.run(&[
+            "ps",
+            "-a",
+            "-o",
+            "json",
+            "--label",
+            "io.kubernetes.container.name=etcd",
+            "--label",
+            "io.kubernetes.pod.namespace=kube-system",
+        ])?;
+        parse_ps(&f.stdout)
+    }
+
+    /// The newest running etcd container, else the newest one.
+    pub fn find_etcd(&self) -> Result<Option<Container>> {
+        let all = self.etcd_containers()?;
+        Ok(all.iter().find(|c| c.running()).or(all.first()).cloned())
+    }
+
+    /// The last `n` log lines; etcd logs to stderr, so both streams are taken.
+    pub fn logs_tail(&self, id: &str, n: usize) -> Result<Vec<String>> {
+        let f = self.run(&["logs", "--tail", &n.to_string(), id])?;
+        let mut text = String::from_utf8_lossy(&f.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&f.stderr));
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        Ok(lines[lines.len().saturating_sub(n)..].to_vec())
+    }
+
+    pub fn stop(&self, id: &str) -> Result<()> {
+        self.run(&["stop", id]).map(drop)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<()> {
+        self.run(&["rm", id]).map(drop)
+    }
+}
+
+fn parse_ps(json: &[u8]) -> Result<Vec<Container>> {
+    let out: PsOutput = serde_json::from_slice(json).context("crictl ps: unexpected output")?;
+    let mut list: Vec<Container> = out
+        .containers
+        .into_iter()
+        .map(|c| Container {
+            created_at: match &c.created_at {
+                serde_json::Value::String(s) => s.parse().unwrap_or(0),
+                serde_json::Value::Number(n) => n.as_u64().unwrap_or(0).into(),
+                _ => 0,
+            },
+            pod_uid: c.labels.get("io.kubernetes.pod.uid").cloned().unwrap_or_default(),
+            id: c.id,
+            state: c.state,
+            attempt: c.metadata.attempt,
+        })
+        .collect();
+    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PS: &str = include_str!("../testdata/crictl-ps.json");
+
+    #[test]
+    fn parses_crictl_ps_and_orders_newest_first() {
+        let list = parse_ps(PS.as_bytes()).unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list[0].running());
+        assert_eq!(list[0].attempt, 1);
+        assert_eq!(list[0].created_at, 1730505600123456789);
+        assert_eq!(list[1].state, EXITED);
+        assert_eq!(list[0].pod_uid, "d5bcd9d4c3d862ade056fb90d4e74657");
+    }
+
+    #[test]
+    fn tolerates_unknown_fields_and_empty_output() {
+        let list = parse_ps(br#"{"containers":[{"id":"x","state":"CONTAINER_EXITED","new":1,"createdAt":"5"}]}"#).unwrap();
+        assert_eq!(list[0].created_at, 5);
+        assert!(parse_ps(b"{}").unwrap().is_empty());
+        assert!(parse_ps(b"not json").is_err());
+    }
+
+    #[test]
+    fn timeout_kills_the_child() {
+        let t = Instant::now();
+        let err = run_with_timeout(&["sleep", "5"], Duration::from_millis(200)).err().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(err.to_string().contains("no answer within"), "{err}");
+        let missing = run_with_timeout(&["/nonexistent/crictl"], Duration::from_secs(1)).err().unwrap();
+        assert!(missing.to_string().starts_with("/nonexistent/crictl: "), "{missing}");
+    }
+}
