@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    common::cli::main("etcd-status", etcd_status::run)
+}

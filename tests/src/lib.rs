@@ -1,1 +1,436 @@
-//! The lab.
+//! The lab: real etcd clusters on loopback, each node with its own root (the kubeadm layout), run
+//! by the kubelet emulation (`lab-kubelet`) and seen through the `crictl` emulation, so the tools
+//! are tested the way they run on a control-plane host. Every process is killed when the cluster
+//! value is dropped, pass or fail.
+
+pub mod cri;
+pub mod pki;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const VERSIONS: [&str; 3] = ["3.4.23", "3.5.16", "3.5.30"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+/// Where tests/install-etcd put the etcd binaries (`<lab>/etcd/<version>/`).
+pub fn lab_dir() -> PathBuf {
+    std::env::var_os("ETCD_LAB_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".lab"))
+}
+
+pub fn etcd_dir(version: &str) -> PathBuf {
+    let dir = lab_dir().join("etcd").join(version);
+    assert!(dir.join("etcd").is_file(), "etcd {version} is not installed in {}: run tests/install-etcd", dir.display());
+    dir
+}
+
+/// The workspace's built binaries (the tools, `crictl`, `lab-kubelet`), next to the test binary.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.is_file(), "{} is missing: build the workspace first (cargo build --workspace --bins)", p.display());
+    p
+}
+
+/// A lab-wide lock on a /24 of loopback addresses, so clusters of parallel tests never collide.
+struct Slot {
+    number: u8,
+    _lock: File,
+}
+
+impl Slot {
+    fn take() -> Slot {
+        let dir = std::env::temp_dir().join("etcd-lab-slots");
+        std::fs::create_dir_all(&dir).expect("slot dir");
+        for number in 20..=250u8 {
+            let f = File::create(dir.join(format!("{number}.lock"))).expect("slot file");
+            if f.try_lock().is_ok() {
+                return Slot { number, _lock: f };
+            }
+        }
+        panic!("no free lab slot");
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub index: usize,
+    pub name: String,
+    pub ip: String,
+    /// The node's host filesystem (`etc/kubernetes`, `var/lib/etcd`, ...).
+    pub root: PathBuf,
+}
+
+impl Node {
+    pub fn client_url(&self) -> String {
+        format!("https://{}:2379", self.ip)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("https://{}:2380", self.ip)
+    }
+    pub fn manifest(&self) -> PathBuf {
+        self.root.join("etc/kubernetes/manifests/etcd.yaml")
+    }
+    pub fn pki(&self) -> PathBuf {
+        self.root.join("etc/kubernetes/pki/etcd")
+    }
+    pub fn cri_endpoint(&self) -> String {
+        format!("unix://{}/run/containerd/containerd.sock", self.root.display())
+    }
+    /// Where tests park a manifest they took out of the manifests dir.
+    pub fn parked_manifest(&self) -> PathBuf {
+        self.root.join("etcd.yaml.parked")
+    }
+}
+
+/// How to build a cluster.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub nodes: usize,
+    pub version: String,
+    /// Flags added to every node's etcd command.
+    pub extra_flags: Vec<String>,
+    /// Validity of node 1's server certificate.
+    pub server_validity: pki::Validity,
+}
+
+impl Spec {
+    pub fn new(nodes: usize, version: &str) -> Spec {
+        Spec { nodes, version: version.into(), extra_flags: vec![], server_validity: pki::Validity::default() }
+    }
+}
+
+pub struct Cluster {
+    pub spec: Spec,
+    pub nodes: Vec<Node>,
+    pub base: PathBuf,
+    pub ca: pki::Ca,
+    kubelets: Vec<Child>,
+    _slot: Slot,
+}
+
+/// The kubeadm 1.31-style etcd manifest for a lab node; it listens on the node IP only, since
+/// kubeadm's extra 127.0.0.1 listeners would collide between nodes on one machine.
+pub fn kubeadm_manifest(node: &Node, initial_cluster: &str, version: &str, extra_flags: &[String]) -> String {
+    let ip = &node.ip;
+    let mut flags = vec![
+        format!("--advertise-client-urls=https://{ip}:2379"),
+        "--cert-file=/etc/kubernetes/pki/etcd/server.crt".into(),
+        "--client-cert-auth=true".into(),
+        "--data-dir=/var/lib/etcd".into(),
+        "--experimental-initial-corrupt-check=true".into(),
+        "--experimental-watch-progress-notify-interval=5s".into(),
+        format!("--initial-advertise-peer-urls=https://{ip}:2380"),
+        format!("--initial-cluster={initial_cluster}"),
+        "--key-file=/etc/kubernetes/pki/etcd/server.key".into(),
+        format!("--listen-client-urls=https://{ip}:2379"),
+        format!("--listen-metrics-urls=http://{ip}:2381"),
+        format!("--listen-peer-urls=https://{ip}:2380"),
+        format!("--name={}", node.name),
+        "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt".into(),
+        "--peer-client-cert-auth=true".into(),
+        "--peer-key-file=/etc/kubernetes/pki/etcd/peer.key".into(),
+        "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt".into(),
+        "--snapshot-count=10000".into(),
+        "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt".into(),
+    ];
+    flags.extend(extra_flags.iter().cloned());
+    let command: String = flags.iter().map(|f| format!("    - {f}\n")).collect();
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  annotations:
+    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://{ip}:2379
+  labels:
+    component: etcd
+    tier: control-plane
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - etcd
+{command}    image: etcd:{version}-0
+    imagePullPolicy: IfNotPresent
+    livenessProbe:
+      failureThreshold: 8
+      httpGet:
+        host: {ip}
+        path: /livez
+        port: 2381
+        scheme: HTTP
+      initialDelaySeconds: 10
+      periodSeconds: 10
+      timeoutSeconds: 15
+    name: etcd
+    resources:
+      requests:
+        cpu: 100m
+        memory: 100Mi
+    volumeMounts:
+    - mountPath: /var/lib/etcd
+      name: etcd-data
+    - mountPath: /etc/kubernetes/pki/etcd
+      name: etcd-certs
+  hostNetwork: true
+  priority: 2000001000
+  priorityClassName: system-node-critical
+  securityContext:
+    seccompProfile:
+      type: RuntimeDefault
+  volumes:
+  - hostPath:
+      path: /etc/kubernetes/pki/etcd
+      type: DirectoryOrCreate
+    name: etcd-certs
+  - hostPath:
+      path: /var/lib/etcd
+      type: DirectoryOrCreate
+    name: etcd-data
+status: {{}}
+"#
+    )
+}
+
+fn signal(pid: i32, sig: i32) {
+    if pid > 0 {
+        // SAFETY: plain kill(2) on a pid this lab started.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts the cluster and waits until every member is healthy.
+    pub fn start(spec: Spec) -> Cluster {
+        let slot = Slot::take();
+        let base = std::env::temp_dir().join(format!("etcd-lab-{}-{}", slot.number, std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).expect("lab base dir");
+        let nodes: Vec<Node> = (1..=spec.nodes)
+            .map(|k| Node {
+                index: k,
+                name: format!("node{k}"),
+                ip: format!("127.0.{}.1{k}", slot.number),
+                root: base.join(format!("node{k}")),
+            })
+            .collect();
+        let ca = pki::Ca::new("etcd-ca");
+        let initial: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.name, n.peer_url())).collect();
+        for n in &nodes {
+            for d in ["etc/kubernetes/manifests", "var/lib/etcd", "run/containerd"] {
+                std::fs::create_dir_all(n.root.join(d)).expect("node dir");
+            }
+            let validity = if n.index == 1 { spec.server_validity } else { pki::Validity::default() };
+            ca.write_node_pki(&n.pki(), &n.name, &n.ip, validity);
+            let manifest = kubeadm_manifest(n, &initial.join(","), &spec.version, &spec.extra_flags);
+            std::fs::write(n.manifest(), manifest).expect("manifest");
+        }
+        let mut cluster = Cluster { spec, nodes, base, ca, kubelets: Vec::new(), _slot: slot };
+        for i in 0..cluster.nodes.len() {
+            let kubelet = cluster.spawn_kubelet(i);
+            cluster.kubelets.push(kubelet);
+        }
+        cluster.wait_healthy(&cluster.nodes.iter().map(|n| n.index).collect::<Vec<_>>(), Duration::from_secs(60));
+        cluster
+    }
+
+    fn spawn_kubelet(&self, i: usize) -> Child {
+        let n = &self.nodes[i];
+        let log = File::create(n.root.join("kubelet.log")).expect("kubelet log");
+        Command::new(bin("lab-kubelet"))
+            .arg("--root")
+            .arg(&n.root)
+            .args(["--node-name", &n.name, "--default-version", &self.spec.version, "--exit-with-parent"])
+            .arg("--etcd-dir")
+            .arg(lab_dir().join("etcd"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start lab-kubelet")
+    }
+
+    pub fn node(&self, k: usize) -> &Node {
+        &self.nodes[k - 1]
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.nodes.iter().map(Node::client_url).collect::<Vec<_>>().join(",")
+    }
+
+    /// A tool of the workspace as run on node `k`: its root as --rootfs (through ETCD_ROOTFS), the
+    /// node's runtime endpoint, the emulated crictl first on PATH; no ETCDCTL_* from outside.
+    pub fn tool(&self, name: &str, k: usize) -> Command {
+        let node = self.node(k);
+        let mut cmd = Command::new(bin(name));
+        for (var, _) in std::env::vars() {
+            if var.starts_with("ETCDCTL_") {
+                cmd.env_remove(var);
+            }
+        }
+        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        cmd.env("ETCD_ROOTFS", &node.root)
+            .env("CONTAINER_RUNTIME_ENDPOINT", node.cri_endpoint())
+            .env("PATH", path)
+            .env_remove("CRICTL")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// etcdctl of the cluster's version, with node 1's client certificate.
+    pub fn etcdctl(&self, endpoints: &str, args: &[&str]) -> Output {
+        let pki = self.node(1).pki();
+        Command::new(etcd_dir(&self.spec.version).join("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+            .arg(format!("--cert={}", pki.join("healthcheck-client.crt").display()))
+            .arg(format!("--key={}", pki.join("healthcheck-client.key").display()))
+            .args(["--dial-timeout=2s", "--command-timeout=5s"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run etcdctl")
+    }
+
+    /// `etcdctl` that must succeed; its stdout.
+    pub fn etcdctl_ok(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(&self.endpoints(), args);
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the given nodes answer `endpoint health`.
+    pub fn wait_healthy(&self, nodes: &[usize], timeout: Duration) {
+        let eps: Vec<String> = nodes.iter().map(|&k| self.node(k).client_url()).collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.etcdctl(&eps.join(","), &["endpoint", "health"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not healthy within {timeout:?}: {}\nlab dir: {}",
+                String::from_utf8_lossy(&out.stderr),
+                self.base.display()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// `crictl ps -a -o json` of node `k` (through the emulation), newest first.
+    pub fn containers(&self, k: usize) -> Vec<serde_json::Value> {
+        let out = Command::new(bin("crictl"))
+            .env("CONTAINER_RUNTIME_ENDPOINT", self.node(k).cri_endpoint())
+            .args(["ps", "-a", "-o", "json"])
+            .output()
+            .expect("crictl");
+        assert!(out.status.success(), "crictl ps: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("crictl json");
+        v["containers"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until node `k`'s newest etcd container satisfies `pred`.
+    pub fn wait_container(&self, k: usize, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.containers(k).into_iter().next().filter(|c| pred(c)) {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "node{k}: container never {what}: {:?}", self.containers(k));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The pid of node `k`'s running etcd, from the runtime's state.
+    pub fn etcd_pid(&self, k: usize) -> i32 {
+        let c = self.wait_container(k, "running", |c| c["state"] == "CONTAINER_RUNNING");
+        let id = c["id"].as_str().expect("id");
+        let out = Command::new(bin("crictl"))
+            .env("CONTAINER_RUNTIME_ENDPOINT", self.node(k).cri_endpoint())
+            .args(["inspect", id])
+            .output()
+            .expect("crictl inspect");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
+        v["info"]["pid"].as_i64().expect("pid") as i32
+    }
+
+    /// Takes node `k`'s manifest out of the manifests dir (as an operator stopping etcd does)
+    /// and waits until the kubelet has stopped the container.
+    pub fn stop_node(&self, k: usize) {
+        let n = self.node(k);
+        std::fs::rename(n.manifest(), n.parked_manifest()).expect("park manifest");
+        self.wait_container(k, "exited", |c| c["state"] == "CONTAINER_EXITED");
+    }
+
+    /// Puts a parked manifest back and waits for the member to be healthy.
+    pub fn start_node(&self, k: usize) {
+        let n = self.node(k);
+        std::fs::rename(n.parked_manifest(), n.manifest()).expect("unpark manifest");
+        self.wait_healthy(&[k], Duration::from_secs(30));
+    }
+
+    pub fn freeze(&self, k: usize) -> i32 {
+        let pid = self.etcd_pid(k);
+        signal(pid, libc::SIGSTOP);
+        pid
+    }
+
+    pub fn thaw(&self, pid: i32) {
+        signal(pid, libc::SIGCONT);
+    }
+
+    /// Every pid the lab started or the kubelets started for it.
+    fn all_container_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for n in &self.nodes {
+            let state = n.root.join("run/containerd/lab-cri/state.json");
+            let Ok(text) = std::fs::read_to_string(state) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            for c in v["containers"].as_array().into_iter().flatten() {
+                if let Some(pid) = c["pid"].as_i64().filter(|&p| p > 0) {
+                    pids.push(pid as i32);
+                }
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for k in &mut self.kubelets {
+            let _ = k.kill();
+        }
+        for pid in self.all_container_pids() {
+            // A recorded pid may be reused only after its process was reaped by the kubelet, which
+            // is gone; SIGCONT first so a frozen etcd dies too.
+            signal(pid, libc::SIGCONT);
+            signal(pid, libc::SIGKILL);
+        }
+        for k in &mut self.kubelets {
+            let _ = k.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("lab left for inspection in {}", self.base.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! kubeadm-layout etcd certificates for lab nodes: CA `etcd-ca`; server and peer certificates with
+//! both EKUs and SANs for the node name, IP, localhost and 127.0.0.1; a client-only healthcheck-client.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use std::path::Path;
+use time::{Duration, OffsetDateTime};
+
+pub struct Ca {
+    pub cert_pem: String,
+    pub key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// How long a leaf certificate is valid, relative to now (kubeadm: one year).
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    pub from_days: i64,
+    pub to_days: i64,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Validity { from_days: -1, to_days: 365 }
+    }
+}
+
+impl Ca {
+    pub fn new(common_name: &str) -> Ca {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(3650);
+        let cert = params.self_signed(&key).expect("CA cert");
+        let key_pem = key.serialize_pem();
+        Ca { cert_pem: cert.pem(), key_pem, issuer: Issuer::new(params, key) }
+    }
+
+    /// A leaf certificate and its key, PEM.
+    pub fn issue(&self, cn: &str, sans: &[String], server: bool, client: bool, validity: Validity) -> (String, String) {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params = CertificateParams::new(sans.to_vec()).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        if server {
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        if client {
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now + Duration::days(validity.from_days);
+        params.not_after = now + Duration::days(validity.to_days);
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Writes a node's `etc/kubernetes/pki/etcd` the way kubeadm lays it out.
+    pub fn write_node_pki(&self, dir: &Path, node_name: &str, ip: &str, server_validity: Validity) {
+        std::fs::create_dir_all(dir).expect("pki dir");
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write pki file");
+        write("ca.crt", &self.cert_pem);
+        write("ca.key", &self.key_pem);
+        let sans = vec![node_name.to_string(), "localhost".to_string(), ip.to_string(), "127.0.0.1".to_string()];
+        let (c, k) = self.issue(node_name, &sans, true, true, server_validity);
+        write("server.crt", &c);
+        write("server.key", &k);
+        let (c, k) = self.issue(node_name, &sans, true, true, Validity::default());
+        write("peer.crt", &c);
+        write("peer.key", &k);
+        let (c, k) = self.issue("kube-etcd-healthcheck-client", &[], false, true, Validity::default());
+        write("healthcheck-client.crt", &c);
+        write("healthcheck-client.key", &k);
+    }
+}

@@ -1,0 +1,311 @@
+//! etcd-status against real etcd clusters (3.4.23 and 3.5.30): healthy, degraded, quorum lost,
+//! frozen members, alarms, a leftover --force-new-cluster, expiring certificates, and bad input.
+
+use etcd_lab::{Cluster, Spec, pki};
+use serde_json::Value;
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Run {
+    code: i32,
+    json: Value,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(mut cmd: Command) -> Run {
+    let out = cmd.output().expect("run tool");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Run {
+        code: out.status.code().expect("exit code"),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn status(c: &Cluster, node: usize, args: &[&str]) -> Run {
+    let mut cmd = c.tool("etcd-status", node);
+    cmd.args(["-w", "json"]).args(args);
+    run(cmd)
+}
+
+fn member<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["members"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("no {name}: {doc}"))
+}
+
+fn warnings(doc: &Value) -> String {
+    doc["warnings"].to_string()
+}
+
+/// etcdctl's member IDs (decimal uint64 in its JSON) as our hex strings, and its cluster ID.
+fn etcdctl_ids(c: &Cluster) -> (Vec<String>, String) {
+    let v: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let mut ids: Vec<String> =
+        v["members"].as_array().unwrap().iter().map(|m| format!("{:016x}", m["ID"].as_u64().unwrap())).collect();
+    ids.sort();
+    (ids, format!("{:016x}", v["header"]["cluster_id"].as_u64().unwrap()))
+}
+
+/// Healthy, then one member stopped, then a second one crash-looping, seen from that node.
+fn healthy_degraded_lost(version: &str) {
+    let c = Cluster::start(Spec::new(3, version));
+
+    // Healthy: every member answers, one leader, equal raft indexes, etcdctl's IDs.
+    let mut r = status(&c, 1, &[]);
+    for _ in 0..20 {
+        let idx: Vec<&Value> = r.json["members"].as_array().unwrap().iter().map(|m| &m["endpoint"]["raftIndex"]).collect();
+        if r.code == 0 && idx.iter().all(|i| *i == idx[0]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        r = status(&c, 1, &[]);
+    }
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let doc = &r.json;
+    assert_eq!(doc["kind"], "ClusterStatus");
+    let members = doc["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|m| m["endpoint"]["reachable"] == true && m["isLearner"] == false));
+    assert!(members.iter().all(|m| m["endpoint"]["version"] == version), "{doc}");
+    let leaders: Vec<&Value> = members.iter().filter(|m| m["endpoint"]["isLeader"] == true).collect();
+    assert_eq!(leaders.len(), 1, "{doc}");
+    assert_eq!(leaders[0]["id"], doc["leader"]);
+    let idx: Vec<&Value> = members.iter().map(|m| &m["endpoint"]["raftIndex"]).collect();
+    assert!(idx.iter().all(|i| *i == idx[0] && i.as_u64().unwrap() > 0), "raft indexes differ: {idx:?}");
+    let (ids, cluster_id) = etcdctl_ids(&c);
+    let mut ours: Vec<String> = members.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    ours.sort();
+    assert_eq!(ours, ids);
+    assert_eq!(doc["clusterId"], cluster_id.as_str());
+    assert_eq!(doc["quorum"], serde_json::json!({"voters":3,"reachableVoters":3,"needed":2,"hasQuorum":true,"faultTolerance":1}));
+    let local = &doc["local"];
+    assert_eq!(local["container"]["state"], "CONTAINER_RUNNING", "{local}");
+    assert_eq!(local["forceNewCluster"], false);
+    assert_eq!(local["manifestFlags"]["name"], "node1");
+    let certs = local["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 4, "server, peer, CA (named twice) and the client cert: {local}");
+    assert!(certs.iter().all(|c| c["daysLeft"].as_i64().unwrap() >= 364), "{local}");
+    assert_eq!(doc["warnings"], serde_json::json!([]));
+
+    // One endpoint is enough: the others come from the member list.
+    let only2 = status(&c, 1, &["--endpoints", &c.node(2).client_url()]);
+    assert_eq!(only2.code, 0, "{}", only2.stderr);
+    assert_eq!(only2.json["members"].as_array().unwrap().len(), 3);
+    assert!(only2.json["members"].as_array().unwrap().iter().all(|m| m["endpoint"]["reachable"] == true));
+
+    // The table says the same for people.
+    let mut cmd = c.tool("etcd-status", 1);
+    let t = run({
+        cmd.args(["-w", "table"]);
+        cmd
+    });
+    assert_eq!(t.code, 0);
+    assert!(t.stdout.contains("quorum: 3 voters, 3 reachable, 2 needed: ok (fault tolerance 1)"), "{}", t.stdout);
+    for id in &ids {
+        assert!(t.stdout.contains(id.as_str()), "{}", t.stdout);
+    }
+
+    // node3's manifest moved out: degraded, node3 unreachable with its error, quorum kept.
+    c.stop_node(3);
+    let r = status(&c, 1, &[]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stderr, r.stdout);
+    let n3 = member(&r.json, "node3");
+    assert_eq!(n3["endpoint"]["reachable"], false);
+    assert!(n3["endpoint"]["error"].as_str().unwrap().contains("refused"), "{n3}");
+    assert_eq!(r.json["quorum"]["hasQuorum"], true);
+    assert_eq!(r.json["quorum"]["reachableVoters"], 2);
+    assert_eq!(r.json["quorum"]["faultTolerance"], 0);
+    assert!(warnings(&r.json).contains("member node3"), "{}", r.json);
+
+    // node2's manifest broken (an unknown flag): etcd crash-loops; run on node2, quorum is lost,
+    // and its local view shows the exited container and the log tail that says why.
+    let m = std::fs::read_to_string(c.node(2).manifest()).unwrap();
+    std::fs::write(c.node(2).manifest(), m.replace("    - --snapshot-count=10000\n", "    - --no-such-flag=1\n")).unwrap();
+    c.wait_container(2, "exited after a restart", |c| {
+        c["state"] == "CONTAINER_EXITED" && c["metadata"]["attempt"].as_u64().unwrap() >= 1
+    });
+    let r = status(&c, 2, &[]);
+    assert_eq!(r.code, 4, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["quorum"]["hasQuorum"], false);
+    assert_eq!(r.json["quorum"]["reachableVoters"], 1);
+    assert_eq!(member(&r.json, "node1")["endpoint"]["reachable"], true);
+    assert_eq!(member(&r.json, "node2")["endpoint"]["reachable"], false);
+    let local = &r.json["local"];
+    assert_eq!(local["container"]["state"], "CONTAINER_EXITED", "{local}");
+    assert!(local["container"]["attempt"].as_u64().unwrap() >= 1);
+    let logs = local["logs"].to_string();
+    assert!(logs.contains("no-such-flag"), "log tail: {logs}");
+    assert!(warnings(&r.json).contains("quorum lost"), "{}", r.json);
+}
+
+#[test]
+fn healthy_degraded_lost_3_4_23() {
+    healthy_degraded_lost("3.4.23");
+}
+
+#[test]
+fn healthy_degraded_lost_3_5_30() {
+    healthy_degraded_lost("3.5.30");
+}
+
+/// A member frozen with SIGSTOP accepts TCP but never answers: reported unreachable, and the
+/// whole command returns within the dial timeout plus a second.
+fn frozen_member(version: &str) {
+    let c = Cluster::start(Spec::new(3, version));
+    let pid = c.freeze(2);
+    let t = Instant::now();
+    let r = status(&c, 1, &["--dial-timeout", "1s"]);
+    let took = t.elapsed();
+    c.thaw(pid);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(r.code, 3, "{}\n{}", r.stderr, r.stdout);
+    let n2 = member(&r.json, "node2");
+    assert_eq!(n2["endpoint"]["reachable"], false);
+    assert!(n2["endpoint"]["error"].as_str().unwrap().contains("context deadline exceeded"), "{n2}");
+    assert_eq!(member(&r.json, "node1")["endpoint"]["reachable"], true);
+    assert_eq!(member(&r.json, "node3")["endpoint"]["reachable"], true);
+}
+
+#[test]
+fn frozen_member_3_4_23() {
+    frozen_member("3.4.23");
+}
+
+#[test]
+fn frozen_member_3_5_30() {
+    frozen_member("3.5.30");
+}
+
+/// A single member started with --force-new-cluster left in its manifest is flagged; a full
+/// backend raises NOSPACE, which is reported.
+fn force_new_cluster_and_nospace(version: &str) {
+    let mut spec = Spec::new(1, version);
+    spec.extra_flags = vec!["--force-new-cluster".into(), "--quota-backend-bytes=1048576".into()];
+    let c = Cluster::start(spec);
+    let r = status(&c, 1, &[]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["local"]["forceNewCluster"], true);
+    assert!(warnings(&r.json).contains("--force-new-cluster is still in"), "{}", r.json);
+    assert_eq!(r.json["alarms"], serde_json::json!([]));
+
+    let value = "x".repeat(200_000);
+    let mut full = false;
+    for i in 0..40 {
+        let out = c.etcdctl(&c.endpoints(), &["put", &format!("k{i}"), &value]);
+        if !out.status.success() {
+            assert!(String::from_utf8_lossy(&out.stderr).contains("space exceeded"), "{out:?}");
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the backend never filled up");
+    let r = status(&c, 1, &[]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stderr, r.stdout);
+    let alarms = r.json["alarms"].as_array().unwrap();
+    assert_eq!(alarms.len(), 1, "{}", r.json);
+    assert_eq!(alarms[0]["alarm"], "NOSPACE");
+    assert_eq!(alarms[0]["memberId"], member(&r.json, "node1")["id"]);
+    assert!(warnings(&r.json).contains("alarm NOSPACE"), "{}", r.json);
+}
+
+#[test]
+fn force_new_cluster_and_nospace_3_4_23() {
+    force_new_cluster_and_nospace("3.4.23");
+}
+
+#[test]
+fn force_new_cluster_and_nospace_3_5_30() {
+    force_new_cluster_and_nospace("3.5.30");
+}
+
+/// Bad input: one line naming the file, flag or endpoint, the documented exit code.
+#[test]
+fn bad_input() {
+    let mut spec = Spec::new(1, "3.5.30");
+    // node1's server certificate expires in 10 days: degraded.
+    spec.server_validity = pki::Validity { from_days: -1, to_days: 10 };
+    let c = Cluster::start(spec);
+    let n1 = c.node(1);
+    let scratch = c.base.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+
+    let r = status(&c, 1, &[]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stderr, r.stdout);
+    let server_crt = n1.pki().join("server.crt");
+    let cert = r.json["local"]["certificates"].as_array().unwrap().iter().find(|c| c["path"] == server_crt.to_str().unwrap()).cloned().unwrap();
+    assert!((9..=10).contains(&cert["daysLeft"].as_i64().unwrap()), "{cert}");
+    assert!(warnings(&r.json).contains("expires in"), "{}", r.json);
+
+    let one_line = |r: &Run| {
+        assert_eq!(r.stderr.trim_end().lines().count(), 1, "not one line: {}", r.stderr);
+        r.stderr.trim_end().to_string()
+    };
+
+    // Missing client certificate: exit 1 naming the flag and the path.
+    let r = status(&c, 1, &["--cert", "/nonexistent/client.crt"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(one_line(&r), "etcd-status: --cert /nonexistent/client.crt: cannot read: No such file or directory (os error 2)");
+    assert_eq!(r.json["kind"], "Error");
+    assert_eq!(r.json["code"], 1);
+    // A directory where the key should be: unreadable.
+    let r = status(&c, 1, &["--key", scratch.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(one_line(&r).contains(&format!("--key {}: cannot read", scratch.display())), "{}", r.stderr);
+    // A CA that is not the cluster's: exit 1, naming the endpoint.
+    let other = pki::Ca::new("other-ca");
+    let other_ca = scratch.join("other-ca.crt");
+    std::fs::write(&other_ca, &other.cert_pem).unwrap();
+    let r = status(&c, 1, &["--cacert", other_ca.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let line = one_line(&r);
+    assert!(line.contains(&n1.client_url()) && line.contains("certificate"), "{line}");
+
+    // Invalid manifest YAML: file and line.
+    let bad = scratch.join("etcd.yaml");
+    std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nspec:\n  containers: [\n").unwrap();
+    let r = status(&c, 1, &["--manifest", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    let line = one_line(&r);
+    assert!(line.starts_with(&format!("etcd-status: manifest {}: invalid YAML at line ", bad.display())), "{line}");
+    // A manifest without an etcd container.
+    std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: nginx\n    command: [nginx]\n").unwrap();
+    let r = status(&c, 1, &["--manifest", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert_eq!(one_line(&r), format!("etcd-status: manifest {}: no etcd container in spec.containers", bad.display()));
+
+    // Unknown -w value: usage error.
+    let r = run({
+        let mut cmd = c.tool("etcd-status", 1);
+        cmd.args(["-w", "yaml"]);
+        cmd
+    });
+    assert_eq!(r.code, 2);
+    assert_eq!(one_line(&r), "etcd-status: -w/--write-out: unknown value \"yaml\" (use table or json)");
+    let r = status(&c, 1, &["--dial-timeout", "soon"]);
+    assert_eq!(r.code, 2);
+    assert!(one_line(&r).contains("--dial-timeout: invalid duration \"soon\""), "{}", r.stderr);
+
+    // No reachable endpoint (connection refused): quorum lost, every endpoint's error.
+    let dead = format!("https://{}:2379", n1.ip.replace(".11", ".98"));
+    let r = status(&c, 1, &["--endpoints", &dead]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("no endpoint reachable: {dead}: ")) && r.stderr.contains("refused"), "{}", r.stderr);
+    // An endpoint that accepts TCP and never answers: timeout.
+    let hung_ip = n1.ip.replace(".11", ".97");
+    let _listener = TcpListener::bind(format!("{hung_ip}:2379")).unwrap();
+    let hung = format!("https://{hung_ip}:2379");
+    let r = status(&c, 1, &["--endpoints", &format!("{dead},{hung}"), "--dial-timeout", "500ms"]);
+    assert_eq!(r.code, 4, "refused + timeout is not all timeouts: {}", r.stderr);
+    let r = status(&c, 1, &["--endpoints", &hung, "--dial-timeout", "500ms"]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("{hung}: context deadline exceeded")), "{}", r.stderr);
+
+    // crictl missing: the local view is degraded with a warning, the command still works.
+    let r = status(&c, 1, &["--crictl", "/nonexistent/crictl"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.json["local"]["container"], Value::Null);
+    assert!(r.json["local"]["warnings"].to_string().contains("/nonexistent/crictl"), "{}", r.json["local"]);
+    assert_eq!(r.json["members"][0]["endpoint"]["reachable"], true);
+}
