@@ -119,10 +119,11 @@ fn healthy_degraded_lost(version: &str) {
     assert_eq!(r.json["quorum"]["faultTolerance"], 0);
     assert!(warnings(&r.json).contains("member node3"), "{}", r.json);
 
-    // node2's manifest broken (an unknown flag): etcd crash-loops; run on node2, quorum is lost,
-    // and its local view shows the exited container and the log tail that says why.
+    // node2's manifest names a peer certificate that is not there: etcd crash-loops; run on
+    // node2, quorum is lost, and its local view shows the exited container and the log tail
+    // that says why.
     let m = std::fs::read_to_string(c.node(2).manifest()).unwrap();
-    std::fs::write(c.node(2).manifest(), m.replace("    - --snapshot-count=10000\n", "    - --no-such-flag=1\n")).unwrap();
+    std::fs::write(c.node(2).manifest(), m.replace("pki/etcd/peer.crt", "pki/etcd/peer-missing.crt")).unwrap();
     c.wait_container(2, "exited after a restart", |c| {
         c["state"] == "CONTAINER_EXITED" && c["metadata"]["attempt"].as_u64().unwrap() >= 1
     });
@@ -136,7 +137,7 @@ fn healthy_degraded_lost(version: &str) {
     assert_eq!(local["container"]["state"], "CONTAINER_EXITED", "{local}");
     assert!(local["container"]["attempt"].as_u64().unwrap() >= 1);
     let logs = local["logs"].to_string();
-    assert!(logs.contains("no-such-flag"), "log tail: {logs}");
+    assert!(logs.contains("peer-missing.crt: no such file or directory"), "log tail: {logs}");
     assert!(warnings(&r.json).contains("quorum lost"), "{}", r.json);
 }
 
@@ -190,9 +191,9 @@ fn force_new_cluster_and_nospace(version: &str) {
     assert!(warnings(&r.json).contains("--force-new-cluster is still in"), "{}", r.json);
     assert_eq!(r.json["alarms"], serde_json::json!([]));
 
-    let value = "x".repeat(200_000);
+    let value = "x".repeat(100_000);
     let mut full = false;
-    for i in 0..40 {
+    for i in 0..80 {
         let out = c.etcdctl(&c.endpoints(), &["put", &format!("k{i}"), &value]);
         if !out.status.success() {
             assert!(String::from_utf8_lossy(&out.stderr).contains("space exceeded"), "{out:?}");
