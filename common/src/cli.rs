@@ -246,7 +246,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses the command line; `--help` prints and exits 0, a usage error exits 2.
 pub fn parse_args<T: argh::FromArgs>() -> Result<T, u8> {
     let args: Vec<String> = std::env::args().collect();
-    let cmd = args.first().map(|a| Path::new(a)).and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("tool");
+    let cmd = args.first().map(Path::new).and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("tool");
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     T::from_args(&[cmd], &rest).map_err(|early| match early.status {
         Ok(()) => {

@@ -178,7 +178,7 @@ fn parse_ps(json: &[u8]) -> Result<Vec<Container>> {
             attempt: c.metadata.attempt,
         })
         .collect();
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     Ok(list)
 }
 

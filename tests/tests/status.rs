@@ -175,6 +175,11 @@ fn frozen_member_3_4_23() {
 }
 
 #[test]
+fn frozen_member_3_5_16() {
+    frozen_member("3.5.16");
+}
+
+#[test]
 fn frozen_member_3_5_30() {
     frozen_member("3.5.30");
 }
@@ -302,6 +307,27 @@ fn bad_input() {
     let r = status(&c, 1, &["--endpoints", &hung, "--dial-timeout", "500ms"]);
     assert_eq!(r.code, 7, "{}", r.stderr);
     assert!(r.stderr.contains(&format!("{hung}: context deadline exceeded")), "{}", r.stderr);
+
+    // The ETCDCTL_* environment is the fallback for the flags, and flags win over it.
+    let mut cmd = c.tool("etcd-status", 1);
+    cmd.args(["-w", "json"]).env("ETCDCTL_ENDPOINTS", &dead).env("ETCDCTL_CACERT", &other_ca);
+    let r = run(cmd);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("no endpoint reachable: {dead}: ")), "{}", r.stderr);
+    let mut cmd = c.tool("etcd-status", 1);
+    cmd.args(["-w", "json", "--endpoints", &n1.client_url()]).env("ETCDCTL_ENDPOINTS", &dead);
+    assert_eq!(run(cmd).code, 3);
+    let mut cmd = c.tool("etcd-status", 1);
+    cmd.env("ETCDCTL_DIAL_TIMEOUT", "bogus");
+    let r = run(cmd);
+    assert_eq!(r.code, 2);
+    assert!(one_line(&r).contains("--dial-timeout: invalid duration \"bogus\""), "{}", r.stderr);
+    // --rootfs as a flag (the other runs set ETCD_ROOTFS).
+    let mut cmd = c.tool("etcd-status", 1);
+    cmd.env_remove("ETCD_ROOTFS").args(["-w", "json", "--rootfs", n1.root.to_str().unwrap()]);
+    let r = run(cmd);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.json["local"]["manifestFlags"]["name"], "node1");
 
     // crictl missing: the local view is degraded with a warning, the command still works.
     let r = status(&c, 1, &["--crictl", "/nonexistent/crictl"]);
