@@ -16,6 +16,10 @@ pub struct Manifest {
     pub annotations: BTreeMap<String, String>,
     /// (mountPath in the container, hostPath on the host), from the container's volumeMounts.
     pub mounts: Vec<(String, String)>,
+    /// The whole pod, kept for edits.
+    doc: Value,
+    /// Index of the etcd container in spec.containers.
+    container: usize,
 }
 
 fn str_list(v: &Value) -> Vec<String> {
@@ -35,11 +39,12 @@ impl Manifest {
             None => anyhow!("manifest {shown}: invalid YAML: {e}"),
         })?;
         let containers = doc["spec"]["containers"].as_sequence().cloned().unwrap_or_default();
-        let container = containers
+        let index = containers
             .iter()
-            .find(|c| c["name"].as_str() == Some("etcd"))
-            .or_else(|| containers.iter().find(|c| c["command"][0].as_str() == Some("etcd")))
+            .position(|c| c["name"].as_str() == Some("etcd"))
+            .or_else(|| containers.iter().position(|c| c["command"][0].as_str() == Some("etcd")))
             .ok_or_else(|| anyhow!("manifest {shown}: no etcd container in spec.containers"))?;
+        let container = &containers[index];
         let mut argv = str_list(&container["command"]);
         argv.extend(str_list(&container["args"]));
         if argv.is_empty() {
@@ -66,7 +71,76 @@ impl Manifest {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Manifest { path: path.to_path_buf(), argv, annotations, mounts })
+        Ok(Manifest { path: path.to_path_buf(), argv, annotations, mounts, doc, container: index })
+    }
+
+    fn command_mut(&mut self) -> Result<&mut Vec<Value>> {
+        self.doc["spec"]["containers"][self.container]["command"]
+            .as_sequence_mut()
+            .ok_or_else(|| anyhow!("manifest {}: the etcd container has no command list", self.path.display()))
+    }
+
+    fn refresh_argv(&mut self) {
+        let c = &self.doc["spec"]["containers"][self.container];
+        let mut argv = str_list(&c["command"]);
+        argv.extend(str_list(&c["args"]));
+        self.argv = argv;
+    }
+
+    /// Removes every occurrence of `--name` (`--name=v`, bare, or `--name v`); true if one was there.
+    pub fn remove_flag(&mut self, name: &str) -> Result<bool> {
+        let cmd = self.command_mut()?;
+        let before = cmd.len();
+        let mut i = 1;
+        while i < cmd.len() {
+            let arg = cmd[i].as_str().unwrap_or("");
+            let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
+            match body {
+                Some(b) if b == name => {
+                    let takes_next = cmd.get(i + 1).and_then(Value::as_str).is_some_and(|n| !n.starts_with('-'));
+                    cmd.remove(i);
+                    if takes_next {
+                        cmd.remove(i);
+                    }
+                }
+                Some(b) if b.split_once('=').is_some_and(|(k, _)| k == name) => {
+                    cmd.remove(i);
+                }
+                _ => i += 1,
+            }
+        }
+        let changed = cmd.len() != before;
+        self.refresh_argv();
+        Ok(changed)
+    }
+
+    /// Sets `--name=value`: once, where it was, else in kubeadm's alphabetical order.
+    pub fn set_flag(&mut self, name: &str, value: &str) -> Result<()> {
+        let first = self.argv.iter().skip(1).position(|a| {
+            let b = a.trim_start_matches('-');
+            b == name || b.split_once('=').is_some_and(|(k, _)| k == name)
+        });
+        self.remove_flag(name)?;
+        let flag = Value::String(format!("--{name}={value}"));
+        let cmd = self.command_mut()?;
+        let at = match first {
+            Some(p) => (p + 1).min(cmd.len()),
+            None => (1..cmd.len())
+                .find(|&i| cmd[i].as_str().is_some_and(|a| a.trim_start_matches('-').split('=').next() > Some(name)))
+                .unwrap_or(cmd.len()),
+        };
+        cmd.insert(at, flag);
+        self.refresh_argv();
+        Ok(())
+    }
+
+    pub fn to_yaml(&self) -> Result<String> {
+        Ok(serde_yaml::to_string(&self.doc)?)
+    }
+
+    /// Writes the (edited) manifest over `self.path` atomically (see [`write_atomic`]).
+    pub fn save(&self) -> Result<()> {
+        write_atomic(&self.path, self.to_yaml()?.as_bytes())
     }
 
     /// Every `--name[=value]` of the command line in order; `--name value` is taken as a pair too,
@@ -153,6 +227,29 @@ impl Manifest {
     }
 }
 
+/// Replaces `path` atomically: `.<name>.tmp` in the same dir (a dot file, which the kubelet ignores),
+/// fsync, rename over, fsync the dir. The mode is 0600 like kubeadm's manifests. No reader ever
+/// sees a half-written file, and no stray file is left in a manifests dir on failure.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{}: cannot write: {e}", path.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +308,47 @@ mod tests {
         assert_eq!(m.flag("name").as_deref(), Some("cp9"));
         let text = V131.replace("- --name=cp1", "- --force-new-cluster=false");
         assert!(!Manifest::parse(Path::new("etcd.yaml"), &text).unwrap().force_new_cluster());
+    }
+
+    #[test]
+    fn edits_flags_and_writes_atomically() {
+        let dir = std::env::temp_dir().join(format!("manifest-edit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("etcd.yaml");
+        std::fs::write(&path, V131).unwrap();
+        let mut m = Manifest::load(&path).unwrap();
+        m.set_flag("force-new-cluster", "true").unwrap();
+        m.set_flag("initial-cluster-state", "existing").unwrap();
+        m.set_flag("name", "cp2").unwrap();
+        m.save().unwrap();
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(entries, vec![std::ffi::OsString::from("etcd.yaml")], "no temp file left");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut back = Manifest::load(&path).unwrap();
+        assert!(back.force_new_cluster());
+        assert_eq!(back.flag("name").as_deref(), Some("cp2"));
+        // Alphabetical like kubeadm: after --experimental-watch-..., before --initial-advertise-...
+        let pos = |a: &str| back.argv.iter().position(|x| x == a).unwrap();
+        assert_eq!(pos("--force-new-cluster=true"), pos("--experimental-watch-progress-notify-interval=5s") + 1);
+        assert_eq!(pos("--initial-cluster-state=existing"), pos("--initial-cluster=cp1=https://192.168.0.150:2380") + 1);
+        assert_eq!(pos("--name=cp2"), pos("--listen-peer-urls=https://192.168.0.150:2380") + 1);
+        assert!(back.remove_flag("force-new-cluster").unwrap());
+        assert!(!back.remove_flag("force-new-cluster").unwrap());
+        assert!(!back.force_new_cluster());
+        // The rest of the pod survives the round trip.
+        assert_eq!(back.mounts, Manifest::parse(&path, V131).unwrap().mounts);
+        assert_eq!(back.argv.len(), Manifest::parse(&path, V131).unwrap().argv.len() + 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn removes_every_form_of_a_flag() {
+        let text = V131.replace("- --name=cp1", "- --force-new-cluster\n    - --name=cp1\n    - --force-new-cluster=true");
+        let mut m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+        assert!(m.remove_flag("force-new-cluster").unwrap());
+        assert!(!m.force_new_cluster());
+        assert_eq!(m.flag("name").as_deref(), Some("cp1"));
     }
 
     #[test]
