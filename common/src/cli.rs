@@ -243,6 +243,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Destructive steps need consent: `--yes`, or "y" at a prompt on a terminal. Without a terminal
+/// and without `--yes` the answer is a refusal (exit 5), so cron jobs never hang on a prompt.
+pub fn confirm(yes: bool, question: &str) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(coded(exit::REFUSED, format!("{question}: refusing without --yes (not a terminal)")));
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    match answer.trim().to_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(coded(exit::REFUSED, format!("{question}: not confirmed"))),
+    }
+}
+
+/// Prints a document: JSON, or the table its renderer makes.
+pub fn emit<T: serde::Serialize>(doc: &T, output: Output, table: impl FnOnce(&T) -> String) {
+    match output {
+        Output::Json => crate::report::print_json(doc),
+        Output::Table => print!("{}", table(doc)),
+    }
+}
+
 /// Parses the command line; `--help` prints and exits 0, a usage error exits 2.
 pub fn parse_args<T: argh::FromArgs>() -> Result<T, u8> {
     let args: Vec<String> = std::env::args().collect();

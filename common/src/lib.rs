@@ -1,7 +1,9 @@
 //! The library every etcd recovery tool shares; one module per concern (see DESIGN.md).
 
+pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod exit;
 pub mod manifest;
 pub mod pki;

@@ -133,6 +133,102 @@ pub struct CertificateView {
     pub error: Option<String>,
 }
 
+/// A member as the change documents show it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRef {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "peerURLs")]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs")]
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+/// etcd-member add/remove/promote/join.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberChange {
+    pub kind: String,
+    pub action: String,
+    /// The member changed (the first one when a removal took several; all are in `changed`).
+    pub member: Option<MemberRef>,
+    pub changed: Vec<MemberRef>,
+    /// The member list after the change.
+    pub members: Vec<MemberRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_cluster: Option<String>,
+}
+
+/// etcd-member clean.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeClean {
+    pub kind: String,
+    pub manifest_backup: Option<String>,
+    pub data_dir_backup: Option<String>,
+    pub container_removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    pub action: String,
+    pub detail: String,
+    pub destructive: bool,
+}
+
+/// What a changing command would do (`--dry-run`), and the checks it made first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    pub kind: String,
+    pub tool: String,
+    pub preconditions: Vec<Check>,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn new(tool: &str) -> Plan {
+        Plan { kind: "Plan".into(), tool: tool.into(), preconditions: vec![], steps: vec![] }
+    }
+
+    pub fn check(&mut self, check: &str, ok: bool, detail: impl Into<String>) {
+        self.preconditions.push(Check { check: check.into(), ok, detail: detail.into() });
+    }
+
+    pub fn step(&mut self, action: &str, detail: impl Into<String>, destructive: bool) {
+        self.steps.push(Step { action: action.into(), detail: detail.into(), destructive });
+    }
+
+    pub fn failed(&self) -> Vec<&Check> {
+        self.preconditions.iter().filter(|c| !c.ok).collect()
+    }
+
+    pub fn render_table(&self) -> String {
+        let mut out = format!("plan of {}:
+preconditions:
+", self.tool);
+        for c in &self.preconditions {
+            out += &format!("  [{}] {}: {}
+", if c.ok { "ok" } else { "FAILED" }, c.check, c.detail);
+        }
+        out += "steps:
+";
+        for (i, s) in self.steps.iter().enumerate() {
+            out += &format!("  {}. {}{}: {}
+", i + 1, s.action, if s.destructive { " (destructive)" } else { "" }, s.detail);
+        }
+        out
+    }
+}
+
 /// With JSON output, a failed run prints this on stdout besides the line on stderr.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorDoc {

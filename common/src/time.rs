@@ -41,6 +41,31 @@ pub fn compact_utc(t: SystemTime) -> String {
     format!("{y:04}{mo:02}{da:02}T{h:02}{mi:02}{s:02}Z")
 }
 
+/// Days since 1970-01-01 of a civil date (inverse of `civil_from_days`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Seconds since the epoch of a UTC RFC 3339 time as the documents carry (`...Z`, fraction ignored).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || !s.ends_with('Z') || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    Some(days_from_civil(i64::from(y), mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + se))
+}
+
 pub fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -58,5 +83,11 @@ mod tests {
         let t = UNIX_EPOCH + Duration::new(1_795_466_012, 5);
         assert_eq!(rfc3339_nanos(t), "2026-11-23T20:33:32.000000005Z");
         assert_eq!(compact_utc(t), "20261123T203332Z");
+        for secs in [0, 951_782_400, 1_795_466_012, -86_400] {
+            assert_eq!(parse_rfc3339(&rfc3339_secs(secs)), Some(secs));
+        }
+        assert_eq!(parse_rfc3339("2026-11-23T20:33:32.000000005Z"), Some(1_795_466_012));
+        assert_eq!(parse_rfc3339("2026-13-23T20:33:32Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -1,0 +1,100 @@
+//! Nothing a user may need is deleted: files and data dirs are moved aside into a timestamped
+//! backup dir, by rename on the same filesystem.
+
+use anyhow::{Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+
+/// Where backups go by default, under the rootfs.
+pub const BACKUP_ROOT: &str = "/var/lib/etcd-recovery";
+
+/// Creates `<root>/<UTC timestamp>/` (0700), or `<root>/<ts>-N/` when that exists already.
+pub fn new_backup_dir(root: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|e| anyhow!("backup dir {}: {e}", root.display()))?;
+    let ts = crate::time::compact_utc(std::time::SystemTime::now());
+    for n in 0..100 {
+        let dir = if n == 0 { root.join(&ts) } else { root.join(format!("{ts}-{n}")) };
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => bail!("backup dir {}: {e}", dir.display()),
+        }
+    }
+    bail!("backup dir {}: too many backups this second", root.display())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Moves `src` into `backup_dir` under its own name and returns where it went. A file on another
+/// filesystem is copied, synced, then unlinked; a directory is never copied: across filesystems it
+/// is renamed beside itself (`<src>.etcd-recovery-<ts>`) instead, which is the same filesystem.
+pub fn move_aside(src: &Path, backup_dir: &Path) -> Result<PathBuf> {
+    let name = src.file_name().ok_or_else(|| anyhow!("{}: nothing to move", src.display()))?;
+    let dest = backup_dir.join(name);
+    if dest.exists() {
+        bail!("{}: already exists, not overwriting", dest.display());
+    }
+    match std::fs::rename(src, &dest) {
+        Ok(()) => {
+            sync_dir(backup_dir);
+            sync_dir(src.parent().unwrap_or(Path::new("/")));
+            Ok(dest)
+        }
+        Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+            if src.is_dir() {
+                let ts = backup_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let beside = PathBuf::from(format!("{}.etcd-recovery-{ts}", src.display()));
+                std::fs::rename(src, &beside).map_err(|e| anyhow!("move {} aside: {e}", src.display()))?;
+                sync_dir(src.parent().unwrap_or(Path::new("/")));
+                Ok(beside)
+            } else {
+                std::fs::copy(src, &dest).map_err(|e| anyhow!("copy {} to {}: {e}", src.display(), dest.display()))?;
+                std::fs::File::open(&dest)?.sync_all()?;
+                sync_dir(backup_dir);
+                std::fs::remove_file(src).map_err(|e| anyhow!("remove {}: {e}", src.display()))?;
+                sync_dir(src.parent().unwrap_or(Path::new("/")));
+                Ok(dest)
+            }
+        }
+        Err(e) => bail!("move {} to {}: {e}", src.display(), dest.display()),
+    }
+}
+
+/// EXDEV ("Invalid cross-device link") without a libc dependency.
+const fn libc_exdev() -> i32 {
+    18
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_files_and_dirs_into_a_fresh_backup_dir() {
+        let base = std::env::temp_dir().join(format!("backup-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("data/member")).unwrap();
+        std::fs::write(base.join("etcd.yaml"), "x").unwrap();
+        let b1 = new_backup_dir(&base.join("backups")).unwrap();
+        let b2 = new_backup_dir(&base.join("backups")).unwrap();
+        assert_ne!(b1, b2);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&b1).unwrap().permissions().mode() & 0o777, 0o700);
+        let m = move_aside(&base.join("etcd.yaml"), &b1).unwrap();
+        assert_eq!(std::fs::read_to_string(&m).unwrap(), "x");
+        let d = move_aside(&base.join("data"), &b1).unwrap();
+        assert!(d.join("member").is_dir());
+        assert!(!base.join("data").exists() && !base.join("etcd.yaml").exists());
+        std::fs::write(base.join("etcd.yaml"), "y").unwrap();
+        assert!(move_aside(&base.join("etcd.yaml"), &b1).unwrap_err().to_string().contains("already exists"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,376 @@
+//! The cluster as its members see it: every member asked in parallel (member list, status,
+//! alarms), each request bounded, and the answers assembled into a `ClusterStatus`.
+
+use crate::cli::Shared;
+use crate::client::{Dialer, EndpointError, FailKind};
+use crate::manifest::Manifest;
+use crate::report::{AlarmStatus, ClusterStatus, EndpointStatus, MemberStatus, Quorum, hex_id};
+use anyhow::Result;
+use etcd_client::{AlarmAction, AlarmType};
+use std::collections::BTreeSet;
+use tokio::task::JoinSet;
+
+pub struct StatusInfo {
+    member_id: u64,
+    cluster_id: u64,
+    leader: u64,
+    endpoint: EndpointStatus,
+}
+
+pub struct MemberInfo {
+    id: u64,
+    name: String,
+    peer_urls: Vec<String>,
+    client_urls: Vec<String>,
+    is_learner: bool,
+}
+
+/// What one endpoint answered. `members`/`alarms` are asked of the seed endpoints only.
+pub struct Probe {
+    pub url: String,
+    pub status: Result<StatusInfo, EndpointError>,
+    members: Option<Result<(u64, Vec<MemberInfo>), EndpointError>>,
+    alarms: Option<Result<Vec<AlarmStatus>, EndpointError>>,
+}
+
+async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
+    let client = match dialer.connect(&url).await {
+        Ok(c) => c,
+        Err(e) => return Probe { url, status: Err(e), members: None, alarms: None },
+    };
+    let (mut c1, mut c2, mut c3) = (client.clone(), client.clone(), client);
+    let status = async {
+        let s = dialer.call(c1.status()).await?;
+        let member_id = s.header().map_or(0, |h| h.member_id());
+        Ok(StatusInfo {
+            member_id,
+            cluster_id: s.header().map_or(0, |h| h.cluster_id()),
+            leader: s.leader(),
+            endpoint: EndpointStatus {
+                url: url.clone(),
+                reachable: true,
+                error: None,
+                version: s.version().to_string(),
+                db_size: s.db_size(),
+                db_size_in_use: s.raft_used_db_size(),
+                is_leader: s.leader() != 0 && s.leader() == member_id,
+                raft_term: s.raft_term(),
+                raft_index: s.raft_index(),
+                raft_applied_index: s.raft_applied_index(),
+                errors: s.errors().to_vec(),
+            },
+        })
+    };
+    let members = async {
+        if !ask_cluster {
+            return None;
+        }
+        // etcd-client asks for a serializable list, which a member answers without quorum.
+        Some(dialer.call(c2.member_list()).await.map(|r| {
+            let list = r
+                .members()
+                .iter()
+                .map(|m| MemberInfo {
+                    id: m.id(),
+                    name: m.name().to_string(),
+                    peer_urls: m.peer_urls().to_vec(),
+                    client_urls: m.client_urls().to_vec(),
+                    is_learner: m.is_learner(),
+                })
+                .collect();
+            (r.header().map_or(0, |h| h.cluster_id()), list)
+        }))
+    };
+    let alarms = async {
+        if !ask_cluster {
+            return None;
+        }
+        Some(dialer.call(c3.alarm(AlarmAction::Get, AlarmType::None, None)).await.map(|r| {
+            r.alarms()
+                .iter()
+                .filter(|a| a.alarm() != AlarmType::None)
+                .map(|a| AlarmStatus { member_id: hex_id(a.member_id()), alarm: a.alarm().as_str_name().to_string() })
+                .collect()
+        }))
+    };
+    let (status, members, alarms) = tokio::join!(status, members, alarms);
+    Probe { url, status, members, alarms }
+}
+
+/// Where to start: the given endpoints, else the manifest's client URLs plus a guess at the other
+/// members' client URLs from `--initial-cluster` (same host, client port), so that a node whose own
+/// etcd is down still finds the survivors; else the kubeadm default.
+pub fn seed_endpoints(shared: &Shared, manifest: Option<&Manifest>) -> (Vec<String>, bool) {
+    if let Some(list) = &shared.endpoints {
+        return (list.clone(), true);
+    }
+    let mut seeds: Vec<String> = Vec::new();
+    if let Some(m) = manifest {
+        seeds.extend(m.client_urls());
+        let client_port = seeds.first().and_then(|u| u.rsplit_once(':')).map_or("2379".to_string(), |(_, p)| {
+            p.trim_end_matches('/').to_string()
+        });
+        for (_, peer) in m.initial_cluster() {
+            if let Some((base, _)) = peer.trim_end_matches('/').rsplit_once(':') {
+                seeds.push(format!("{base}:{client_port}"));
+            }
+        }
+    }
+    if seeds.is_empty() {
+        seeds.push(crate::cli::DEFAULT_ENDPOINT.to_string());
+    }
+    let mut seen = BTreeSet::new();
+    seeds.retain(|s| seen.insert(s.clone()));
+    (seeds, false)
+}
+
+/// Asks every seed in parallel; as soon as one returns the member list, asks the members not
+/// among the seeds too, without waiting for slow seeds. Every request is bounded.
+pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u64, Vec<MemberInfo>)>) {
+    let mut tasks = JoinSet::new();
+    for url in seeds {
+        tasks.spawn(probe(dialer.clone(), url.clone(), true));
+    }
+    let mut asked: BTreeSet<String> = seeds.iter().cloned().collect();
+    let mut probes = Vec::new();
+    let mut list: Option<(u64, Vec<MemberInfo>)> = None;
+    while let Some(done) = tasks.join_next().await {
+        let Ok(mut p) = done else { continue };
+        if list.is_none()
+            && let Some(Ok(l)) = p.members.take()
+        {
+            for m in &l.1 {
+                let known = m.client_urls.iter().any(|u| asked.contains(u));
+                if let (false, Some(url)) = (known, m.client_urls.first()) {
+                    asked.insert(url.clone());
+                    tasks.spawn(probe(dialer.clone(), url.clone(), false));
+                }
+            }
+            list = Some(l);
+        }
+        probes.push(p);
+    }
+    (probes, list)
+}
+
+fn unreachable(url: &str, error: String) -> EndpointStatus {
+    EndpointStatus { url: url.to_string(), reachable: false, error: Some(error), ..Default::default() }
+}
+
+/// Builds the cluster picture from the probes.
+pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest: Option<&Manifest>) -> ClusterStatus {
+    let answered: Vec<&StatusInfo> = probes.iter().filter_map(|p| p.status.as_ref().ok()).collect();
+    let mut warnings = Vec::new();
+    let (cluster_id, members) = match list {
+        Some((cid, list)) => {
+            let members: Vec<MemberStatus> = list
+                .into_iter()
+                .map(|m| {
+                    let by_id = answered.iter().find(|s| s.member_id == m.id);
+                    let endpoint = match by_id {
+                        Some(s) => s.endpoint.clone(),
+                        None => match probes.iter().find(|p| m.client_urls.contains(&p.url)) {
+                            Some(Probe { url, status: Err(e), .. }) => unreachable(url, e.message.clone()),
+                            Some(Probe { url, .. }) => unreachable(url, "answered as another member".into()),
+                            None if m.client_urls.is_empty() => unreachable("", "not started".into()),
+                            None => unreachable(&m.client_urls[0], "not asked".into()),
+                        },
+                    };
+                    MemberStatus {
+                        id: hex_id(m.id),
+                        started: !m.name.is_empty() || !m.client_urls.is_empty(),
+                        name: m.name,
+                        peer_urls: m.peer_urls,
+                        client_urls: m.client_urls,
+                        is_learner: m.is_learner,
+                        endpoint,
+                    }
+                })
+                .collect();
+            (cid, members)
+        }
+        None => {
+            // No member answered: list what we tried, named after --initial-cluster where the host matches.
+            warnings.push("no member list: no endpoint answered".to_string());
+            let names = manifest.map(Manifest::initial_cluster).unwrap_or_default();
+            let members = probes
+                .iter()
+                .map(|p| {
+                    let host = host_of(&p.url);
+                    let named = names.iter().find(|(_, peer)| host_of(peer) == host);
+                    MemberStatus {
+                        id: String::new(),
+                        name: named.map(|(n, _)| n.clone()).unwrap_or_default(),
+                        peer_urls: named.map(|(_, u)| vec![u.clone()]).unwrap_or_default(),
+                        client_urls: vec![p.url.clone()],
+                        is_learner: false,
+                        started: true,
+                        endpoint: match &p.status {
+                            Ok(s) => s.endpoint.clone(),
+                            Err(e) => unreachable(&p.url, e.message.clone()),
+                        },
+                    }
+                })
+                .collect();
+            (0, members)
+        }
+    };
+    let voters: Vec<&MemberStatus> = members.iter().filter(|m| !m.is_learner).collect();
+    let quorum = Quorum::compute(voters.len(), voters.iter().filter(|m| m.endpoint.reachable).count());
+    let leader = answered.iter().map(|s| s.leader).find(|&l| l != 0).map(hex_id).unwrap_or_default();
+    let cluster_id = if cluster_id != 0 { cluster_id } else { answered.first().map_or(0, |s| s.cluster_id) };
+
+    let mut alarms: Vec<AlarmStatus> = Vec::new();
+    let mut alarm_errors = Vec::new();
+    for p in probes {
+        match &p.alarms {
+            Some(Ok(list)) => {
+                alarms = list.clone();
+                alarm_errors.clear();
+                break;
+            }
+            Some(Err(e)) => alarm_errors.push(format!("{}: {e}", p.url)),
+            None => {}
+        }
+    }
+    if !alarm_errors.is_empty() && !answered.is_empty() {
+        warnings.push(format!("alarm list unavailable: {}", alarm_errors.join("; ")));
+    }
+
+    for m in &members {
+        let who = match (m.name.is_empty(), m.id.is_empty()) {
+            (false, false) => format!("{} ({})", m.name, m.id),
+            (false, true) => m.name.clone(),
+            (true, false) => m.id.clone(),
+            (true, true) => m.endpoint.url.clone(),
+        };
+        if !m.started {
+            warnings.push(format!("member {who} was added but never started"));
+        } else if let Some(err) = &m.endpoint.error {
+            warnings.push(format!("member {who} unreachable at {}: {err}", m.endpoint.url));
+        }
+        if m.is_learner {
+            warnings.push(format!("member {who} is a learner (not promoted)"));
+        }
+        for e in &m.endpoint.errors {
+            warnings.push(format!("member {who} reports: {e}"));
+        }
+    }
+    for a in &alarms {
+        warnings.push(format!("alarm {} on member {}", a.alarm, a.member_id));
+    }
+    if !quorum.has_quorum {
+        warnings.push(format!(
+            "quorum lost: {} of {} voters reachable, {} needed",
+            quorum.reachable_voters, quorum.voters, quorum.needed
+        ));
+    }
+    ClusterStatus {
+        kind: "ClusterStatus".into(),
+        taken_at: crate::time::rfc3339_secs(crate::time::now_secs()),
+        cluster_id: if cluster_id == 0 { String::new() } else { hex_id(cluster_id) },
+        leader,
+        members,
+        alarms,
+        quorum,
+        local: None,
+        warnings,
+    }
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.rsplit_once(':').map_or(rest, |(h, _)| h)
+}
+
+/// The whole picture and how the asking went.
+pub struct Survey {
+    pub status: ClusterStatus,
+    pub probes: Vec<Probe>,
+    /// The endpoints were given (flag/env), not found.
+    pub explicit: bool,
+}
+
+impl Survey {
+    /// Every endpoint's error, when none answered.
+    pub fn nobody_answered(&self) -> bool {
+        self.probes.iter().all(|p| p.status.is_err())
+    }
+
+    pub fn failures(&self) -> Vec<&EndpointError> {
+        self.probes.iter().filter_map(|p| p.status.as_ref().err()).collect()
+    }
+
+    /// `url: error; ...` for every endpoint that failed.
+    pub fn describe_failures(&self) -> String {
+        let all: Vec<String> = self
+            .probes
+            .iter()
+            .filter_map(|p| p.status.as_ref().err().map(|e| format!("{}: {}", p.url, e.message)))
+            .collect();
+        all.join("; ")
+    }
+
+    pub fn all_failed_with(&self, kind: FailKind) -> bool {
+        self.nobody_answered() && self.failures().iter().all(|e| e.kind == kind)
+    }
+}
+
+/// Asks the cluster: endpoints from the flags, else the manifest, else the default.
+pub fn survey(shared: &Shared, manifest: Option<&Manifest>) -> Result<Survey> {
+    let (seeds, explicit) = seed_endpoints(shared, manifest);
+    log::info!("endpoints {seeds:?} ({})", if explicit { "given" } else { "found" });
+    let dialer = Dialer::new(shared, seeds.iter().any(|s| s.starts_with("https://")))?;
+    let rt = crate::client::runtime()?;
+    let (probes, list) = rt.block_on(gather(&dialer, &seeds));
+    let status = assemble(&probes, list, manifest);
+    Ok(Survey { status, probes, explicit })
+}
+
+/// Something in the cluster is unhealthy though it may work: a member unreachable or never
+/// started, a learner, errors a member reports, an alarm.
+pub fn is_degraded(s: &ClusterStatus) -> bool {
+    s.members.iter().any(|m| !m.started || !m.endpoint.reachable || m.is_learner || !m.endpoint.errors.is_empty())
+        || !s.alarms.is_empty()
+}
+
+/// A client on a reachable voter, the leader first: membership changes go through it.
+pub async fn connect_healthy(dialer: &Dialer, s: &ClusterStatus) -> Result<(etcd_client::Client, String)> {
+    let mut candidates: Vec<&MemberStatus> =
+        s.members.iter().filter(|m| m.endpoint.reachable && !m.is_learner).collect();
+    candidates.sort_by_key(|m| !m.endpoint.is_leader);
+    let mut errors = Vec::new();
+    for m in candidates {
+        match dialer.connect(&m.endpoint.url).await {
+            Ok(c) => return Ok((c, m.endpoint.url.clone())),
+            Err(e) => errors.push(format!("{}: {e}", m.endpoint.url)),
+        }
+    }
+    Err(crate::exit::coded(
+        crate::exit::QUORUM_LOST,
+        format!("no reachable voter to make the change through ({})", errors.join("; ")),
+    ))
+}
+
+/// The member list as the change documents show it.
+pub fn member_refs(list: &[etcd_client::Member]) -> Vec<crate::report::MemberRef> {
+    list.iter()
+        .map(|m| crate::report::MemberRef {
+            id: hex_id(m.id()),
+            name: m.name().to_string(),
+            peer_urls: m.peer_urls().to_vec(),
+            client_urls: m.client_urls().to_vec(),
+            is_learner: m.is_learner(),
+        })
+        .collect()
+}
+
+pub fn member_ref(m: &MemberStatus) -> crate::report::MemberRef {
+    crate::report::MemberRef {
+        id: m.id.clone(),
+        name: m.name.clone(),
+        peer_urls: m.peer_urls.clone(),
+        client_urls: m.client_urls.clone(),
+        is_learner: m.is_learner,
+    }
+}

@@ -1,0 +1,175 @@
+//! `clean` on a failed node: the runbook's `rm -rf` done safely. The manifest leaves the manifests
+//! dir for the backup dir (the kubelet stops etcd), the stopped containers are removed, and the
+//! data dir is moved aside. Nothing is deleted.
+
+use anyhow::Result;
+use common::backup;
+use common::cli::{self, HasShared};
+use common::exit::{self, coded};
+use common::manifest::Manifest;
+use common::report::{NodeClean, Plan};
+use common::runtime::Crictl;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+common::with_shared_flags! {
+    /// on a failed node: move its manifest and data dir aside and remove its etcd container
+    #[argh(subcommand, name = "clean")]
+    pub struct CleanArgs {
+        /// where backups go; a UTC-timestamped dir is made in it (default <rootfs>/var/lib/etcd-recovery)
+        #[argh(option)]
+        pub backup_dir: Option<String>,
+        /// the data dir when the manifest does not name one (default <rootfs>/var/lib/etcd)
+        #[argh(option)]
+        pub data_dir: Option<String>,
+        /// how long to wait for the kubelet to stop etcd (default 60s)
+        #[argh(option, default = "String::from(\"60s\")")]
+        pub timeout: String,
+        /// clean even while this node's member answers, or without a working crictl
+        #[argh(switch)]
+        pub force: bool,
+        /// print the plan and change nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+        /// do it without asking
+        #[argh(switch)]
+        pub yes: bool,
+    }
+}
+
+/// The backup root of a node.
+pub(crate) fn backup_root(shared: &cli::Shared, flag: Option<&str>) -> PathBuf {
+    flag.map(PathBuf::from).unwrap_or_else(|| cli::host_path(&shared.rootfs, backup::BACKUP_ROOT))
+}
+
+pub fn run(args: CleanArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let manifest_present = shared.manifest.exists();
+    // A broken manifest is one reason to clean a node: it still goes aside, the data dir then
+    // comes from --data-dir or the kubeadm default.
+    let manifest = if manifest_present {
+        match Manifest::load(&shared.manifest) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                log::warn!("{e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let data_dir = match (&args.data_dir, &manifest) {
+        (Some(d), _) => PathBuf::from(d),
+        (None, Some(m)) => m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into())),
+        (None, None) => cli::host_path(&shared.rootfs, "/var/lib/etcd"),
+    };
+
+    let mut plan = Plan::new("etcd-member clean");
+    // Guard: never clean a node whose member still answers.
+    if let Some(m) = &manifest {
+        let name = m.flag("name").unwrap_or_default();
+        let peer = m.flag("initial-advertise-peer-urls").unwrap_or_default();
+        match common::cluster::survey(&shared, Some(m)) {
+            Ok(s) if !s.nobody_answered() => {
+                let me = s.status.members.iter().find(|x| (!name.is_empty() && x.name == name) || x.peer_urls.contains(&peer));
+                let (ok, detail) = match me {
+                    Some(x) if x.endpoint.reachable => (args.force, format!("member {} ({}) answers at {}", x.name, x.id, x.endpoint.url)),
+                    Some(x) => (true, format!("member {} ({}) is listed but unreachable: remove it with etcd-member remove", x.name, x.id)),
+                    None => (true, format!("no member named {name:?} or with peer URL {peer}")),
+                };
+                plan.check("this node's member does not answer", ok, detail);
+            }
+            Ok(s) => plan.check("this node's member does not answer", true, format!("no endpoint answered: {}", s.describe_failures())),
+            Err(e) => plan.check("this node's member does not answer", true, format!("cluster not asked: {e:#}")),
+        }
+    }
+    let crictl = Crictl::new(&shared.crictl);
+    let containers = match crictl.etcd_containers() {
+        Ok(list) => {
+            plan.check("crictl works", true, format!("{} etcd container(s)", list.len()));
+            list
+        }
+        Err(e) => {
+            plan.check("crictl works", args.force, format!("{e:#}"));
+            vec![]
+        }
+    };
+    let root = backup_root(&shared, args.backup_dir.as_deref());
+    if manifest_present {
+        plan.step("move manifest", format!("{} -> {}/<timestamp>/", shared.manifest.display(), root.display()), true);
+    }
+    plan.step("wait", format!("until the kubelet has stopped etcd (at most {timeout:?})"), false);
+    for c in &containers {
+        plan.step("crictl rm", format!("{} ({})", c.id, c.state), true);
+    }
+    let data_present = data_dir.exists();
+    if data_present {
+        plan.step("move data dir", format!("{} -> {}/<timestamp>/", data_dir.display(), root.display()), true);
+    }
+    if args.dry_run {
+        cli::emit(&plan, shared.output, Plan::render_table);
+        return Ok(if plan.failed().is_empty() { exit::OK } else { exit::REFUSED });
+    }
+    let failed = plan.failed();
+    if !failed.is_empty() {
+        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
+        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    }
+    let mut done = NodeClean { kind: "NodeClean".into(), ..Default::default() };
+    if !manifest_present && containers.is_empty() && !data_present {
+        eprintln!("etcd-member: nothing to clean");
+        cli::emit(&done, shared.output, render);
+        return Ok(exit::OK);
+    }
+    cli::confirm(args.yes, &format!("clean this node (manifest and {} moved aside)", data_dir.display()))?;
+
+    let backup_dir = backup::new_backup_dir(&root)?;
+    if manifest_present {
+        let to = backup::move_aside(&shared.manifest, &backup_dir)?;
+        eprintln!("etcd-member: manifest moved to {}", to.display());
+        done.manifest_backup = Some(to.display().to_string());
+    }
+    // The kubelet stops the pod once its manifest is gone; wait for every etcd container to exit.
+    let deadline = Instant::now() + timeout;
+    let containers = loop {
+        let list = crictl.etcd_containers().unwrap_or_default();
+        if list.iter().all(|c| !c.running()) {
+            break list;
+        }
+        if Instant::now() >= deadline {
+            let running: Vec<&str> = list.iter().filter(|c| c.running()).map(|c| c.id.as_str()).collect();
+            return Err(coded(
+                exit::TIMEOUT,
+                format!(
+                    "etcd still running after {timeout:?} (containers {}); manifest is in {}, data dir {} untouched",
+                    running.join(","),
+                    backup_dir.display(),
+                    data_dir.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for c in &containers {
+        crictl.remove(&c.id)?;
+        done.container_removed.push(c.id.clone());
+    }
+    if data_present {
+        let to = backup::move_aside(&data_dir, &backup_dir)?;
+        eprintln!("etcd-member: data dir moved to {}", to.display());
+        done.data_dir_backup = Some(to.display().to_string());
+    }
+    cli::emit(&done, shared.output, render);
+    Ok(exit::OK)
+}
+
+fn render(c: &NodeClean) -> String {
+    let or_none = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "manifest backup: {}\ndata dir backup: {}\ncontainers removed: {}\n",
+        or_none(&c.manifest_backup),
+        or_none(&c.data_dir_backup),
+        if c.container_removed.is_empty() { "-".into() } else { c.container_removed.join(", ") }
+    )
+}

@@ -1,0 +1,45 @@
+//! etcd-member: the runbook's "remove a faulty node" and "add a new node" procedures: remove failed
+//! members, clean a failed node, join a node back.
+
+mod clean;
+mod remove;
+
+use anyhow::Result;
+use argh::FromArgs;
+use common::cli::{HasShared, SharedFlags};
+
+#[derive(FromArgs, Debug)]
+/// Remove failed etcd members, clean a failed node, join a node back (kubeadm static pods).
+#[argh(
+    example = "Remove every unreachable member, as etcd-status sees them:\n  $ etcd-status -w json | etcd-member remove --unreachable --status - --yes",
+    example = "On the failed node, move its manifest and data dir aside:\n  $ etcd-member clean --yes",
+    note = "Exit codes: 0 ok, 1 error, 2 usage, 4 quorum lost, 5 refused (a precondition failed, or --yes missing), \
+7 timeout."
+)]
+pub struct Args {
+    #[argh(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Cmd {
+    Remove(remove::RemoveArgs),
+    Clean(clean::CleanArgs),
+}
+
+impl HasShared for Args {
+    fn shared_flags(&self) -> SharedFlags {
+        match &self.cmd {
+            Cmd::Remove(a) => a.shared_flags(),
+            Cmd::Clean(a) => a.shared_flags(),
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    match args.cmd {
+        Cmd::Remove(a) => remove::run(a),
+        Cmd::Clean(a) => clean::run(a),
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    common::cli::main("etcd-member", etcd_member::run)
+}

@@ -1,0 +1,228 @@
+//! `remove <name|id>...` and `remove --unreachable [--status FILE|-]`, guarded by quorum math.
+
+use anyhow::{Context, Result, anyhow};
+use common::cli::{self, HasShared};
+use common::cluster::{self, member_ref};
+use common::exit::{self, coded};
+use common::report::{self, ClusterStatus, MemberChange, MemberStatus, Plan, Quorum, parse_hex_id};
+use std::io::Read;
+use std::time::Duration;
+
+common::with_shared_flags! {
+    /// remove members by name or hex ID, or every unreachable one
+    #[argh(subcommand, name = "remove")]
+    pub struct RemoveArgs {
+        /// member names or hex IDs to remove
+        #[argh(positional)]
+        pub members: Vec<String>,
+        /// remove every voter or learner that is unreachable
+        #[argh(switch)]
+        pub unreachable: bool,
+        /// with --unreachable: a ClusterStatus document (etcd-status -w json), "-" for stdin
+        #[argh(option)]
+        pub status: Option<String>,
+        /// oldest --status document accepted (default 5m)
+        #[argh(option, default = "String::from(\"5m\")")]
+        pub max_age: String,
+        /// remove even when a guard says no (the member answers, quorum would be at risk)
+        #[argh(switch)]
+        pub force: bool,
+        /// print the plan and change nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+        /// do it without asking
+        #[argh(switch)]
+        pub yes: bool,
+    }
+}
+
+fn who(m: &MemberStatus) -> String {
+    if m.name.is_empty() { m.id.clone() } else { format!("{} ({})", m.name, m.id) }
+}
+
+/// Reads and checks a `ClusterStatus` document: its kind and its age.
+fn read_status_doc(source: &str, max_age: Duration) -> Result<ClusterStatus> {
+    let text = if source == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("--status -: reading stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(source).map_err(|e| coded(exit::USAGE, format!("--status {source}: cannot read: {e}")))?
+    };
+    let doc: ClusterStatus = serde_json::from_str(&text)
+        .map_err(|e| coded(exit::USAGE, format!("--status {source}: not a ClusterStatus document: {e}")))?;
+    if doc.kind != "ClusterStatus" {
+        return Err(coded(exit::USAGE, format!("--status {source}: a {} document, not ClusterStatus", doc.kind)));
+    }
+    let taken = common::time::parse_rfc3339(&doc.taken_at)
+        .ok_or_else(|| coded(exit::USAGE, format!("--status {source}: bad takenAt {:?}", doc.taken_at)))?;
+    let age = common::time::now_secs() - taken;
+    if age > max_age.as_secs() as i64 {
+        return Err(coded(
+            exit::REFUSED,
+            format!("--status {source}: taken {age}s ago, older than --max-age {max_age:?}; run etcd-status again"),
+        ));
+    }
+    Ok(doc)
+}
+
+/// The members to remove, from the live picture.
+fn targets<'a>(args: &RemoveArgs, live: &'a ClusterStatus, doc: Option<&ClusterStatus>) -> Result<Vec<&'a MemberStatus>> {
+    if args.unreachable {
+        let source = doc.unwrap_or(live);
+        let ids: Vec<&str> = source
+            .members
+            .iter()
+            .filter(|m| !m.endpoint.reachable && !m.id.is_empty())
+            .map(|m| m.id.as_str())
+            .collect();
+        // A member the document names but the cluster no longer has was removed already.
+        return Ok(live.members.iter().filter(|m| ids.contains(&m.id.as_str())).collect());
+    }
+    let mut out = Vec::new();
+    for name in &args.members {
+        let found = live
+            .members
+            .iter()
+            .find(|m| m.name == *name)
+            .or_else(|| parse_hex_id(name).and_then(|id| live.members.iter().find(|m| parse_hex_id(&m.id) == Some(id))));
+        match found {
+            Some(m) => out.push(m),
+            None => {
+                let known: Vec<String> = live.members.iter().map(who).collect();
+                return Err(coded(exit::USAGE, format!("unknown member {name:?}; members: {}", known.join(", "))));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The guards, as plan preconditions.
+fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, targets: &[&MemberStatus]) -> Plan {
+    let mut p = Plan::new("etcd-member remove");
+    if let Some(d) = doc {
+        p.check(
+            "status document is of this cluster",
+            d.cluster_id == live.cluster_id,
+            format!("document cluster {}, live cluster {}", d.cluster_id, live.cluster_id),
+        );
+    }
+    p.check(
+        "cluster has quorum now",
+        live.quorum.has_quorum,
+        format!("{} of {} voters reachable, {} needed", live.quorum.reachable_voters, live.quorum.voters, live.quorum.needed),
+    );
+    let removed_voters = targets.iter().filter(|m| !m.is_learner).count();
+    let removed_reachable = targets.iter().filter(|m| !m.is_learner && m.endpoint.reachable).count();
+    let after = Quorum::compute(live.quorum.voters - removed_voters, live.quorum.reachable_voters - removed_reachable);
+    p.check(
+        "quorum after the removal",
+        after.has_quorum || args.force,
+        format!("{} voters left, {} reachable, {} needed", after.voters, after.reachable_voters, after.needed),
+    );
+    p.check(
+        "not the last member",
+        targets.len() < live.members.len(),
+        format!("{} of {} members", targets.len(), live.members.len()),
+    );
+    for m in targets {
+        let healthy = m.endpoint.reachable && m.endpoint.errors.is_empty();
+        p.check(
+            &format!("{} is not a healthy member", who(m)),
+            !healthy || args.force,
+            if healthy { "it answers at its endpoint (use --force to remove it anyway)".into() } else {
+                m.endpoint.error.clone().unwrap_or_else(|| "reports errors".into())
+            },
+        );
+        p.step("member remove", format!("{} peer {}", who(m), m.peer_urls.join(",")), true);
+    }
+    p
+}
+
+pub fn run(args: RemoveArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    if args.unreachable == !args.members.is_empty() {
+        return Err(coded(exit::USAGE, "give member names/IDs or --unreachable (not both)"));
+    }
+    if args.status.is_some() && !args.unreachable {
+        return Err(coded(exit::USAGE, "--status goes with --unreachable"));
+    }
+    let max_age = cli::parse_duration(&args.max_age).map_err(|m| coded(exit::USAGE, format!("--max-age: {m}")))?;
+    let doc = args.status.as_deref().map(|s| read_status_doc(s, max_age)).transpose()?;
+    let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
+    let survey = cluster::survey(&shared, manifest.as_ref())?;
+    if survey.nobody_answered() {
+        return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
+    }
+    let live = &survey.status;
+    let targets = targets(&args, live, doc.as_ref())?;
+    let plan = plan(&args, live, doc.as_ref(), &targets);
+    let failed = plan.failed();
+    if args.dry_run {
+        cli::emit(&plan, shared.output, Plan::render_table);
+        return Ok(if failed.is_empty() { exit::OK } else { exit::REFUSED });
+    }
+    if !failed.is_empty() {
+        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
+        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    }
+    let mut change = MemberChange {
+        kind: "MemberChange".into(),
+        action: "remove".into(),
+        member: None,
+        changed: targets.iter().map(|m| member_ref(m)).collect(),
+        members: live.members.iter().map(member_ref).collect(),
+        initial_cluster: None,
+    };
+    if targets.is_empty() {
+        eprintln!("etcd-member: nothing to remove");
+        cli::emit(&change, shared.output, render);
+        return Ok(exit::OK);
+    }
+    let names: Vec<String> = targets.iter().map(|m| who(m)).collect();
+    cli::confirm(args.yes, &format!("remove member(s) {}", names.join(", ")))?;
+
+    let dialer = common::client::Dialer::new(&shared, true)?;
+    let rt = common::client::runtime()?;
+    let members = rt.block_on(async {
+        let (mut client, via) = cluster::connect_healthy(&dialer, live).await?;
+        for m in &targets {
+            let id = parse_hex_id(&m.id).ok_or_else(|| anyhow!("bad member id {:?}", m.id))?;
+            dialer
+                .call(client.member_remove(id))
+                .await
+                .map_err(|e| anyhow!("member remove {} through {via}: {e}", who(m)))?;
+            eprintln!("etcd-member: removed {}", who(m));
+        }
+        let list = dialer.call(client.member_list()).await.map_err(|e| anyhow!("member list through {via}: {e}"))?;
+        anyhow::Ok(cluster::member_refs(list.members()))
+    })?;
+    change.member = change.changed.first().cloned();
+    change.members = members;
+    cli::emit(&change, shared.output, render);
+    Ok(exit::OK)
+}
+
+pub(crate) fn render(c: &MemberChange) -> String {
+    let mut out = format!("{}: {}\n", c.action, if c.changed.is_empty() { "nothing".to_string() } else {
+        c.changed.iter().map(|m| format!("{} ({})", m.name, m.id)).collect::<Vec<_>>().join(", ")
+    });
+    if let Some(ic) = &c.initial_cluster {
+        out += &format!("initial cluster: {ic}\n");
+    }
+    let rows: Vec<Vec<String>> = c
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.clone(),
+                if m.name.is_empty() { "unstarted".into() } else { "started".into() },
+                m.name.clone(),
+                m.peer_urls.join(","),
+                m.client_urls.join(","),
+                m.is_learner.to_string(),
+            ]
+        })
+        .collect();
+    out + &report::table(&["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"], &rows)
+}
