@@ -134,6 +134,19 @@ impl Manifest {
         Ok(())
     }
 
+    /// Sets a pod annotation (kubeadm keeps the client URLs in one).
+    pub fn set_annotation(&mut self, key: &str, value: &str) -> Result<()> {
+        let meta = &mut self.doc["metadata"];
+        if meta.get("annotations").and_then(Value::as_mapping).is_none() {
+            meta.as_mapping_mut()
+                .ok_or_else(|| anyhow!("manifest {}: no metadata", self.path.display()))?
+                .insert("annotations".into(), Value::Mapping(Default::default()));
+        }
+        meta["annotations"].as_mapping_mut().expect("just made").insert(key.into(), value.into());
+        self.annotations.insert(key.into(), value.into());
+        Ok(())
+    }
+
     pub fn to_yaml(&self) -> Result<String> {
         Ok(serde_yaml::to_string(&self.doc)?)
     }

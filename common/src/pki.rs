@@ -29,6 +29,40 @@ pub fn validity(path: &Path) -> Result<(i64, i64)> {
     Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
+/// Checks a leaf certificate for a node: it parses, chains to the CA (issuer and signature), is
+/// valid now, and, when asked, carries `ip` among its IP SANs. The error says which and names the file.
+pub fn check_leaf(path: &Path, ca_path: &Path, now: i64, ip: Option<std::net::IpAddr>) -> Result<()> {
+    let shown = path.display();
+    let der = read_pem_certs(path)?.swap_remove(0);
+    let ca_der = read_pem_certs(ca_path)?.swap_remove(0);
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| anyhow!("{shown}: not an X.509 certificate: {e}"))?;
+    let (_, ca) =
+        X509Certificate::from_der(&ca_der).map_err(|e| anyhow!("{}: not an X.509 certificate: {e}", ca_path.display()))?;
+    if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
+        return Err(anyhow!("{shown}: not signed by the CA {}", ca_path.display()));
+    }
+    let v = cert.validity();
+    if now < v.not_before.timestamp() {
+        return Err(anyhow!("{shown}: not valid before {}", crate::time::rfc3339_secs(v.not_before.timestamp())));
+    }
+    if now > v.not_after.timestamp() {
+        return Err(anyhow!("{shown}: expired on {}", crate::time::rfc3339_secs(v.not_after.timestamp())));
+    }
+    if let Some(ip) = ip {
+        let octets: Vec<u8> = match ip {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let has = cert.subject_alternative_name().ok().flatten().is_some_and(|san| {
+            san.value.general_names.iter().any(|n| matches!(n, GeneralName::IPAddress(b) if *b == octets.as_slice()))
+        });
+        if !has {
+            return Err(anyhow!("{shown}: its SANs lack the IP address {ip}"));
+        }
+    }
+    Ok(())
+}
+
 /// Whole days from `now` until `not_after` (negative once expired).
 pub fn days_left(not_after: i64, now: i64) -> i64 {
     (not_after - now).div_euclid(86_400)

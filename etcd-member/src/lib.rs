@@ -2,6 +2,7 @@
 //! members, clean a failed node, join a node back.
 
 mod clean;
+mod join;
 mod remove;
 
 use anyhow::Result;
@@ -13,6 +14,7 @@ use common::cli::{HasShared, SharedFlags};
 #[argh(
     example = "Remove every unreachable member, as etcd-status sees them:\n  $ etcd-status -w json | etcd-member remove --unreachable --status - --yes",
     example = "On the failed node, move its manifest and data dir aside:\n  $ etcd-member clean --yes",
+    example = "Then, on the same node, join it back (learner, manifest, promotion):\n  $ etcd-member join --yes",
     note = "Exit codes: 0 ok, 1 error, 2 usage, 4 quorum lost, 5 refused (a precondition failed, or --yes missing), \
 7 timeout."
 )]
@@ -26,6 +28,7 @@ pub struct Args {
 pub enum Cmd {
     Remove(remove::RemoveArgs),
     Clean(clean::CleanArgs),
+    Join(join::JoinArgs),
 }
 
 impl HasShared for Args {
@@ -33,6 +36,7 @@ impl HasShared for Args {
         match &self.cmd {
             Cmd::Remove(a) => a.shared_flags(),
             Cmd::Clean(a) => a.shared_flags(),
+            Cmd::Join(a) => a.shared_flags(),
         }
     }
 }
@@ -41,5 +45,6 @@ pub fn run(args: Args) -> Result<u8> {
     match args.cmd {
         Cmd::Remove(a) => remove::run(a),
         Cmd::Clean(a) => clean::run(a),
+        Cmd::Join(a) => join::run(a),
     }
 }

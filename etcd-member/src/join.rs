@@ -1,0 +1,362 @@
+//! `join` on the node that (re)joins: the runbook's `kubeadm join phase control-plane-join etcd`.
+//! Learner add, static manifest with `--initial-cluster-state=existing`, promotion once in sync.
+//! Every precondition is checked before the first change; a member that never starts is undone.
+
+use crate::clean::backup_root;
+use anyhow::{Context, Result, anyhow};
+use common::cli::{self, HasShared, Shared};
+use common::client::Dialer;
+use common::cluster::{self, member_refs};
+use common::exit::{self, coded};
+use common::manifest::Manifest;
+use common::report::{ClusterStatus, MemberChange, MemberRef, Plan, hex_id};
+use etcd_client::{Client, MemberAddOptions};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+common::with_shared_flags! {
+    /// on the node that joins: add it as a learner, write its manifest, promote it once in sync
+    #[argh(subcommand, name = "join")]
+    pub struct JoinArgs {
+        /// member name (default: the template manifest's --name)
+        #[argh(option)]
+        pub name: Option<String>,
+        /// this node's IP address (default: the host of the template's --initial-advertise-peer-urls)
+        #[argh(option)]
+        pub advertise_address: Option<String>,
+        /// manifest to start from (default: the one the last `etcd-member clean` on this node moved aside)
+        #[argh(option)]
+        pub template: Option<String>,
+        /// the backup root `clean` used (default <rootfs>/var/lib/etcd-recovery)
+        #[argh(option)]
+        pub backup_dir: Option<String>,
+        /// how long the new member may take to start and catch up (default 120s)
+        #[argh(option, default = "String::from(\"120s\")")]
+        pub timeout: String,
+        /// print the plan and change nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+        /// do it without asking
+        #[argh(switch)]
+        pub yes: bool,
+    }
+}
+
+/// The newest `<backup root>/<timestamp>/etcd.yaml`.
+fn last_cleaned_manifest(root: &Path) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    dirs.into_iter().rev().map(|d| d.join("etcd.yaml")).find(|m| m.is_file())
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r).trim_end_matches('/');
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']').to_string()
+}
+
+fn url(ip: &IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("https://{a}:{port}"),
+        IpAddr::V6(a) => format!("https://[{a}]:{port}"),
+    }
+}
+
+fn dir_is_empty_or_absent(p: &Path) -> bool {
+    match std::fs::read_dir(p) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Where the member stands before we start.
+enum Existing {
+    None,
+    /// Added but never started: reuse it.
+    Unstarted(u64),
+    /// A previous join got as far as starting the learner: promote it.
+    StartedLearner(u64),
+    /// Joined already.
+    Voter,
+}
+
+struct Prepared {
+    manifest: Manifest,
+    name: String,
+    peer_url: String,
+    data_dir: PathBuf,
+    existing: Existing,
+    plan: Plan,
+}
+
+fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Manifest) -> Result<Prepared> {
+    let mut m = template;
+    let name = match args.name.clone().or_else(|| m.flag("name")) {
+        Some(n) if !n.is_empty() => n,
+        _ => return Err(coded(exit::USAGE, "no member name: give --name")),
+    };
+    let old_host = m.flag("initial-advertise-peer-urls").map(|u| host_of(&u)).unwrap_or_default();
+    let ip_text = args.advertise_address.clone().unwrap_or_else(|| old_host.clone());
+    let ip: IpAddr = ip_text
+        .parse()
+        .map_err(|_| coded(exit::USAGE, format!("--advertise-address {ip_text:?}: not an IP address")))?;
+    let peer_url = url(&ip, 2380);
+    // A template from another node: its addresses become ours.
+    if !old_host.is_empty() && old_host != ip.to_string() {
+        for flag in ["advertise-client-urls", "initial-advertise-peer-urls", "listen-client-urls", "listen-peer-urls", "listen-metrics-urls"] {
+            if let Some(v) = m.flag(flag) {
+                m.set_flag(flag, &v.replace(&old_host, &ip.to_string()))?;
+            }
+        }
+        m.set_annotation(common::manifest::CLIENT_URLS_ANNOTATION, &url(&ip, 2379))?;
+    }
+    m.set_flag("name", &name)?;
+    let data_dir = m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into()));
+    let manifest_in_place = shared.manifest.exists();
+
+    let mine = live.members.iter().find(|x| x.peer_urls.contains(&peer_url));
+    let existing = match mine {
+        None => Existing::None,
+        Some(x) if !x.started => Existing::Unstarted(common::report::parse_hex_id(&x.id).unwrap_or(0)),
+        Some(x) if x.is_learner && manifest_in_place => {
+            Existing::StartedLearner(common::report::parse_hex_id(&x.id).unwrap_or(0))
+        }
+        Some(x) if !x.is_learner && manifest_in_place && x.name == name => Existing::Voter,
+        Some(_) => Existing::None,
+    };
+
+    let mut plan = Plan::new("etcd-member join");
+    let now = common::time::now_secs();
+    let pki = |flag: &str| m.flag(flag).map(|p| m.host_path(&shared.rootfs, &p));
+    let ca = pki("trusted-ca-file").unwrap_or_else(|| shared.tls.ca.clone());
+    let certs = [
+        ("server certificate", pki("cert-file"), true),
+        ("peer certificate", pki("peer-cert-file"), true),
+        ("healthcheck-client certificate", Some(shared.tls.cert.clone()), false),
+    ];
+    for (what, path, needs_ip) in certs {
+        let result = match &path {
+            Some(p) => common::pki::check_leaf(p, &ca, now, needs_ip.then_some(ip)),
+            None => Err(anyhow!("the template names none")),
+        };
+        let detail = match (&result, &path) {
+            (Ok(()), Some(p)) => format!("{} chains to {}, valid{}", p.display(), ca.display(), if needs_ip { format!(", SAN {ip}") } else { String::new() }),
+            (Err(e), _) => format!("{e:#}"),
+            (Ok(()), None) => unreachable!(),
+        };
+        plan.check(what, result.is_ok(), detail);
+    }
+    if matches!(existing, Existing::StartedLearner(_) | Existing::Voter) {
+        plan.check("data dir", true, format!("{} belongs to the member being joined", data_dir.display()));
+    } else {
+        plan.check("data dir is empty or absent", dir_is_empty_or_absent(&data_dir), data_dir.display().to_string());
+        plan.check(
+            "no manifest in place",
+            !manifest_in_place,
+            format!("{} {}", shared.manifest.display(), if manifest_in_place { "exists: run etcd-member clean first" } else { "absent" }),
+        );
+    }
+    plan.check(
+        "cluster has quorum",
+        live.quorum.has_quorum,
+        format!("{} of {} voters reachable, {} needed", live.quorum.reachable_voters, live.quorum.voters, live.quorum.needed),
+    );
+    let pending: Vec<String> = live
+        .members
+        .iter()
+        .filter(|x| (x.is_learner || !x.started) && !x.peer_urls.contains(&peer_url))
+        .map(|x| format!("{} {}", x.id, x.peer_urls.join(",")))
+        .collect();
+    plan.check("no other learner pending", pending.is_empty(), if pending.is_empty() { "none".into() } else { pending.join("; ") });
+    let clash: Vec<String> = live
+        .members
+        .iter()
+        .filter(|x| x.started && (x.name == name || x.peer_urls.contains(&peer_url)))
+        .filter(|_| !matches!(existing, Existing::StartedLearner(_) | Existing::Voter))
+        .map(|x| format!("{} ({}) {}", x.name, x.id, x.peer_urls.join(",")))
+        .collect();
+    plan.check(
+        "name and peer URL are not a started member",
+        clash.is_empty(),
+        if clash.is_empty() { format!("{name} {peer_url}") } else { format!("started already: {}", clash.join("; ")) },
+    );
+    match existing {
+        Existing::None => plan.step("member add --learner", peer_url.clone(), true),
+        Existing::Unstarted(id) => plan.step("reuse unstarted member", format!("{} {peer_url}", hex_id(id)), false),
+        _ => {}
+    }
+    if matches!(existing, Existing::None | Existing::Unstarted(_)) {
+        plan.step(
+            "write manifest",
+            format!("{} with --initial-cluster of every member and --initial-cluster-state=existing", shared.manifest.display()),
+            true,
+        );
+    }
+    plan.step("wait and promote", "until the learner runs and is in sync with the leader", true);
+    plan.step("verify", "a started, reachable voter in a healthy cluster", false);
+    Ok(Prepared { manifest: m, name, peer_url, data_dir, existing, plan })
+}
+
+/// `name=url,...` for every member, with this node's name on its (still nameless) entry.
+fn initial_cluster(members: &[MemberRef], my_id: &str, my_name: &str) -> String {
+    let mut parts = Vec::new();
+    for m in members {
+        let name = if m.id == my_id { my_name } else { m.name.as_str() };
+        for u in &m.peer_urls {
+            parts.push(format!("{name}={u}"));
+        }
+    }
+    parts.join(",")
+}
+
+async fn list(dialer: &Dialer, client: &mut Client) -> Result<Vec<MemberRef>> {
+    let r = dialer.call(client.member_list()).await.map_err(|e| anyhow!("member list: {e}"))?;
+    Ok(member_refs(r.members()))
+}
+
+/// `member add --learner`. etcd refuses changes until every voter has been connected for a few
+/// seconds ("unhealthy cluster", its strict reconfiguration check): wait that out.
+async fn add_learner(dialer: &Dialer, client: &mut Client, peer_url: &str, deadline: Instant) -> Result<u64> {
+    loop {
+        let opts = MemberAddOptions::new().with_is_learner();
+        match dialer.call(client.member_add(vec![peer_url.to_string()], Some(opts))).await {
+            Ok(r) => return r.member().map(|m| m.id()).context("member add: no member in the answer"),
+            Err(e) if e.message.contains("unhealthy cluster") && Instant::now() < deadline => {
+                log::info!("member add: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(anyhow!("member add --learner {peer_url}: {e}")),
+        }
+    }
+}
+
+/// Promotes once the learner has started and caught up; "already promoted" counts as success.
+async fn promote(dialer: &Dialer, client: &mut Client, id: u64, deadline: Instant) -> Result<()> {
+    let hid = hex_id(id);
+    let mut last = String::from("not started yet");
+    while Instant::now() < deadline {
+        let members = list(dialer, client).await?;
+        match members.iter().find(|m| m.id == hid) {
+            None => return Err(anyhow!("member {hid} vanished from the member list")),
+            Some(m) if !m.is_learner => return Ok(()),
+            Some(m) if m.name.is_empty() => {}
+            Some(_) => match dialer.call(client.member_promote(id)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.message.contains("in sync") || e.message.contains("not started") => last = e.message,
+                Err(e) if e.message.contains("can only promote a learner member") => {}
+                Err(e) => last = e.message,
+            },
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(coded(exit::TIMEOUT, format!("member {hid} not promoted in time: {last}")))
+}
+
+pub fn run(args: JoinArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let root = backup_root(&shared, args.backup_dir.as_deref());
+    let template_path = match &args.template {
+        Some(t) => PathBuf::from(t),
+        None => last_cleaned_manifest(&root).ok_or_else(|| {
+            coded(exit::USAGE, format!("no template manifest: none in {} (etcd-member clean puts it there); give --template", root.display()))
+        })?,
+    };
+    let template = Manifest::load(&template_path)?;
+    let survey = cluster::survey(&shared, Some(&template))?;
+    if survey.nobody_answered() {
+        return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
+    }
+    let live = survey.status;
+    let p = prepare(&args, &shared, &live, template)?;
+    if let Existing::Voter = p.existing {
+        eprintln!("etcd-member: {} is already a started voter with its manifest in place; nothing to do", p.name);
+        let change = MemberChange {
+            kind: "MemberChange".into(),
+            action: "join".into(),
+            member: live.members.iter().find(|x| x.peer_urls.contains(&p.peer_url)).map(cluster::member_ref),
+            changed: vec![],
+            members: live.members.iter().map(cluster::member_ref).collect(),
+            initial_cluster: None,
+        };
+        cli::emit(&change, shared.output, crate::remove::render);
+        return Ok(exit::OK);
+    }
+    if args.dry_run {
+        cli::emit(&p.plan, shared.output, Plan::render_table);
+        return Ok(if p.plan.failed().is_empty() { exit::OK } else { exit::REFUSED });
+    }
+    let failed = p.plan.failed();
+    if !failed.is_empty() {
+        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
+        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    }
+    cli::confirm(args.yes, &format!("join {} ({}) to the cluster", p.name, p.peer_url))?;
+
+    let dialer = Dialer::new(&shared, true)?;
+    let rt = common::client::runtime()?;
+    let deadline = Instant::now() + timeout;
+    let (mut client, _) = rt.block_on(cluster::connect_healthy(&dialer, &live))?;
+    let mut manifest = p.manifest;
+    let id = match p.existing {
+        Existing::Unstarted(id) | Existing::StartedLearner(id) => id,
+        Existing::None => rt.block_on(add_learner(&dialer, &mut client, &p.peer_url, deadline))?,
+        Existing::Voter => unreachable!("handled above"),
+    };
+    eprintln!("etcd-member: learner {} ({}) in the member list", hex_id(id), p.peer_url);
+    let members = rt.block_on(list(&dialer, &mut client))?;
+    let ic = initial_cluster(&members, &hex_id(id), &p.name);
+    if !matches!(p.existing, Existing::StartedLearner(_)) {
+        manifest.set_flag("initial-cluster", &ic)?;
+        manifest.set_flag("initial-cluster-state", "existing")?;
+        // A template from a recovered node may still carry it: it must never start a joining member.
+        manifest.remove_flag("force-new-cluster")?;
+        manifest.path = shared.manifest.clone();
+        manifest.save()?;
+        eprintln!("etcd-member: manifest written to {}", shared.manifest.display());
+    }
+
+    if let Err(e) = rt.block_on(promote(&dialer, &mut client, id, deadline)) {
+        // Undo: the learner out of the cluster, the manifest out of the manifests dir; the data
+        // dir stays for inspection.
+        let removed = rt.block_on(dialer.call(client.member_remove(id)));
+        let parked = common::backup::new_backup_dir(&root).and_then(|d| common::backup::move_aside(&shared.manifest, &d));
+        let learner = match &removed {
+            Ok(_) => format!("learner {} removed", hex_id(id)),
+            Err(r) => format!("learner {} NOT removed ({r})", hex_id(id)),
+        };
+        let manifest_state = match &parked {
+            Ok(to) => format!("manifest moved to {}", to.display()),
+            Err(m) => format!("manifest NOT moved ({m:#})"),
+        };
+        return Err(coded(
+            exit::code_of(&e),
+            format!("{e:#}; {learner}; {manifest_state}; data dir {} left for inspection", p.data_dir.display()),
+        ));
+    }
+    eprintln!("etcd-member: {} promoted to voter", p.name);
+
+    // Verify from the cluster's side: a started, reachable voter, a healthy cluster.
+    loop {
+        let s = cluster::survey(&shared, Some(&manifest))?.status;
+        let me = s.members.iter().find(|x| x.id == hex_id(id));
+        let ok = me.is_some_and(|x| x.started && !x.is_learner && x.endpoint.reachable) && s.quorum.has_quorum;
+        if ok {
+            let change = MemberChange {
+                kind: "MemberChange".into(),
+                action: "join".into(),
+                member: me.map(cluster::member_ref),
+                changed: me.map(cluster::member_ref).into_iter().collect(),
+                members: s.members.iter().map(cluster::member_ref).collect(),
+                initial_cluster: Some(ic),
+            };
+            cli::emit(&change, shared.output, crate::remove::render);
+            return Ok(if cluster::is_degraded(&s) { exit::DEGRADED } else { exit::OK });
+        }
+        if Instant::now() >= deadline {
+            return Err(coded(exit::TIMEOUT, format!("{} promoted but not reachable as a voter in time", p.name)));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,214 @@
+//! etcd-member against real clusters: the runbook's "remove a faulty node, add it back" end to
+//! end, and the guards that keep it from making things worse.
+
+use etcd_lab::{Cluster, Node, Spec};
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+struct Run {
+    code: i32,
+    json: Value,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Run {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn tool");
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Run {
+        code: out.status.code().expect("exit code"),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn tool(c: &Cluster, name: &str, node: usize, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = c.tool(name, node);
+    cmd.args(args).args(["-w", "json"]);
+    run_with_stdin(cmd, stdin)
+}
+
+fn member_names(c: &Cluster) -> Vec<String> {
+    let v: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let mut names: Vec<String> =
+        v["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap_or("").to_string()).collect();
+    names.sort();
+    names
+}
+
+/// Only etcd.yaml may ever be in a manifests dir: the kubelet runs every other file too.
+fn assert_manifests_dir_clean(n: &Node) {
+    let dir = n.root.join("etc/kubernetes/manifests");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name();
+        assert_eq!(name, "etcd.yaml", "stray file in {}", dir.display());
+    }
+}
+
+/// node3 destroyed: its manifest taken away (so the kubelet stops it), its data dir wiped.
+fn destroy_node3(c: &Cluster) {
+    c.stop_node(3);
+    let data = c.node(3).root.join("var/lib/etcd");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+}
+
+fn seed_scenario(version: &str) {
+    let c = Cluster::start(Spec::new(3, version));
+    for i in 0..20 {
+        c.etcdctl_ok(&["put", &format!("/registry/pods/k{i}"), &format!("v{i}")]);
+    }
+    destroy_node3(&c);
+    let n3 = c.node(3);
+
+    // etcd-status -w json | etcd-member remove --unreachable --status - --yes
+    let status = tool(&c, "etcd-status", 1, &[], None);
+    assert_eq!(status.code, 3, "{}", status.stderr);
+    let removed = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&status.stdout));
+    assert_eq!(removed.code, 0, "{}\n{}", removed.stderr, removed.stdout);
+    assert_eq!(removed.json["kind"], "MemberChange");
+    let changed: Vec<&Value> = removed.json["changed"].as_array().unwrap().iter().collect();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0]["name"], "node3");
+    assert_eq!(removed.json["members"].as_array().unwrap().len(), 2);
+    assert_eq!(member_names(&c), ["node1", "node2"]);
+
+    // etcd-member clean --yes on node3: containers removed, the (wiped) data dir moved aside.
+    let clean = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stderr, clean.stdout);
+    assert_eq!(clean.json["kind"], "NodeClean");
+    let data_backup = clean.json["dataDirBackup"].as_str().expect("data dir backup");
+    assert!(Path::new(data_backup).is_dir(), "{data_backup}");
+    assert!(!n3.root.join("var/lib/etcd").exists());
+    assert!(!clean.json["containerRemoved"].as_array().unwrap().is_empty());
+    assert!(c.containers(3).is_empty(), "containers left: {:?}", c.containers(3));
+    assert_manifests_dir_clean(n3);
+
+    // etcd-member join --yes on node3, from the manifest the operator had taken away.
+    let parked = n3.parked_manifest();
+    let join = tool(&c, "etcd-member", 3, &["join", "--yes", "--template", parked.to_str().unwrap()], None);
+    assert_eq!(join.code, 0, "{}\n{}", join.stderr, join.stdout);
+    assert_eq!(join.json["action"], "join");
+    assert_eq!(join.json["member"]["name"], "node3");
+    assert_eq!(join.json["member"]["isLearner"], false);
+    assert_manifests_dir_clean(n3);
+    let manifest = std::fs::read_to_string(n3.manifest()).unwrap();
+    assert!(manifest.contains("--initial-cluster-state=existing"), "{manifest}");
+    for n in &c.nodes {
+        assert!(manifest.contains(&format!("{}={}", n.name, n.peer_url())), "{manifest}");
+    }
+
+    // The cluster is whole again, and node3 serves the keys written before, from its own data.
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    let status = tool(&c, "etcd-status", 1, &[], None);
+    assert_eq!(status.code, 0, "{}\n{}", status.stderr, status.stdout);
+    let members = status.json["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|m| m["started"] == true && m["isLearner"] == false && m["endpoint"]["reachable"] == true));
+    let out = c.etcdctl(&n3.client_url(), &["get", "--prefix", "/registry/pods/", "--consistency=s", "--print-value-only"]);
+    let values = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(values.lines().filter(|l| l.starts_with('v')).count(), 20, "node3 serves: {values}");
+
+    // join again: nothing to do.
+    let again = tool(&c, "etcd-member", 3, &["join", "--yes", "--template", parked.to_str().unwrap()], None);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
+    assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
+}
+
+#[test]
+fn seed_scenario_3_4_23() {
+    seed_scenario("3.4.23");
+}
+
+#[test]
+fn seed_scenario_3_5_30() {
+    seed_scenario("3.5.30");
+}
+
+/// Guards: never remove a healthy member while another is down; never trust a stale or foreign
+/// status document; never join with a certificate that does not fit; undo a join that cannot start.
+fn guards(version: &str) {
+    let c = Cluster::start(Spec::new(3, version));
+    c.stop_node(3);
+    let before = member_names(&c);
+
+    let r = tool(&c, "etcd-member", 1, &["remove", "node2", "--yes"], None);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("node2") && r.stderr.contains("refused"), "{}", r.stderr);
+    assert_eq!(member_names(&c), before);
+    let dry = tool(&c, "etcd-member", 1, &["remove", "node2", "--dry-run"], None);
+    assert_eq!(dry.code, 5);
+    assert_eq!(dry.json["kind"], "Plan");
+    assert!(dry.json["preconditions"].as_array().unwrap().iter().any(|p| p["ok"] == false));
+    let r = tool(&c, "etcd-member", 1, &["remove", "node9", "--yes"], None);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown member \"node9\""), "{}", r.stderr);
+
+    let status = tool(&c, "etcd-status", 1, &[], None);
+    let mut stale = status.json.clone();
+    stale["takenAt"] = Value::String(common::time::rfc3339_secs(common::time::now_secs() - 600));
+    let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&stale.to_string()));
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("older than --max-age"), "{}", r.stderr);
+    let mut foreign = status.json.clone();
+    foreign["clusterId"] = Value::String("0123456789abcdef".into());
+    let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&foreign.to_string()));
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("status document is of this cluster"), "{}", r.stderr);
+    let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-"], Some(&status.stdout));
+    assert_eq!(r.code, 5, "no --yes and no terminal: {}", r.stderr);
+    assert!(r.stderr.contains("without --yes"), "{}", r.stderr);
+    assert_eq!(member_names(&c), before);
+
+    // Take node3 out properly (the tool asking the cluster itself), then try to bring it back
+    // with a peer certificate lacking its IP.
+    let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json["changed"][0]["name"], "node3");
+    let n3 = c.node(3);
+    let data = n3.root.join("var/lib/etcd");
+    std::fs::remove_dir_all(&data).unwrap();
+    let (cert, key) = c.ca.issue("node3", &["node3".into(), "localhost".into()], true, true, Default::default());
+    let good_peer = std::fs::read(n3.pki().join("peer.crt")).unwrap();
+    std::fs::write(n3.pki().join("peer.crt"), cert).unwrap();
+    let good_key = std::fs::read(n3.pki().join("peer.key")).unwrap();
+    std::fs::write(n3.pki().join("peer.key"), key).unwrap();
+    let parked = n3.parked_manifest();
+    let template = parked.to_str().unwrap();
+    let r = tool(&c, "etcd-member", 3, &["join", "--yes", "--template", template], None);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("peer.crt: its SANs lack the IP address"), "{}", r.stderr);
+    assert_eq!(member_names(&c), ["node1", "node2"]);
+    assert!(!n3.manifest().exists());
+    std::fs::write(n3.pki().join("peer.crt"), good_peer).unwrap();
+    std::fs::write(n3.pki().join("peer.key"), good_key).unwrap();
+
+    // A join whose etcd cannot start (its peer port taken): learner removed, manifest out again.
+    let squatter = std::net::TcpListener::bind(format!("{}:2380", n3.ip)).unwrap();
+    let r = tool(&c, "etcd-member", 3, &["join", "--yes", "--timeout", "10s", "--template", template], None);
+    drop(squatter);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("removed") && r.stderr.contains("manifest moved to"), "{}", r.stderr);
+    assert_eq!(member_names(&c), ["node1", "node2"]);
+    assert!(!n3.manifest().exists());
+    assert_manifests_dir_clean(n3);
+}
+
+#[test]
+fn guards_3_4_23() {
+    guards("3.4.23");
+}
+
+#[test]
+fn guards_3_5_30() {
+    guards("3.5.30");
+}
