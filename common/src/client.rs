@@ -136,7 +136,10 @@ mod tests {
     fn classifies_errors() {
         assert_eq!(classify("invalid peer certificate: UnknownIssuer".into()).kind, FailKind::Tls);
         assert_eq!(classify("tcp connect error: Connection refused (os error 111)".into()).kind, FailKind::Other);
-        assert_eq!(timed_out("dial timeout", Duration::from_secs(2)).message, "context deadline exceeded (dial timeout 2s)");
+        assert_eq!(
+            timed_out("dial timeout", Duration::from_secs(2)).message,
+            "context deadline exceeded (dial timeout 2s)"
+        );
     }
 
     #[test]

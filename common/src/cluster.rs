@@ -36,7 +36,9 @@ pub struct Probe {
 async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
     let client = match dialer.connect(&url).await {
         Ok(c) => c,
-        Err(e) => return Probe { url, status: Err(e), members: None, alarms: None },
+        Err(e) => {
+            return Probe { url, status: Err(e), members: None, alarms: None };
+        }
     };
     let (mut c1, mut c2, mut c3) = (client.clone(), client.clone(), client);
     let status = async {
@@ -107,9 +109,10 @@ pub fn seed_endpoints(shared: &Shared, manifest: Option<&Manifest>) -> (Vec<Stri
     let mut seeds: Vec<String> = Vec::new();
     if let Some(m) = manifest {
         seeds.extend(m.client_urls());
-        let client_port = seeds.first().and_then(|u| u.rsplit_once(':')).map_or("2379".to_string(), |(_, p)| {
-            p.trim_end_matches('/').to_string()
-        });
+        let client_port = seeds
+            .first()
+            .and_then(|u| u.rsplit_once(':'))
+            .map_or("2379".to_string(), |(_, p)| p.trim_end_matches('/').to_string());
         for (_, peer) in m.initial_cluster() {
             if let Some((base, _)) = peer.trim_end_matches('/').rsplit_once(':') {
                 seeds.push(format!("{base}:{client_port}"));

@@ -52,11 +52,7 @@ impl Manifest {
         }
         let annotations = doc["metadata"]["annotations"]
             .as_mapping()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
-                    .collect()
-            })
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string()))).collect())
             .unwrap_or_default();
         let volumes = doc["spec"]["volumes"].as_sequence().cloned().unwrap_or_default();
         let mounts = container["volumeMounts"]
@@ -162,7 +158,9 @@ impl Manifest {
         let mut out = Vec::new();
         let mut args = self.argv.iter().skip(1).peekable();
         while let Some(arg) = args.next() {
-            let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else { continue };
+            let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+                continue;
+            };
             match body.split_once('=') {
                 Some((k, v)) => out.push((k.to_string(), v.to_string())),
                 None => match args.peek() {
@@ -344,7 +342,10 @@ mod tests {
         // Alphabetical like kubeadm: after --experimental-watch-..., before --initial-advertise-...
         let pos = |a: &str| back.argv.iter().position(|x| x == a).unwrap();
         assert_eq!(pos("--force-new-cluster=true"), pos("--experimental-watch-progress-notify-interval=5s") + 1);
-        assert_eq!(pos("--initial-cluster-state=existing"), pos("--initial-cluster=cp1=https://192.168.0.150:2380") + 1);
+        assert_eq!(
+            pos("--initial-cluster-state=existing"),
+            pos("--initial-cluster=cp1=https://192.168.0.150:2380") + 1
+        );
         assert_eq!(pos("--name=cp2"), pos("--listen-peer-urls=https://192.168.0.150:2380") + 1);
         assert!(back.remove_flag("force-new-cluster").unwrap());
         assert!(!back.remove_flag("force-new-cluster").unwrap());
@@ -357,7 +358,8 @@ mod tests {
 
     #[test]
     fn removes_every_form_of_a_flag() {
-        let text = V131.replace("- --name=cp1", "- --force-new-cluster\n    - --name=cp1\n    - --force-new-cluster=true");
+        let text =
+            V131.replace("- --name=cp1", "- --force-new-cluster\n    - --name=cp1\n    - --force-new-cluster=true");
         let mut m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
         assert!(m.remove_flag("force-new-cluster").unwrap());
         assert!(!m.force_new_cluster());
@@ -368,9 +370,10 @@ mod tests {
     fn bad_manifests_name_file_and_line() {
         let err = Manifest::parse(Path::new("/m/etcd.yaml"), "spec:\n  containers: [\n").unwrap_err().to_string();
         assert!(err.starts_with("manifest /m/etcd.yaml: invalid YAML at line "), "{err}");
-        let err = Manifest::parse(Path::new("/m/etcd.yaml"), "spec:\n  containers:\n  - name: nginx\n    command: [nginx]\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            Manifest::parse(Path::new("/m/etcd.yaml"), "spec:\n  containers:\n  - name: nginx\n    command: [nginx]\n")
+                .unwrap_err()
+                .to_string();
         assert_eq!(err, "manifest /m/etcd.yaml: no etcd container in spec.containers");
     }
 }

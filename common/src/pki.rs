@@ -36,8 +36,8 @@ pub fn check_leaf(path: &Path, ca_path: &Path, now: i64, ip: Option<std::net::Ip
     let der = read_pem_certs(path)?.swap_remove(0);
     let ca_der = read_pem_certs(ca_path)?.swap_remove(0);
     let (_, cert) = X509Certificate::from_der(&der).map_err(|e| anyhow!("{shown}: not an X.509 certificate: {e}"))?;
-    let (_, ca) =
-        X509Certificate::from_der(&ca_der).map_err(|e| anyhow!("{}: not an X.509 certificate: {e}", ca_path.display()))?;
+    let (_, ca) = X509Certificate::from_der(&ca_der)
+        .map_err(|e| anyhow!("{}: not an X.509 certificate: {e}", ca_path.display()))?;
     if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
         return Err(anyhow!("{shown}: not signed by the CA {}", ca_path.display()));
     }

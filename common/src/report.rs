@@ -212,18 +212,32 @@ impl Plan {
     }
 
     pub fn render_table(&self) -> String {
-        let mut out = format!("plan of {}:
+        let mut out = format!(
+            "plan of {}:
 preconditions:
-", self.tool);
+",
+            self.tool
+        );
         for c in &self.preconditions {
-            out += &format!("  [{}] {}: {}
-", if c.ok { "ok" } else { "FAILED" }, c.check, c.detail);
+            out += &format!(
+                "  [{}] {}: {}
+",
+                if c.ok { "ok" } else { "FAILED" },
+                c.check,
+                c.detail
+            );
         }
         out += "steps:
 ";
         for (i, s) in self.steps.iter().enumerate() {
-            out += &format!("  {}. {}{}: {}
-", i + 1, s.action, if s.destructive { " (destructive)" } else { "" }, s.detail);
+            out += &format!(
+                "  {}. {}{}: {}
+",
+                i + 1,
+                s.action,
+                if s.destructive { " (destructive)" } else { "" },
+                s.detail
+            );
         }
         out
     }
@@ -285,7 +299,13 @@ pub fn human_bytes(n: i64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    if i == 0 { format!("{n} B") } else if v < 10.0 { format!("{v:.1} {}", units[i]) } else { format!("{v:.0} {}", units[i]) }
+    if i == 0 {
+        format!("{n} B")
+    } else if v < 10.0 {
+        format!("{v:.1} {}", units[i])
+    } else {
+        format!("{v:.0} {}", units[i])
+    }
 }
 
 #[cfg(test)]

@@ -201,7 +201,8 @@ mod tests {
 
     #[test]
     fn tolerates_unknown_fields_and_empty_output() {
-        let list = parse_ps(br#"{"containers":[{"id":"x","state":"CONTAINER_EXITED","new":1,"createdAt":"5"}]}"#).unwrap();
+        let list =
+            parse_ps(br#"{"containers":[{"id":"x","state":"CONTAINER_EXITED","new":1,"createdAt":"5"}]}"#).unwrap();
         assert_eq!(list[0].created_at, 5);
         assert!(parse_ps(b"{}").unwrap().is_empty());
         assert!(parse_ps(b"not json").is_err());

@@ -72,15 +72,31 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         let peer = m.flag("initial-advertise-peer-urls").unwrap_or_default();
         match common::cluster::survey(&shared, Some(m)) {
             Ok(s) if !s.nobody_answered() => {
-                let me = s.status.members.iter().find(|x| (!name.is_empty() && x.name == name) || x.peer_urls.contains(&peer));
+                let me = s
+                    .status
+                    .members
+                    .iter()
+                    .find(|x| (!name.is_empty() && x.name == name) || x.peer_urls.contains(&peer));
                 let (ok, detail) = match me {
-                    Some(x) if x.endpoint.reachable => (args.force, format!("member {} ({}) answers at {}", x.name, x.id, x.endpoint.url)),
-                    Some(x) => (true, format!("member {} ({}) is listed but unreachable: remove it with etcd-member remove", x.name, x.id)),
+                    Some(x) if x.endpoint.reachable => {
+                        (args.force, format!("member {} ({}) answers at {}", x.name, x.id, x.endpoint.url))
+                    }
+                    Some(x) => (
+                        true,
+                        format!(
+                            "member {} ({}) is listed but unreachable: remove it with etcd-member remove",
+                            x.name, x.id
+                        ),
+                    ),
                     None => (true, format!("no member named {name:?} or with peer URL {peer}")),
                 };
                 plan.check("this node's member does not answer", ok, detail);
             }
-            Ok(s) => plan.check("this node's member does not answer", true, format!("no endpoint answered: {}", s.describe_failures())),
+            Ok(s) => plan.check(
+                "this node's member does not answer",
+                true,
+                format!("no endpoint answered: {}", s.describe_failures()),
+            ),
             Err(e) => plan.check("this node's member does not answer", true, format!("cluster not asked: {e:#}")),
         }
     }

@@ -104,7 +104,13 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
     let peer_url = url(&ip, 2380);
     // A template from another node: its addresses become ours.
     if !old_host.is_empty() && old_host != ip.to_string() {
-        for flag in ["advertise-client-urls", "initial-advertise-peer-urls", "listen-client-urls", "listen-peer-urls", "listen-metrics-urls"] {
+        for flag in [
+            "advertise-client-urls",
+            "initial-advertise-peer-urls",
+            "listen-client-urls",
+            "listen-peer-urls",
+            "listen-metrics-urls",
+        ] {
             if let Some(v) = m.flag(flag) {
                 m.set_flag(flag, &v.replace(&old_host, &ip.to_string()))?;
             }
@@ -141,7 +147,12 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
             None => Err(anyhow!("the template names none")),
         };
         let detail = match (&result, &path) {
-            (Ok(()), Some(p)) => format!("{} chains to {}, valid{}", p.display(), ca.display(), if needs_ip { format!(", SAN {ip}") } else { String::new() }),
+            (Ok(()), Some(p)) => format!(
+                "{} chains to {}, valid{}",
+                p.display(),
+                ca.display(),
+                if needs_ip { format!(", SAN {ip}") } else { String::new() }
+            ),
             (Err(e), _) => format!("{e:#}"),
             (Ok(()), None) => unreachable!(),
         };
@@ -154,13 +165,20 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
         plan.check(
             "no manifest in place",
             !manifest_in_place,
-            format!("{} {}", shared.manifest.display(), if manifest_in_place { "exists: run etcd-member clean first" } else { "absent" }),
+            format!(
+                "{} {}",
+                shared.manifest.display(),
+                if manifest_in_place { "exists: run etcd-member clean first" } else { "absent" }
+            ),
         );
     }
     plan.check(
         "cluster has quorum",
         live.quorum.has_quorum,
-        format!("{} of {} voters reachable, {} needed", live.quorum.reachable_voters, live.quorum.voters, live.quorum.needed),
+        format!(
+            "{} of {} voters reachable, {} needed",
+            live.quorum.reachable_voters, live.quorum.voters, live.quorum.needed
+        ),
     );
     let pending: Vec<String> = live
         .members
@@ -168,7 +186,11 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
         .filter(|x| (x.is_learner || !x.started) && !x.peer_urls.contains(&peer_url))
         .map(|x| format!("{} {}", x.id, x.peer_urls.join(",")))
         .collect();
-    plan.check("no other learner pending", pending.is_empty(), if pending.is_empty() { "none".into() } else { pending.join("; ") });
+    plan.check(
+        "no other learner pending",
+        pending.is_empty(),
+        if pending.is_empty() { "none".into() } else { pending.join("; ") },
+    );
     let clash: Vec<String> = live
         .members
         .iter()
@@ -189,7 +211,10 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
     if matches!(existing, Existing::None | Existing::Unstarted(_)) {
         plan.step(
             "write manifest",
-            format!("{} with --initial-cluster of every member and --initial-cluster-state=existing", shared.manifest.display()),
+            format!(
+                "{} with --initial-cluster of every member and --initial-cluster-state=existing",
+                shared.manifest.display()
+            ),
             true,
         );
     }
@@ -199,7 +224,7 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
 }
 
 /// `name=url,...` for every member, with this node's name on its (still nameless) entry.
-fn initial_cluster(members: &[MemberRef], my_id: &str, my_name: &str) -> String {
+pub(crate) fn initial_cluster(members: &[MemberRef], my_id: &str, my_name: &str) -> String {
     let mut parts = Vec::new();
     for m in members {
         let name = if m.id == my_id { my_name } else { m.name.as_str() };
@@ -210,18 +235,25 @@ fn initial_cluster(members: &[MemberRef], my_id: &str, my_name: &str) -> String 
     parts.join(",")
 }
 
-async fn list(dialer: &Dialer, client: &mut Client) -> Result<Vec<MemberRef>> {
+pub(crate) async fn list(dialer: &Dialer, client: &mut Client) -> Result<Vec<MemberRef>> {
     let r = dialer.call(client.member_list()).await.map_err(|e| anyhow!("member list: {e}"))?;
     Ok(member_refs(r.members()))
 }
 
 /// `member add --learner`. etcd refuses changes until every voter has been connected for a few
 /// seconds ("unhealthy cluster", its strict reconfiguration check): wait that out.
-async fn add_learner(dialer: &Dialer, client: &mut Client, peer_url: &str, deadline: Instant) -> Result<u64> {
+pub(crate) async fn add_learner(
+    dialer: &Dialer,
+    client: &mut Client,
+    peer_url: &str,
+    deadline: Instant,
+) -> Result<u64> {
     loop {
         let opts = MemberAddOptions::new().with_is_learner();
         match dialer.call(client.member_add(vec![peer_url.to_string()], Some(opts))).await {
-            Ok(r) => return r.member().map(|m| m.id()).context("member add: no member in the answer"),
+            Ok(r) => {
+                return r.member().map(|m| m.id()).context("member add: no member in the answer");
+            }
             Err(e) if e.message.contains("unhealthy cluster") && Instant::now() < deadline => {
                 log::info!("member add: {e}; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,7 +264,7 @@ async fn add_learner(dialer: &Dialer, client: &mut Client, peer_url: &str, deadl
 }
 
 /// Promotes once the learner has started and caught up; "already promoted" counts as success.
-async fn promote(dialer: &Dialer, client: &mut Client, id: u64, deadline: Instant) -> Result<()> {
+pub(crate) async fn promote(dialer: &Dialer, client: &mut Client, id: u64, deadline: Instant) -> Result<()> {
     let hid = hex_id(id);
     let mut last = String::from("not started yet");
     while Instant::now() < deadline {
@@ -260,7 +292,13 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let template_path = match &args.template {
         Some(t) => PathBuf::from(t),
         None => last_cleaned_manifest(&root).ok_or_else(|| {
-            coded(exit::USAGE, format!("no template manifest: none in {} (etcd-member clean puts it there); give --template", root.display()))
+            coded(
+                exit::USAGE,
+                format!(
+                    "no template manifest: none in {} (etcd-member clean puts it there); give --template",
+                    root.display()
+                ),
+            )
         })?,
     };
     let template = Manifest::load(&template_path)?;
@@ -321,7 +359,8 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         // Undo: the learner out of the cluster, the manifest out of the manifests dir; the data
         // dir stays for inspection.
         let removed = rt.block_on(dialer.call(client.member_remove(id)));
-        let parked = common::backup::new_backup_dir(&root).and_then(|d| common::backup::move_aside(&shared.manifest, &d));
+        let parked =
+            common::backup::new_backup_dir(&root).and_then(|d| common::backup::move_aside(&shared.manifest, &d));
         let learner = match &removed {
             Ok(_) => format!("learner {} removed", hex_id(id)),
             Err(r) => format!("learner {} NOT removed ({r})", hex_id(id)),

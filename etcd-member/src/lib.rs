@@ -1,6 +1,7 @@
 //! etcd-member: the runbook's "remove a faulty node" and "add a new node" procedures: remove failed
 //! members, clean a failed node, join a node back.
 
+mod add;
 mod clean;
 mod join;
 mod remove;
@@ -29,6 +30,8 @@ pub enum Cmd {
     Remove(remove::RemoveArgs),
     Clean(clean::CleanArgs),
     Join(join::JoinArgs),
+    Add(add::AddArgs),
+    Promote(add::PromoteArgs),
 }
 
 impl HasShared for Args {
@@ -37,6 +40,8 @@ impl HasShared for Args {
             Cmd::Remove(a) => a.shared_flags(),
             Cmd::Clean(a) => a.shared_flags(),
             Cmd::Join(a) => a.shared_flags(),
+            Cmd::Add(a) => a.shared_flags(),
+            Cmd::Promote(a) => a.shared_flags(),
         }
     }
 }
@@ -46,5 +51,7 @@ pub fn run(args: Args) -> Result<u8> {
         Cmd::Remove(a) => remove::run(a),
         Cmd::Clean(a) => clean::run(a),
         Cmd::Join(a) => join::run(a),
+        Cmd::Add(a) => add::run_add(a),
+        Cmd::Promote(a) => add::run_promote(a),
     }
 }

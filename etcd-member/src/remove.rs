@@ -36,7 +36,7 @@ common::with_shared_flags! {
     }
 }
 
-fn who(m: &MemberStatus) -> String {
+pub(crate) fn who(m: &MemberStatus) -> String {
     if m.name.is_empty() { m.id.clone() } else { format!("{} ({})", m.name, m.id) }
 }
 
@@ -47,7 +47,8 @@ fn read_status_doc(source: &str, max_age: Duration) -> Result<ClusterStatus> {
         std::io::stdin().read_to_string(&mut s).context("--status -: reading stdin")?;
         s
     } else {
-        std::fs::read_to_string(source).map_err(|e| coded(exit::USAGE, format!("--status {source}: cannot read: {e}")))?
+        std::fs::read_to_string(source)
+            .map_err(|e| coded(exit::USAGE, format!("--status {source}: cannot read: {e}")))?
     };
     let doc: ClusterStatus = serde_json::from_str(&text)
         .map_err(|e| coded(exit::USAGE, format!("--status {source}: not a ClusterStatus document: {e}")))?;
@@ -67,7 +68,11 @@ fn read_status_doc(source: &str, max_age: Duration) -> Result<ClusterStatus> {
 }
 
 /// The members to remove, from the live picture.
-fn targets<'a>(args: &RemoveArgs, live: &'a ClusterStatus, doc: Option<&ClusterStatus>) -> Result<Vec<&'a MemberStatus>> {
+fn targets<'a>(
+    args: &RemoveArgs,
+    live: &'a ClusterStatus,
+    doc: Option<&ClusterStatus>,
+) -> Result<Vec<&'a MemberStatus>> {
     if args.unreachable {
         let source = doc.unwrap_or(live);
         let ids: Vec<&str> = source
@@ -79,22 +84,19 @@ fn targets<'a>(args: &RemoveArgs, live: &'a ClusterStatus, doc: Option<&ClusterS
         // A member the document names but the cluster no longer has was removed already.
         return Ok(live.members.iter().filter(|m| ids.contains(&m.id.as_str())).collect());
     }
-    let mut out = Vec::new();
-    for name in &args.members {
-        let found = live
-            .members
-            .iter()
-            .find(|m| m.name == *name)
-            .or_else(|| parse_hex_id(name).and_then(|id| live.members.iter().find(|m| parse_hex_id(&m.id) == Some(id))));
-        match found {
-            Some(m) => out.push(m),
-            None => {
-                let known: Vec<String> = live.members.iter().map(who).collect();
-                return Err(coded(exit::USAGE, format!("unknown member {name:?}; members: {}", known.join(", "))));
-            }
-        }
-    }
-    Ok(out)
+    args.members.iter().map(|name| find_member(live, name)).collect()
+}
+
+/// A member by name, else by hex ID; an unknown one is a usage error listing the members.
+pub(crate) fn find_member<'a>(live: &'a ClusterStatus, name: &str) -> Result<&'a MemberStatus> {
+    let found =
+        live.members.iter().find(|m| m.name == name).or_else(|| {
+            parse_hex_id(name).and_then(|id| live.members.iter().find(|m| parse_hex_id(&m.id) == Some(id)))
+        });
+    found.ok_or_else(|| {
+        let known: Vec<String> = live.members.iter().map(who).collect();
+        coded(exit::USAGE, format!("unknown member {name:?}; members: {}", known.join(", ")))
+    })
 }
 
 /// The guards, as plan preconditions.
@@ -110,7 +112,10 @@ fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, ta
     p.check(
         "cluster has quorum now",
         live.quorum.has_quorum,
-        format!("{} of {} voters reachable, {} needed", live.quorum.reachable_voters, live.quorum.voters, live.quorum.needed),
+        format!(
+            "{} of {} voters reachable, {} needed",
+            live.quorum.reachable_voters, live.quorum.voters, live.quorum.needed
+        ),
     );
     let removed_voters = targets.iter().filter(|m| !m.is_learner).count();
     let removed_reachable = targets.iter().filter(|m| !m.is_learner && m.endpoint.reachable).count();
@@ -130,7 +135,9 @@ fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, ta
         p.check(
             &format!("{} is not a healthy member", who(m)),
             !healthy || args.force,
-            if healthy { "it answers at its endpoint (use --force to remove it anyway)".into() } else {
+            if healthy {
+                "it answers at its endpoint (use --force to remove it anyway)".into()
+            } else {
                 m.endpoint.error.clone().unwrap_or_else(|| "reports errors".into())
             },
         );
@@ -204,9 +211,15 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
 }
 
 pub(crate) fn render(c: &MemberChange) -> String {
-    let mut out = format!("{}: {}\n", c.action, if c.changed.is_empty() { "nothing".to_string() } else {
-        c.changed.iter().map(|m| format!("{} ({})", m.name, m.id)).collect::<Vec<_>>().join(", ")
-    });
+    let mut out = format!(
+        "{}: {}\n",
+        c.action,
+        if c.changed.is_empty() {
+            "nothing".to_string()
+        } else {
+            c.changed.iter().map(|m| format!("{} ({})", m.name, m.id)).collect::<Vec<_>>().join(", ")
+        }
+    );
     if let Some(ic) = &c.initial_cluster {
         out += &format!("initial cluster: {ic}\n");
     }

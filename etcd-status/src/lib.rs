@@ -158,7 +158,9 @@ pub fn render_table(s: &ClusterStatus) -> String {
             } else {
                 "UNREACHABLE"
             };
-            let num = |v: u64| if e.reachable { v.to_string() } else { String::new() };
+            let num = |v: u64| {
+                if e.reachable { v.to_string() } else { String::new() }
+            };
             vec![
                 m.id.clone(),
                 m.name.clone(),
@@ -184,8 +186,20 @@ pub fn render_table(s: &ClusterStatus) -> String {
     );
     out += &report::table(
         &[
-            "ID", "NAME", "STATUS", "ENDPOINT", "PEER ADDRS", "VERSION", "DB SIZE", "IN USE", "IS LEADER", "IS LEARNER",
-            "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS",
+            "ID",
+            "NAME",
+            "STATUS",
+            "ENDPOINT",
+            "PEER ADDRS",
+            "VERSION",
+            "DB SIZE",
+            "IN USE",
+            "IS LEADER",
+            "IS LEARNER",
+            "RAFT TERM",
+            "RAFT INDEX",
+            "RAFT APPLIED INDEX",
+            "ERRORS",
         ],
         &rows,
     );
@@ -211,7 +225,9 @@ pub fn render_table(s: &ClusterStatus) -> String {
         }
         for c in &l.certificates {
             match (&c.not_after, c.days_left, &c.error) {
-                (Some(na), Some(d), _) => out += &format!("  cert {} ({}): until {na}, {d} days left\n", c.path, c.used_as),
+                (Some(na), Some(d), _) => {
+                    out += &format!("  cert {} ({}): until {na}, {d} days left\n", c.path, c.used_as)
+                }
                 (_, _, Some(e)) => out += &format!("  cert {}: {e}\n", c.used_as),
                 _ => {}
             }

@@ -401,8 +401,12 @@ impl Cluster {
         let mut pids = Vec::new();
         for n in &self.nodes {
             let state = n.root.join("run/containerd/lab-cri/state.json");
-            let Ok(text) = std::fs::read_to_string(state) else { continue };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let Ok(text) = std::fs::read_to_string(state) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
             for c in v["containers"].as_array().into_iter().flatten() {
                 if let Some(pid) = c["pid"].as_i64().filter(|&p| p > 0) {
                     pids.push(pid as i32);

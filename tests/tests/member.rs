@@ -15,7 +15,9 @@ struct Run {
 }
 
 fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Run {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn tool");
     if let Some(text) = stdin {
         child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
@@ -72,7 +74,8 @@ fn seed_scenario(version: &str) {
     // etcd-status -w json | etcd-member remove --unreachable --status - --yes
     let status = tool(&c, "etcd-status", 1, &[], None);
     assert_eq!(status.code, 3, "{}", status.stderr);
-    let removed = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&status.stdout));
+    let removed =
+        tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&status.stdout));
     assert_eq!(removed.code, 0, "{}\n{}", removed.stderr, removed.stdout);
     assert_eq!(removed.json["kind"], "MemberChange");
     let changed: Vec<&Value> = removed.json["changed"].as_array().unwrap().iter().collect();
@@ -112,8 +115,11 @@ fn seed_scenario(version: &str) {
     assert_eq!(status.code, 0, "{}\n{}", status.stderr, status.stdout);
     let members = status.json["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
-    assert!(members.iter().all(|m| m["started"] == true && m["isLearner"] == false && m["endpoint"]["reachable"] == true));
-    let out = c.etcdctl(&n3.client_url(), &["get", "--prefix", "/registry/pods/", "--consistency=s", "--print-value-only"]);
+    assert!(
+        members.iter().all(|m| m["started"] == true && m["isLearner"] == false && m["endpoint"]["reachable"] == true)
+    );
+    let out =
+        c.etcdctl(&n3.client_url(), &["get", "--prefix", "/registry/pods/", "--consistency=s", "--print-value-only"]);
     let values = String::from_utf8_lossy(&out.stdout);
     assert_eq!(values.lines().filter(|l| l.starts_with('v')).count(), 20, "node3 serves: {values}");
 
@@ -156,12 +162,14 @@ fn guards(version: &str) {
     let status = tool(&c, "etcd-status", 1, &[], None);
     let mut stale = status.json.clone();
     stale["takenAt"] = Value::String(common::time::rfc3339_secs(common::time::now_secs() - 600));
-    let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&stale.to_string()));
+    let r =
+        tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&stale.to_string()));
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(r.stderr.contains("older than --max-age"), "{}", r.stderr);
     let mut foreign = status.json.clone();
     foreign["clusterId"] = Value::String("0123456789abcdef".into());
-    let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&foreign.to_string()));
+    let r =
+        tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&foreign.to_string()));
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(r.stderr.contains("status document is of this cluster"), "{}", r.stderr);
     let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-"], Some(&status.stdout));
@@ -211,4 +219,54 @@ fn guards_3_4_23() {
 #[test]
 fn guards_3_5_30() {
     guards("3.5.30");
+}
+
+/// The cluster-side steps alone: `add` prints the --initial-cluster the operator's own manifest
+/// needs, `promote` finishes once the learner is in sync; by hex ID where names are not known.
+#[test]
+fn add_and_promote_by_hand_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    destroy_node3(&c);
+    let status = tool(&c, "etcd-status", 1, &[], None);
+    let id3 = status.json["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = tool(&c, "etcd-member", 1, &["remove", &id3, "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let n3 = c.node(3);
+    let dry = tool(&c, "etcd-member", 1, &["add", "node3", &n3.peer_url(), "--dry-run"], None);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.json["kind"], "Plan");
+    assert_eq!(member_names(&c), ["node1", "node2"], "a dry run changes nothing");
+    let add = tool(&c, "etcd-member", 1, &["add", "node3", &n3.peer_url(), "--yes"], None);
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    assert_eq!(add.json["member"]["isLearner"], true);
+    let ic = add.json["initialCluster"].as_str().unwrap().to_string();
+    for n in &c.nodes {
+        assert!(ic.contains(&format!("{}={}", n.name, n.peer_url())), "{ic}");
+    }
+    let again = tool(&c, "etcd-member", 1, &["add", "node3", &n3.peer_url(), "--yes"], None);
+    assert_eq!(again.code, 5, "a second learner is refused: {}", again.stderr);
+
+    // The operator writes the manifest.
+    let mut m = common::manifest::Manifest::load(&n3.parked_manifest()).unwrap();
+    m.set_flag("initial-cluster", &ic).unwrap();
+    m.set_flag("initial-cluster-state", "existing").unwrap();
+    m.path = n3.manifest();
+    m.save().unwrap();
+
+    let learner_id = add.json["member"]["id"].as_str().unwrap();
+    let r = tool(&c, "etcd-member", 1, &["promote", learner_id, "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["member"]["isLearner"], false);
+    let r = tool(&c, "etcd-member", 1, &["promote", "node3", "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("voter already"), "{}", r.stderr);
+    c.wait_healthy(&[3], std::time::Duration::from_secs(30));
+    let status = tool(&c, "etcd-status", 1, &[], None);
+    assert_eq!(status.code, 0, "{}\n{}", status.stderr, status.stdout);
 }

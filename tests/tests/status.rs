@@ -55,7 +55,8 @@ fn healthy_degraded_lost(version: &str) {
     // Healthy: every member answers, one leader, equal raft indexes, etcdctl's IDs.
     let mut r = status(&c, 1, &[]);
     for _ in 0..20 {
-        let idx: Vec<&Value> = r.json["members"].as_array().unwrap().iter().map(|m| &m["endpoint"]["raftIndex"]).collect();
+        let idx: Vec<&Value> =
+            r.json["members"].as_array().unwrap().iter().map(|m| &m["endpoint"]["raftIndex"]).collect();
         if r.code == 0 && idx.iter().all(|i| *i == idx[0]) {
             break;
         }
@@ -79,7 +80,10 @@ fn healthy_degraded_lost(version: &str) {
     ours.sort();
     assert_eq!(ours, ids);
     assert_eq!(doc["clusterId"], cluster_id.as_str());
-    assert_eq!(doc["quorum"], serde_json::json!({"voters":3,"reachableVoters":3,"needed":2,"hasQuorum":true,"faultTolerance":1}));
+    assert_eq!(
+        doc["quorum"],
+        serde_json::json!({"voters":3,"reachableVoters":3,"needed":2,"hasQuorum":true,"faultTolerance":1})
+    );
     let local = &doc["local"];
     assert_eq!(local["container"]["state"], "CONTAINER_RUNNING", "{local}");
     assert_eq!(local["forceNewCluster"], false);
@@ -240,7 +244,13 @@ fn bad_input() {
     let r = status(&c, 1, &[]);
     assert_eq!(r.code, 3, "{}\n{}", r.stderr, r.stdout);
     let server_crt = n1.pki().join("server.crt");
-    let cert = r.json["local"]["certificates"].as_array().unwrap().iter().find(|c| c["path"] == server_crt.to_str().unwrap()).cloned().unwrap();
+    let cert = r.json["local"]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == server_crt.to_str().unwrap())
+        .cloned()
+        .unwrap();
     assert!((9..=10).contains(&cert["daysLeft"].as_i64().unwrap()), "{cert}");
     assert!(warnings(&r.json).contains("expires in"), "{}", r.json);
 
@@ -252,7 +262,10 @@ fn bad_input() {
     // Missing client certificate: exit 1 naming the flag and the path.
     let r = status(&c, 1, &["--cert", "/nonexistent/client.crt"]);
     assert_eq!(r.code, 1);
-    assert_eq!(one_line(&r), "etcd-status: --cert /nonexistent/client.crt: cannot read: No such file or directory (os error 2)");
+    assert_eq!(
+        one_line(&r),
+        "etcd-status: --cert /nonexistent/client.crt: cannot read: No such file or directory (os error 2)"
+    );
     assert_eq!(r.json["kind"], "Error");
     assert_eq!(r.json["code"], 1);
     // A directory where the key should be: unreadable.
@@ -276,7 +289,8 @@ fn bad_input() {
     let line = one_line(&r);
     assert!(line.starts_with(&format!("etcd-status: manifest {}: invalid YAML at line ", bad.display())), "{line}");
     // A manifest without an etcd container.
-    std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: nginx\n    command: [nginx]\n").unwrap();
+    std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: nginx\n    command: [nginx]\n")
+        .unwrap();
     let r = status(&c, 1, &["--manifest", bad.to_str().unwrap()]);
     assert_eq!(r.code, 1);
     assert_eq!(one_line(&r), format!("etcd-status: manifest {}: no etcd container in spec.containers", bad.display()));
@@ -297,7 +311,11 @@ fn bad_input() {
     let dead = format!("https://{}:2379", n1.ip.replace(".11", ".98"));
     let r = status(&c, 1, &["--endpoints", &dead]);
     assert_eq!(r.code, 4, "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("no endpoint reachable: {dead}: ")) && r.stderr.contains("refused"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("no endpoint reachable: {dead}: ")) && r.stderr.contains("refused"),
+        "{}",
+        r.stderr
+    );
     // An endpoint that accepts TCP and never answers: timeout.
     let hung_ip = n1.ip.replace(".11", ".97");
     let _listener = TcpListener::bind(format!("{hung_ip}:2379")).unwrap();

@@ -637,7 +637,9 @@ fn logs(dir: &Path, args: &[String]) -> Res<u8> {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     for line in lines {
-        let Some(l) = cri::parse_cri_log_line(line) else { continue };
+        let Some(l) = cri::parse_cri_log_line(line) else {
+            continue;
+        };
         let w: &mut dyn Write = if l.stream == b"stdout" { &mut out } else { &mut err };
         if p.has("timestamps") {
             let _ = w.write_all(l.time);

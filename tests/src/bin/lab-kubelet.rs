@@ -193,11 +193,15 @@ impl Kubelet {
 
     fn scan_manifests(&mut self) -> BTreeMap<String, DesiredPod> {
         let mut out = BTreeMap::new();
-        let Ok(entries) = fs::read_dir(&self.manifests_dir) else { return out };
+        let Ok(entries) = fs::read_dir(&self.manifests_dir) else {
+            return out;
+        };
         let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         files.sort();
         for path in files {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
             if name.starts_with('.') || !path.is_file() {
                 continue;
             }
@@ -403,7 +407,9 @@ impl Kubelet {
                 if up {
                     continue;
                 }
-                let Some(pod) = st.pods.get_mut(uid) else { continue };
+                let Some(pod) = st.pods.get_mut(uid) else {
+                    continue;
+                };
                 let pc = pod.containers.entry(spec.name.clone()).or_default();
                 if now_ms < pc.next_start_after_unix_millis {
                     continue;
@@ -633,7 +639,9 @@ fn spawn(
 /// One thread per stream: each output line becomes a CRI log line.
 fn copy_to_log(pipe: impl Read + Send + 'static, path: PathBuf, stream: &'static str) {
     std::thread::spawn(move || {
-        let Ok(mut f) = OpenOptions::new().append(true).open(&path) else { return };
+        let Ok(mut f) = OpenOptions::new().append(true).open(&path) else {
+            return;
+        };
         let mut r = BufReader::new(pipe);
         let mut buf = Vec::new();
         loop {

@@ -1,0 +1,183 @@
+//! `add` and `promote`: the cluster-side steps of a join alone, for operators who write the
+//! manifest themselves.
+
+use crate::join::{add_learner, initial_cluster, list, promote};
+use crate::remove::{find_member, who};
+use anyhow::{Result, anyhow};
+use common::cli::{self, HasShared, Shared};
+use common::client::Dialer;
+use common::cluster::{self, Survey};
+use common::exit::{self, coded};
+use common::report::{MemberChange, Plan, hex_id, parse_hex_id};
+use std::time::Instant;
+
+common::with_shared_flags! {
+    /// add a member as a learner and print the --initial-cluster its manifest needs
+    #[argh(subcommand, name = "add")]
+    pub struct AddArgs {
+        /// the new member's name
+        #[argh(positional)]
+        pub name: String,
+        /// the new member's peer URL, e.g. https://10.0.0.13:2380
+        #[argh(positional)]
+        pub peer_url: String,
+        /// how long to wait out etcd's "unhealthy cluster" check (default 30s)
+        #[argh(option, default = "String::from(\"30s\")")]
+        pub timeout: String,
+        /// print the plan and change nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+        /// do it without asking
+        #[argh(switch)]
+        pub yes: bool,
+    }
+}
+
+common::with_shared_flags! {
+    /// promote a learner to voter once it is in sync with the leader
+    #[argh(subcommand, name = "promote")]
+    pub struct PromoteArgs {
+        /// the learner's name or hex ID
+        #[argh(positional)]
+        pub member: String,
+        /// how long to wait for the learner to catch up (default 120s)
+        #[argh(option, default = "String::from(\"120s\")")]
+        pub timeout: String,
+        /// print the plan and change nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+        /// do it without asking
+        #[argh(switch)]
+        pub yes: bool,
+    }
+}
+
+fn live(shared: &Shared) -> Result<Survey> {
+    let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
+    let survey = cluster::survey(shared, manifest.as_ref())?;
+    if survey.nobody_answered() {
+        return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
+    }
+    Ok(survey)
+}
+
+/// Plan, dry run, refusal, consent: the same gate for both commands.
+fn gate(plan: &Plan, shared: &Shared, dry_run: bool, yes: bool, question: &str) -> Result<Option<u8>> {
+    if dry_run {
+        cli::emit(plan, shared.output, Plan::render_table);
+        return Ok(Some(if plan.failed().is_empty() { exit::OK } else { exit::REFUSED }));
+    }
+    let failed = plan.failed();
+    if !failed.is_empty() {
+        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
+        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    }
+    cli::confirm(yes, question)?;
+    Ok(None)
+}
+
+pub fn run_add(args: AddArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    cli::check_url(&args.peer_url).map_err(|m| coded(exit::USAGE, format!("peer URL: {m}")))?;
+    let survey = live(&shared)?;
+    let s = &survey.status;
+    let mut plan = Plan::new("etcd-member add");
+    plan.check(
+        "cluster has quorum",
+        s.quorum.has_quorum,
+        format!("{} of {} voters reachable", s.quorum.reachable_voters, s.quorum.voters),
+    );
+    let pending: Vec<String> = s.members.iter().filter(|m| m.is_learner || !m.started).map(who).collect();
+    plan.check("no learner pending", pending.is_empty(), pending.join(", "));
+    let clash: Vec<String> =
+        s.members.iter().filter(|m| m.name == args.name || m.peer_urls.contains(&args.peer_url)).map(who).collect();
+    plan.check("name and peer URL are new", clash.is_empty(), clash.join(", "));
+    plan.step("member add --learner", format!("{} {}", args.name, args.peer_url), true);
+    if let Some(code) =
+        gate(&plan, &shared, args.dry_run, args.yes, &format!("add learner {} {}", args.name, args.peer_url))?
+    {
+        return Ok(code);
+    }
+    let dialer = Dialer::new(&shared, true)?;
+    let rt = common::client::runtime()?;
+    let deadline = Instant::now() + timeout;
+    let (id, members) = rt.block_on(async {
+        let (mut client, _) = cluster::connect_healthy(&dialer, s).await?;
+        let id = add_learner(&dialer, &mut client, &args.peer_url, deadline).await?;
+        anyhow::Ok((id, list(&dialer, &mut client).await?))
+    })?;
+    let hid = hex_id(id);
+    let ic = initial_cluster(&members, &hid, &args.name);
+    let me = members.iter().find(|m| m.id == hid).cloned();
+    eprintln!(
+        "etcd-member: learner {hid} added; start it with --initial-cluster={ic} --initial-cluster-state=existing"
+    );
+    let change = MemberChange {
+        kind: "MemberChange".into(),
+        action: "add".into(),
+        member: me.clone(),
+        changed: me.into_iter().collect(),
+        members,
+        initial_cluster: Some(ic),
+    };
+    cli::emit(&change, shared.output, crate::remove::render);
+    Ok(exit::OK)
+}
+
+pub fn run_promote(args: PromoteArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let survey = live(&shared)?;
+    let s = &survey.status;
+    let target = find_member(s, &args.member)?;
+    let id = parse_hex_id(&target.id).ok_or_else(|| anyhow!("bad member id {:?}", target.id))?;
+    let mut plan = Plan::new("etcd-member promote");
+    plan.check(
+        "cluster has quorum",
+        s.quorum.has_quorum,
+        format!("{} of {} voters reachable", s.quorum.reachable_voters, s.quorum.voters),
+    );
+    plan.check(
+        "member is a learner",
+        target.is_learner,
+        if target.is_learner { who(target) } else { format!("{} is a voter already", who(target)) },
+    );
+    plan.step("member promote", format!("{} once in sync with the leader", who(target)), true);
+    if !target.is_learner {
+        eprintln!("etcd-member: {} is a voter already; nothing to do", who(target));
+        let members = s.members.iter().map(cluster::member_ref).collect();
+        let change = MemberChange {
+            kind: "MemberChange".into(),
+            action: "promote".into(),
+            member: Some(cluster::member_ref(target)),
+            changed: vec![],
+            members,
+            initial_cluster: None,
+        };
+        cli::emit(&change, shared.output, crate::remove::render);
+        return Ok(exit::OK);
+    }
+    if let Some(code) = gate(&plan, &shared, args.dry_run, args.yes, &format!("promote {}", who(target)))? {
+        return Ok(code);
+    }
+    let dialer = Dialer::new(&shared, true)?;
+    let rt = common::client::runtime()?;
+    let deadline = Instant::now() + timeout;
+    let members = rt.block_on(async {
+        let (mut client, _) = cluster::connect_healthy(&dialer, s).await?;
+        promote(&dialer, &mut client, id, deadline).await?;
+        list(&dialer, &mut client).await
+    })?;
+    let me = members.iter().find(|m| m.id == target.id).cloned();
+    let change = MemberChange {
+        kind: "MemberChange".into(),
+        action: "promote".into(),
+        member: me.clone(),
+        changed: me.into_iter().collect(),
+        members,
+        initial_cluster: None,
+    };
+    cli::emit(&change, shared.output, crate::remove::render);
+    Ok(exit::OK)
+}
