@@ -238,6 +238,71 @@ impl Manifest {
     }
 }
 
+/// What a kubeadm etcd manifest is made of.
+pub struct KubeadmEtcd<'a> {
+    pub name: &'a str,
+    /// The node's address as it appears in URLs (IPv6 in brackets).
+    pub host: &'a str,
+    pub image: &'a str,
+    pub initial_cluster: &'a str,
+    /// `--initial-cluster-state=existing`, as `kubeadm join` writes it.
+    pub existing: bool,
+}
+
+/// The etcd static pod manifest `kubeadm` 1.31–1.33 writes for a stacked control plane.
+pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
+    let h = k.host;
+    let mut flags = vec![
+        format!("--advertise-client-urls=https://{h}:2379"),
+        "--cert-file=/etc/kubernetes/pki/etcd/server.crt".into(),
+        "--client-cert-auth=true".into(),
+        "--data-dir=/var/lib/etcd".into(),
+        "--experimental-initial-corrupt-check=true".into(),
+        "--experimental-watch-progress-notify-interval=5s".into(),
+        format!("--initial-advertise-peer-urls=https://{h}:2380"),
+        format!("--initial-cluster={}", k.initial_cluster),
+    ];
+    if k.existing {
+        flags.push("--initial-cluster-state=existing".into());
+    }
+    flags.extend([
+        "--key-file=/etc/kubernetes/pki/etcd/server.key".into(),
+        format!("--listen-client-urls=https://127.0.0.1:2379,https://{h}:2379"),
+        "--listen-metrics-urls=http://127.0.0.1:2381".into(),
+        format!("--listen-peer-urls=https://{h}:2380"),
+        format!("--name={}", k.name),
+        "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt".into(),
+        "--peer-client-cert-auth=true".into(),
+        "--peer-key-file=/etc/kubernetes/pki/etcd/peer.key".into(),
+        "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt".into(),
+        "--snapshot-count=10000".into(),
+        "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt".into(),
+    ]);
+    let command: String = flags.iter().map(|f| format!("    - {f}\n")).collect();
+    let probe = |path: &str, extra: &str| {
+        format!(
+            "      failureThreshold: {extra}\n      httpGet:\n        host: 127.0.0.1\n        path: {path}\n        port: 2381\n        scheme: HTTP\n"
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    {CLIENT_URLS_ANNOTATION}: https://{h}:2379\n  labels:\n    component: etcd\n    tier: control-plane\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n{command}    image: {image}\n    imagePullPolicy: IfNotPresent\n    livenessProbe:\n{live}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    name: etcd\n    readinessProbe:\n{ready}      periodSeconds: 1\n      timeoutSeconds: 15\n    resources:\n      requests:\n        cpu: 100m\n        memory: 100Mi\n    startupProbe:\n{startup}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n    - mountPath: /etc/kubernetes/pki/etcd\n      name: etcd-certs\n  hostNetwork: true\n  priority: 2000001000\n  priorityClassName: system-node-critical\n  securityContext:\n    seccompProfile:\n      type: RuntimeDefault\n  volumes:\n  - hostPath:\n      path: /etc/kubernetes/pki/etcd\n      type: DirectoryOrCreate\n    name: etcd-certs\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\nstatus: {{}}\n",
+        image = k.image,
+        live = probe("/livez", "8"),
+        ready = probe("/readyz", "3"),
+        startup = probe("/readyz", "24"),
+    )
+}
+
+/// The image repository kubeadm uses on this node, read off another control-plane manifest
+/// (`kube-apiserver.yaml`): `<repo>/kube-apiserver:v1.31.0` gives `<repo>`.
+pub fn image_repository(manifests_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifests_dir.join("kube-apiserver.yaml")).ok()?;
+    let doc: Value = serde_yaml::from_str(&text).ok()?;
+    let image = doc["spec"]["containers"].as_sequence()?.iter().find_map(|c| c["image"].as_str())?;
+    let (repo, _) = image.rsplit_once('/')?;
+    Some(repo.to_string())
+}
+
 /// Replaces `path` atomically: `.<name>.tmp` in the same dir (a dot file, which the kubelet ignores),
 /// fsync, rename over, fsync the dir. The mode is 0600 like kubeadm's manifests. No reader ever
 /// sees a half-written file, and no stray file is left in a manifests dir on failure.
@@ -364,6 +429,49 @@ mod tests {
         assert!(m.remove_flag("force-new-cluster").unwrap());
         assert!(!m.force_new_cluster());
         assert_eq!(m.flag("name").as_deref(), Some("cp1"));
+    }
+
+    #[test]
+    fn renders_what_kubeadm_writes() {
+        let text = render_kubeadm(&KubeadmEtcd {
+            name: "cp1",
+            host: "192.168.0.150",
+            image: "etcd:3.5.21-0",
+            initial_cluster: "cp1=https://192.168.0.150:2380",
+            existing: false,
+        });
+        let ours = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+        let kubeadm = Manifest::parse(Path::new("etcd.yaml"), V131).unwrap();
+        assert_eq!(ours.argv, kubeadm.argv);
+        assert_eq!(ours.mounts, kubeadm.mounts);
+        assert_eq!(ours.annotations, kubeadm.annotations);
+        let a: Value = serde_yaml::from_str(&text).unwrap();
+        let mut b: Value = serde_yaml::from_str(V131).unwrap();
+        b["metadata"].as_mapping_mut().unwrap().remove("creationTimestamp");
+        assert_eq!(a, b, "the whole pod as kubeadm writes it");
+        let joined = render_kubeadm(&KubeadmEtcd {
+            name: "cp2",
+            host: "10.0.0.2",
+            image: "etcd:3.5.21-0",
+            initial_cluster: "cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380",
+            existing: true,
+        });
+        let m = Manifest::parse(Path::new("etcd.yaml"), &joined).unwrap();
+        assert_eq!(m.flag("initial-cluster-state").as_deref(), Some("existing"));
+    }
+
+    #[test]
+    fn image_repository_comes_from_the_apiserver_manifest() {
+        let dir = std::env::temp_dir().join(format!("manifest-repo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(image_repository(&dir), None);
+        std::fs::write(
+            dir.join("kube-apiserver.yaml"),
+            "spec:\n  containers:\n  - name: kube-apiserver\n    image: my-mirror/k8s/kube-apiserver:v1.31.0\n",
+        )
+        .unwrap();
+        assert_eq!(image_repository(&dir).as_deref(), Some("my-mirror/k8s"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

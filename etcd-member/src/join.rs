@@ -28,6 +28,10 @@ common::with_shared_flags! {
         /// manifest to start from (default: the one the last `etcd-member clean` on this node moved aside)
         #[argh(option)]
         pub template: Option<String>,
+        /// image of a generated manifest, when there is no template (default: the repository of this
+        /// node's kube-apiserver image, /etcd:<the cluster's version>-0)
+        #[argh(option)]
+        pub image: Option<String>,
         /// the backup root `clean` used (default <rootfs>/var/lib/etcd-recovery)
         #[argh(option)]
         pub backup_dir: Option<String>,
@@ -56,11 +60,16 @@ fn host_of(url: &str) -> String {
     host.trim_start_matches('[').trim_end_matches(']').to_string()
 }
 
-fn url(ip: &IpAddr, port: u16) -> String {
+/// An IP as it appears in a URL (IPv6 in brackets).
+fn url_host(ip: &IpAddr) -> String {
     match ip {
-        IpAddr::V4(a) => format!("https://{a}:{port}"),
-        IpAddr::V6(a) => format!("https://[{a}]:{port}"),
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
     }
+}
+
+fn url(ip: &IpAddr, port: u16) -> String {
+    format!("https://{}:{port}", url_host(ip))
 }
 
 fn dir_is_empty_or_absent(p: &Path) -> bool {
@@ -68,6 +77,50 @@ fn dir_is_empty_or_absent(p: &Path) -> bool {
         Ok(mut d) => d.next().is_none(),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
+}
+
+/// Without a template: the manifest `kubeadm join` would write, for --name and --advertise-address.
+fn generated_manifest(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, root: &Path) -> Result<Manifest> {
+    let (Some(name), Some(addr)) = (&args.name, &args.advertise_address) else {
+        return Err(coded(
+            exit::USAGE,
+            format!(
+                "no template manifest (none in {}, where etcd-member clean puts it): give --template, or --name and \
+                 --advertise-address to generate one",
+                root.display()
+            ),
+        ));
+    };
+    let ip: IpAddr =
+        addr.parse().map_err(|_| coded(exit::USAGE, format!("--advertise-address {addr:?}: not an IP address")))?;
+    let image = match &args.image {
+        Some(i) => i.clone(),
+        None => {
+            let manifests_dir = shared.manifest.parent().unwrap_or(Path::new("/"));
+            let version = live.members.iter().map(|m| m.endpoint.version.as_str()).find(|v| !v.is_empty());
+            match (common::manifest::image_repository(manifests_dir), version) {
+                (Some(repo), Some(v)) => format!("{repo}/etcd:{v}-0"),
+                _ => {
+                    return Err(coded(
+                        exit::USAGE,
+                        format!(
+                            "no --image, and no kube-apiserver.yaml in {} to take the repository from",
+                            manifests_dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let host = url_host(&ip);
+    let text = common::manifest::render_kubeadm(&common::manifest::KubeadmEtcd {
+        name,
+        host: &host,
+        image: &image,
+        initial_cluster: "",
+        existing: true,
+    });
+    Manifest::parse(&shared.manifest, &text)
 }
 
 /// Where the member stands before we start.
@@ -289,24 +342,17 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
     let root = backup_root(&shared, args.backup_dir.as_deref());
-    let template_path = match &args.template {
-        Some(t) => PathBuf::from(t),
-        None => last_cleaned_manifest(&root).ok_or_else(|| {
-            coded(
-                exit::USAGE,
-                format!(
-                    "no template manifest: none in {} (etcd-member clean puts it there); give --template",
-                    root.display()
-                ),
-            )
-        })?,
-    };
-    let template = Manifest::load(&template_path)?;
-    let survey = cluster::survey(&shared, Some(&template))?;
+    let template_path = args.template.as_ref().map(PathBuf::from).or_else(|| last_cleaned_manifest(&root));
+    let template = template_path.as_deref().map(Manifest::load).transpose()?;
+    let survey = cluster::survey(&shared, template.as_ref())?;
     if survey.nobody_answered() {
         return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
     }
     let live = survey.status;
+    let template = match template {
+        Some(t) => t,
+        None => generated_manifest(&args, &shared, &live, &root)?,
+    };
     let p = prepare(&args, &shared, &live, template)?;
     if let Existing::Voter = p.existing {
         eprintln!("etcd-member: {} is already a started voter with its manifest in place; nothing to do", p.name);

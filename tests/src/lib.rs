@@ -121,88 +121,25 @@ pub struct Cluster {
     _slot: Slot,
 }
 
-/// The kubeadm 1.31-style etcd manifest for a lab node; it listens on the node IP only, since
-/// kubeadm's extra 127.0.0.1 listeners would collide between nodes on one machine.
+/// The kubeadm 1.31-style etcd manifest for a lab node (common's renderer), listening on the node
+/// IP only, since kubeadm's extra 127.0.0.1 listeners would collide between nodes on one machine.
 pub fn kubeadm_manifest(node: &Node, initial_cluster: &str, version: &str, extra_flags: &[String]) -> String {
-    let ip = &node.ip;
-    let mut flags = vec![
-        format!("--advertise-client-urls=https://{ip}:2379"),
-        "--cert-file=/etc/kubernetes/pki/etcd/server.crt".into(),
-        "--client-cert-auth=true".into(),
-        "--data-dir=/var/lib/etcd".into(),
-        "--experimental-initial-corrupt-check=true".into(),
-        "--experimental-watch-progress-notify-interval=5s".into(),
-        format!("--initial-advertise-peer-urls=https://{ip}:2380"),
-        format!("--initial-cluster={initial_cluster}"),
-        "--key-file=/etc/kubernetes/pki/etcd/server.key".into(),
-        format!("--listen-client-urls=https://{ip}:2379"),
-        format!("--listen-metrics-urls=http://{ip}:2381"),
-        format!("--listen-peer-urls=https://{ip}:2380"),
-        format!("--name={}", node.name),
-        "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt".into(),
-        "--peer-client-cert-auth=true".into(),
-        "--peer-key-file=/etc/kubernetes/pki/etcd/peer.key".into(),
-        "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt".into(),
-        "--snapshot-count=10000".into(),
-        "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt".into(),
-    ];
-    flags.extend(extra_flags.iter().cloned());
-    let command: String = flags.iter().map(|f| format!("    - {f}\n")).collect();
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  annotations:
-    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://{ip}:2379
-  labels:
-    component: etcd
-    tier: control-plane
-  name: etcd
-  namespace: kube-system
-spec:
-  containers:
-  - command:
-    - etcd
-{command}    image: etcd:{version}-0
-    imagePullPolicy: IfNotPresent
-    livenessProbe:
-      failureThreshold: 8
-      httpGet:
-        host: {ip}
-        path: /livez
-        port: 2381
-        scheme: HTTP
-      initialDelaySeconds: 10
-      periodSeconds: 10
-      timeoutSeconds: 15
-    name: etcd
-    resources:
-      requests:
-        cpu: 100m
-        memory: 100Mi
-    volumeMounts:
-    - mountPath: /var/lib/etcd
-      name: etcd-data
-    - mountPath: /etc/kubernetes/pki/etcd
-      name: etcd-certs
-  hostNetwork: true
-  priority: 2000001000
-  priorityClassName: system-node-critical
-  securityContext:
-    seccompProfile:
-      type: RuntimeDefault
-  volumes:
-  - hostPath:
-      path: /etc/kubernetes/pki/etcd
-      type: DirectoryOrCreate
-    name: etcd-certs
-  - hostPath:
-      path: /var/lib/etcd
-      type: DirectoryOrCreate
-    name: etcd-data
-status: {{}}
-"#
-    )
+    let text = common::manifest::render_kubeadm(&common::manifest::KubeadmEtcd {
+        name: &node.name,
+        host: &node.ip,
+        image: &format!("etcd:{version}-0"),
+        initial_cluster,
+        existing: false,
+    });
+    let mut m = common::manifest::Manifest::parse(&node.manifest(), &text).expect("rendered manifest parses");
+    m.set_flag("listen-client-urls", &node.client_url()).expect("edit");
+    m.set_flag("listen-metrics-urls", &format!("http://{}:2381", node.ip)).expect("edit");
+    for f in extra_flags {
+        let body = f.trim_start_matches('-');
+        let (k, v) = body.split_once('=').unwrap_or((body, "true"));
+        m.set_flag(k, v).expect("edit");
+    }
+    m.to_yaml().expect("yaml")
 }
 
 fn signal(pid: i32, sig: i32) {

@@ -144,6 +144,13 @@ fn seed_scenario_3_5_30() {
 /// status document; never join with a certificate that does not fit; undo a join that cannot start.
 fn guards(version: &str) {
     let c = Cluster::start(Spec::new(3, version));
+    // clean on a node whose member answers: refused, nothing moved.
+    let r = tool(&c, "etcd-member", 2, &["clean", "--yes"], None);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("member node2") && r.stderr.contains("answers"), "{}", r.stderr);
+    assert!(c.node(2).manifest().exists() && c.node(2).root.join("var/lib/etcd/member").is_dir());
+    assert!(!c.node(2).root.join("var/lib/etcd-recovery").exists());
+
     c.stop_node(3);
     let before = member_names(&c);
 
@@ -269,4 +276,49 @@ fn add_and_promote_by_hand_3_5_30() {
     c.wait_healthy(&[3], std::time::Duration::from_secs(30));
     let status = tool(&c, "etcd-status", 1, &[], None);
     assert_eq!(status.code, 0, "{}\n{}", status.stderr, status.stdout);
+}
+
+/// A node whose manifest is lost too: join generates the manifest kubeadm would write.
+#[test]
+fn join_without_template_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    destroy_node3(&c);
+    let n3 = c.node(3);
+    std::fs::remove_file(n3.parked_manifest()).unwrap();
+    let status = tool(&c, "etcd-status", 1, &[], None);
+    let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--status", "-", "--yes"], Some(&status.stdout));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let ep = c.node(1).client_url();
+    let r = tool(&c, "etcd-member", 3, &["join", "--yes", "--endpoints", &ep], None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("give --template, or --name and --advertise-address"), "{}", r.stderr);
+    let r = tool(
+        &c,
+        "etcd-member",
+        3,
+        &["join", "--yes", "--endpoints", &ep, "--name", "node3", "--advertise-address", &n3.ip],
+        None,
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no --image"), "{}", r.stderr);
+
+    let args =
+        ["join", "--endpoints", &ep, "--name", "node3", "--advertise-address", &n3.ip, "--image", "etcd:3.5.30-0"];
+    let dry = tool(&c, "etcd-member", 3, &[&args[..], &["--dry-run"]].concat(), None);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
+    assert!(dry.json["preconditions"].as_array().unwrap().iter().all(|p| p["ok"] == true), "{}", dry.json);
+    assert_eq!(member_names(&c), ["node1", "node2"]);
+    assert!(!n3.manifest().exists());
+
+    let r = tool(&c, "etcd-member", 3, &[&args[..], &["--yes"]].concat(), None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let m = common::manifest::Manifest::load(&n3.manifest()).unwrap();
+    assert_eq!(m.flag("listen-client-urls"), Some(format!("https://127.0.0.1:2379,{}", n3.client_url())));
+    assert_eq!(m.flag("initial-cluster-state").as_deref(), Some("existing"));
+    assert_manifests_dir_clean(n3);
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
 }
