@@ -10,8 +10,25 @@ use std::time::Duration;
 
 /// Adds the shared flags to a tool's (sub)command struct and implements [`HasShared`] for it.
 /// argh has no flattening, so the fields are spliced in here, once, for every tool.
+///
+/// `with_shared_flags! { changing ... }` also adds `--dry-run` and `--yes`, for commands that
+/// change something.
 #[macro_export]
 macro_rules! with_shared_flags {
+    (changing $(#[$meta:meta])* $vis:vis struct $name:ident { $($body:tt)* }) => {
+        $crate::with_shared_flags! {
+            $(#[$meta])*
+            $vis struct $name {
+                $($body)*
+                /// print the plan (every precondition checked) and change nothing
+                #[argh(switch)]
+                pub dry_run: bool,
+                /// do it without asking (needed when not on a terminal)
+                #[argh(switch)]
+                pub yes: bool,
+            }
+        }
+    };
     ($(#[$meta:meta])* $vis:vis struct $name:ident { $($body:tt)* }) => {
         #[derive(argh::FromArgs, Debug)]
         $(#[$meta])*

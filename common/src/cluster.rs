@@ -1,16 +1,21 @@
-//! The cluster as its members see it: every member asked in parallel (member list, status,
-//! alarms), each request bounded, and the answers assembled into a `ClusterStatus`.
+//! The cluster as its members see it: every member asked in parallel (member list, status),
+//! each request bounded, and the answers assembled into a `ClusterStatus`.
+//!
+//! Only requests a member answers on its own are made: the alarm list RPC goes through raft and
+//! hangs while the leader is frozen, but every member's status carries the active alarms in its
+//! `errors` (`memberID:<decimal> alarm:NOSPACE`), which is where they are read.
 
 use crate::cli::Shared;
 use crate::client::{Dialer, EndpointError, FailKind};
 use crate::manifest::Manifest;
-use crate::report::{AlarmStatus, ClusterStatus, EndpointStatus, MemberStatus, Quorum, hex_id};
+use crate::report::{AlarmStatus, ClusterStatus, EndpointStatus, MemberRef, MemberStatus, Quorum, hex_id};
 use anyhow::Result;
-use etcd_client::{AlarmAction, AlarmType};
 use std::collections::BTreeSet;
 use tokio::task::JoinSet;
 
 pub struct StatusInfo {
+    /// The alarms this member knows of (all members apply the same alarm list).
+    pub alarms: Vec<AlarmStatus>,
     member_id: u64,
     cluster_id: u64,
     leader: u64,
@@ -25,22 +30,21 @@ pub struct MemberInfo {
     is_learner: bool,
 }
 
-/// What one endpoint answered. `members`/`alarms` are asked of the seed endpoints only.
+/// What one endpoint answered. `members` is asked of the seed endpoints only.
 pub struct Probe {
     pub url: String,
     pub status: Result<StatusInfo, EndpointError>,
     members: Option<Result<(u64, Vec<MemberInfo>), EndpointError>>,
-    alarms: Option<Result<Vec<AlarmStatus>, EndpointError>>,
 }
 
 async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
     let client = match dialer.connect(&url).await {
         Ok(c) => c,
         Err(e) => {
-            return Probe { url, status: Err(e), members: None, alarms: None };
+            return Probe { url, status: Err(e), members: None };
         }
     };
-    let (mut c1, mut c2, mut c3) = (client.clone(), client.clone(), client);
+    let (mut c1, mut c2) = (client.clone(), client);
     let status = async {
         let s = dialer.call(c1.status()).await?;
         let member_id = s.header().map_or(0, |h| h.member_id());
@@ -48,6 +52,7 @@ async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
             member_id,
             cluster_id: s.header().map_or(0, |h| h.cluster_id()),
             leader: s.leader(),
+            alarms: s.errors().iter().filter_map(|e| parse_alarm(e)).collect(),
             endpoint: EndpointStatus {
                 url: url.clone(),
                 reachable: true,
@@ -59,7 +64,8 @@ async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
                 raft_term: s.raft_term(),
                 raft_index: s.raft_index(),
                 raft_applied_index: s.raft_applied_index(),
-                errors: s.errors().to_vec(),
+                // Alarms are reported apart (`alarms`), not as this member's errors.
+                errors: s.errors().iter().filter(|e| parse_alarm(e).is_none()).cloned().collect(),
             },
         })
     };
@@ -83,20 +89,8 @@ async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
             (r.header().map_or(0, |h| h.cluster_id()), list)
         }))
     };
-    let alarms = async {
-        if !ask_cluster {
-            return None;
-        }
-        Some(dialer.call(c3.alarm(AlarmAction::Get, AlarmType::None, None)).await.map(|r| {
-            r.alarms()
-                .iter()
-                .filter(|a| a.alarm() != AlarmType::None)
-                .map(|a| AlarmStatus { member_id: hex_id(a.member_id()), alarm: a.alarm().as_str_name().to_string() })
-                .collect()
-        }))
-    };
-    let (status, members, alarms) = tokio::join!(status, members, alarms);
-    Probe { url, status, members, alarms }
+    let (status, members) = tokio::join!(status, members);
+    Probe { url, status, members }
 }
 
 /// Where to start: the given endpoints, else the manifest's client URLs plus a guess at the other
@@ -161,6 +155,14 @@ fn unreachable(url: &str, error: String) -> EndpointStatus {
 }
 
 /// Builds the cluster picture from the probes.
+/// An alarm as a member's status lists it: `memberID:10276657743932975437 alarm:NOSPACE `.
+fn parse_alarm(e: &str) -> Option<AlarmStatus> {
+    let rest = e.trim().strip_prefix("memberID:")?;
+    let (id, alarm) = rest.split_once(' ')?;
+    let alarm = alarm.trim().strip_prefix("alarm:")?;
+    Some(AlarmStatus { member_id: hex_id(id.parse().ok()?), alarm: alarm.to_string() })
+}
+
 pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest: Option<&Manifest>) -> ClusterStatus {
     let answered: Vec<&StatusInfo> = probes.iter().filter_map(|p| p.status.as_ref().ok()).collect();
     let mut warnings = Vec::new();
@@ -180,12 +182,14 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
                         },
                     };
                     MemberStatus {
-                        id: hex_id(m.id),
                         started: !m.name.is_empty() || !m.client_urls.is_empty(),
-                        name: m.name,
-                        peer_urls: m.peer_urls,
-                        client_urls: m.client_urls,
-                        is_learner: m.is_learner,
+                        member: MemberRef {
+                            id: hex_id(m.id),
+                            name: m.name,
+                            peer_urls: m.peer_urls,
+                            client_urls: m.client_urls,
+                            is_learner: m.is_learner,
+                        },
                         endpoint,
                     }
                 })
@@ -202,11 +206,13 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
                     let host = host_of(&p.url);
                     let named = names.iter().find(|(_, peer)| host_of(peer) == host);
                     MemberStatus {
-                        id: String::new(),
-                        name: named.map(|(n, _)| n.clone()).unwrap_or_default(),
-                        peer_urls: named.map(|(_, u)| vec![u.clone()]).unwrap_or_default(),
-                        client_urls: vec![p.url.clone()],
-                        is_learner: false,
+                        member: MemberRef {
+                            id: String::new(),
+                            name: named.map(|(n, _)| n.clone()).unwrap_or_default(),
+                            peer_urls: named.map(|(_, u)| vec![u.clone()]).unwrap_or_default(),
+                            client_urls: vec![p.url.clone()],
+                            is_learner: false,
+                        },
                         started: true,
                         endpoint: match &p.status {
                             Ok(s) => s.endpoint.clone(),
@@ -224,20 +230,10 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
     let cluster_id = if cluster_id != 0 { cluster_id } else { answered.first().map_or(0, |s| s.cluster_id) };
 
     let mut alarms: Vec<AlarmStatus> = Vec::new();
-    let mut alarm_errors = Vec::new();
-    for p in probes {
-        match &p.alarms {
-            Some(Ok(list)) => {
-                alarms = list.clone();
-                alarm_errors.clear();
-                break;
-            }
-            Some(Err(e)) => alarm_errors.push(format!("{}: {e}", p.url)),
-            None => {}
+    for a in answered.iter().flat_map(|s| s.alarms.iter()) {
+        if !alarms.contains(a) {
+            alarms.push(a.clone());
         }
-    }
-    if !alarm_errors.is_empty() && !answered.is_empty() {
-        warnings.push(format!("alarm list unavailable: {}", alarm_errors.join("; ")));
     }
 
     for m in &members {
@@ -356,9 +352,9 @@ pub async fn connect_healthy(dialer: &Dialer, s: &ClusterStatus) -> Result<(etcd
 }
 
 /// The member list as the change documents show it.
-pub fn member_refs(list: &[etcd_client::Member]) -> Vec<crate::report::MemberRef> {
+pub fn member_refs(list: &[etcd_client::Member]) -> Vec<MemberRef> {
     list.iter()
-        .map(|m| crate::report::MemberRef {
+        .map(|m| MemberRef {
             id: hex_id(m.id()),
             name: m.name().to_string(),
             peer_urls: m.peer_urls().to_vec(),
@@ -368,12 +364,19 @@ pub fn member_refs(list: &[etcd_client::Member]) -> Vec<crate::report::MemberRef
         .collect()
 }
 
-pub fn member_ref(m: &MemberStatus) -> crate::report::MemberRef {
-    crate::report::MemberRef {
-        id: m.id.clone(),
-        name: m.name.clone(),
-        peer_urls: m.peer_urls.clone(),
-        client_urls: m.client_urls.clone(),
-        is_learner: m.is_learner,
+pub fn member_ref(m: &MemberStatus) -> MemberRef {
+    m.member.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarms_from_status_errors() {
+        let a = parse_alarm("memberID:10276657743932975437 alarm:NOSPACE ").unwrap();
+        assert_eq!(a, AlarmStatus { member_id: "8e9e05c52164694d".into(), alarm: "NOSPACE".into() });
+        assert_eq!(parse_alarm("memberID:1 alarm:CORRUPT").unwrap().alarm, "CORRUPT");
+        assert_eq!(parse_alarm("etcdserver: no leader"), None);
     }
 }

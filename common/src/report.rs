@@ -34,16 +34,20 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberStatus {
-    pub id: String,
-    pub name: String,
-    #[serde(rename = "peerURLs")]
-    pub peer_urls: Vec<String>,
-    #[serde(rename = "clientURLs")]
-    pub client_urls: Vec<String>,
-    pub is_learner: bool,
+    /// id, name, peerURLs, clientURLs, isLearner: the same fields as in the change documents.
+    #[serde(flatten)]
+    pub member: MemberRef,
     /// An added member that never started has no name and no client URLs.
     pub started: bool,
     pub endpoint: EndpointStatus,
+}
+
+/// Member fields read straight through (`m.name`), as they sit flat in the JSON.
+impl std::ops::Deref for MemberStatus {
+    type Target = MemberRef;
+    fn deref(&self) -> &MemberRef {
+        &self.member
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -12,6 +12,7 @@ use common::report::{MemberChange, Plan, hex_id, parse_hex_id};
 use std::time::Instant;
 
 common::with_shared_flags! {
+    changing
     /// add a member as a learner and print the --initial-cluster its manifest needs
     #[argh(subcommand, name = "add")]
     pub struct AddArgs {
@@ -24,16 +25,11 @@ common::with_shared_flags! {
         /// how long to wait out etcd's "unhealthy cluster" check (default 30s)
         #[argh(option, default = "String::from(\"30s\")")]
         pub timeout: String,
-        /// print the plan and change nothing
-        #[argh(switch)]
-        pub dry_run: bool,
-        /// do it without asking
-        #[argh(switch)]
-        pub yes: bool,
     }
 }
 
 common::with_shared_flags! {
+    changing
     /// promote a learner to voter once it is in sync with the leader
     #[argh(subcommand, name = "promote")]
     pub struct PromoteArgs {
@@ -43,12 +39,6 @@ common::with_shared_flags! {
         /// how long to wait for the learner to catch up (default 120s)
         #[argh(option, default = "String::from(\"120s\")")]
         pub timeout: String,
-        /// print the plan and change nothing
-        #[argh(switch)]
-        pub dry_run: bool,
-        /// do it without asking
-        #[argh(switch)]
-        pub yes: bool,
     }
 }
 

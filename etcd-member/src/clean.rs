@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 common::with_shared_flags! {
+    changing
     /// on a failed node: move its manifest and data dir aside and remove its etcd container
     #[argh(subcommand, name = "clean")]
     pub struct CleanArgs {
@@ -28,12 +29,6 @@ common::with_shared_flags! {
         /// clean even while this node's member answers, or without a working crictl
         #[argh(switch)]
         pub force: bool,
-        /// print the plan and change nothing
-        #[argh(switch)]
-        pub dry_run: bool,
-        /// do it without asking
-        #[argh(switch)]
-        pub yes: bool,
     }
 }
 

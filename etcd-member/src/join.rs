@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 common::with_shared_flags! {
+    changing
     /// on the node that joins: add it as a learner, write its manifest, promote it once in sync
     #[argh(subcommand, name = "join")]
     pub struct JoinArgs {
@@ -38,12 +39,6 @@ common::with_shared_flags! {
         /// how long the new member may take to start and catch up (default 120s)
         #[argh(option, default = "String::from(\"120s\")")]
         pub timeout: String,
-        /// print the plan and change nothing
-        #[argh(switch)]
-        pub dry_run: bool,
-        /// do it without asking
-        #[argh(switch)]
-        pub yes: bool,
     }
 }
 

@@ -9,6 +9,7 @@ use std::io::Read;
 use std::time::Duration;
 
 common::with_shared_flags! {
+    changing
     /// remove members by name or hex ID, or every unreachable one
     #[argh(subcommand, name = "remove")]
     pub struct RemoveArgs {
@@ -27,12 +28,6 @@ common::with_shared_flags! {
         /// remove even when a guard says no (the member answers, quorum would be at risk)
         #[argh(switch)]
         pub force: bool,
-        /// print the plan and change nothing
-        #[argh(switch)]
-        pub dry_run: bool,
-        /// do it without asking
-        #[argh(switch)]
-        pub yes: bool,
     }
 }
 
@@ -148,7 +143,7 @@ fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, ta
 
 pub fn run(args: RemoveArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    if args.unreachable == !args.members.is_empty() {
+    if args.unreachable != args.members.is_empty() {
         return Err(coded(exit::USAGE, "give member names/IDs or --unreachable (not both)"));
     }
     if args.status.is_some() && !args.unreachable {

@@ -142,6 +142,34 @@ pub fn kubeadm_manifest(node: &Node, initial_cluster: &str, version: &str, extra
     m.to_yaml().expect("yaml")
 }
 
+/// What a tool printed and its exit code; `json` is stdout parsed (Null when it is not JSON).
+pub struct Run {
+    pub code: i32,
+    pub json: serde_json::Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command to its end, feeding `stdin` when given.
+pub fn run(mut cmd: Command, stdin: Option<&str>) -> Run {
+    use std::io::Write;
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn tool");
+    if let Some(text) = stdin {
+        child.stdin.take().expect("piped").write_all(text.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait for tool");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Run {
+        code: out.status.code().expect("exit code (not a signal)"),
+        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 fn signal(pid: i32, sig: i32) {
     if pid > 0 {
         // SAFETY: plain kill(2) on a pid this lab started.
@@ -227,6 +255,13 @@ impl Cluster {
             .env_remove("CRICTL")
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// A tool on node `k` with `-w json`.
+    pub fn run_json(&self, name: &str, k: usize, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut cmd = self.tool(name, k);
+        cmd.args(args).args(["-w", "json"]);
+        run(cmd, stdin)
     }
 
     /// etcdctl of the cluster's version, with node 1's client certificate.

@@ -1,41 +1,12 @@
 //! etcd-member against real clusters: the runbook's "remove a faulty node, add it back" end to
 //! end, and the guards that keep it from making things worse.
 
-use etcd_lab::{Cluster, Node, Spec};
+use etcd_lab::{Cluster, Node, Run, Spec};
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-struct Run {
-    code: i32,
-    json: Value,
-    stdout: String,
-    stderr: String,
-}
-
-fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Run {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn tool");
-    if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Run {
-        code: out.status.code().expect("exit code"),
-        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn tool(c: &Cluster, name: &str, node: usize, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut cmd = c.tool(name, node);
-    cmd.args(args).args(["-w", "json"]);
-    run_with_stdin(cmd, stdin)
+    c.run_json(name, node, args, stdin)
 }
 
 fn member_names(c: &Cluster) -> Vec<String> {
