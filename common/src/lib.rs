@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod disk;
 pub mod cluster;
 pub mod exit;
 pub mod manifest;

@@ -1,0 +1,336 @@
+//! A bbolt reader (file format version 2, as bbolt 1.3/1.4 write it). Pages are read on demand
+//! with pread, so memory does not grow with the database; every page id, offset and length is
+//! bounds-checked and every page is visited at most once, so a corrupt file is an error, never a
+//! panic or a hang. Layout: ETCD-DISK-FORMAT.md §3.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+const MAGIC: u32 = 0xED0C_DAED;
+const VERSION: u32 = 2;
+const PAGE_HEADER: usize = 16;
+const LEAF_ELEMENT: usize = 16;
+const BRANCH_ELEMENT: usize = 16;
+const FLAG_BRANCH: u16 = 0x01;
+const FLAG_LEAF: u16 = 0x02;
+const FLAG_META: u16 = 0x04;
+const BUCKET_LEAF_FLAG: u32 = 0x01;
+/// The freelist page id of files written with NoFreelistSync (every etcd file on Linux).
+pub const NO_FREELIST: u64 = u64::MAX;
+
+/// What is wrong with a file that is not a sound bbolt database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Corrupt(pub String);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+pub type Result<T> = std::result::Result<T, Corrupt>;
+
+fn corrupt(msg: impl Into<String>) -> Corrupt {
+    Corrupt(msg.into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Meta {
+    pub page_size: u32,
+    pub root: u64,
+    pub freelist: u64,
+    /// High-water mark: pages `[0, pgid)` are in use.
+    pub pgid: u64,
+    pub txid: u64,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().expect("2 bytes"))
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// FNV-1a 64, bbolt's meta checksum.
+fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Parses and validates the meta struct of a meta page image.
+fn parse_meta(page: &[u8]) -> Option<Meta> {
+    if page.len() < PAGE_HEADER + 64 || u16_at(page, 8) & FLAG_META == 0 {
+        return None;
+    }
+    let m = &page[PAGE_HEADER..PAGE_HEADER + 64];
+    if u32_at(m, 0) != MAGIC || u32_at(m, 4) != VERSION || fnv1a64(&m[..56]) != u64_at(m, 56) {
+        return None;
+    }
+    Some(Meta { page_size: u32_at(m, 8), root: u64_at(m, 16), freelist: u64_at(m, 32), pgid: u64_at(m, 40), txid: u64_at(m, 48) })
+}
+
+/// One page (with its overflow pages) as read from the file.
+struct Page {
+    id: u64,
+    flags: u16,
+    count: usize,
+    data: Vec<u8>,
+}
+
+/// A visitor of the whole database in key order.
+pub trait Visitor {
+    /// A top-level bucket starts.
+    fn bucket(&mut self, name: &[u8]);
+    /// An entry of the current bucket; `is_bucket` for a nested bucket (etcd has none).
+    fn entry(&mut self, key: &[u8], value: &[u8], is_bucket: bool);
+}
+
+pub struct Bolt {
+    file: File,
+    len: u64,
+    pub meta: Meta,
+    /// Bit per page: reached already (a second visit means a cycle or a shared page).
+    seen: Vec<u64>,
+}
+
+impl Bolt {
+    /// Opens a file (which may carry a snapshot's sha256 trailer: only pages below `pgid` are read).
+    pub fn open(path: &Path) -> std::result::Result<Bolt, OpenError> {
+        let file = File::open(path).map_err(OpenError::Io)?;
+        Bolt::from_file(file).map_err(OpenError::Corrupt)
+    }
+
+    pub fn from_file(file: File) -> Result<Bolt> {
+        let len = file.metadata().map_err(|e| corrupt(format!("cannot stat: {e}")))?.len();
+        if len == 0 {
+            return Err(corrupt("empty file"));
+        }
+        let mut first = vec![0u8; (PAGE_HEADER + 64).min(len as usize)];
+        file.read_exact_at(&mut first, 0).map_err(|e| corrupt(format!("cannot read: {e}")))?;
+        let meta0 = parse_meta(&first);
+        // Meta 1 sits one page further; the page size comes from meta 0, or is guessed if it is bad.
+        let sizes: Vec<u64> = match meta0 {
+            Some(m) => vec![u64::from(m.page_size)],
+            None => vec![4096, 8192, 16384, 32768, 65536],
+        };
+        let mut meta1 = None;
+        for ps in sizes {
+            if ps < 1024 || len < ps + (PAGE_HEADER + 64) as u64 {
+                continue;
+            }
+            let mut buf = vec![0u8; PAGE_HEADER + 64];
+            if file.read_exact_at(&mut buf, ps).is_ok()
+                && let Some(m) = parse_meta(&buf).filter(|m| u64::from(m.page_size) == ps)
+            {
+                meta1 = Some(m);
+                break;
+            }
+        }
+        let meta = match (meta0, meta1) {
+            (Some(a), Some(b)) => {
+                if b.txid > a.txid {
+                    b
+                } else {
+                    a
+                }
+            }
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => return Err(corrupt("not a bbolt database (no valid meta page)")),
+        };
+        let ps = u64::from(meta.page_size);
+        if !(512..=1 << 20).contains(&ps) || !ps.is_power_of_two() {
+            return Err(corrupt(format!("bad page size {ps}")));
+        }
+        if meta.pgid < 3 || meta.pgid.checked_mul(ps).is_none_or(|need| need > len) {
+            return Err(corrupt(format!(
+                "truncated: the meta says {} pages of {ps} bytes, the file has {len} bytes",
+                meta.pgid
+            )));
+        }
+        let seen = vec![0u64; (meta.pgid as usize).div_ceil(64)];
+        Ok(Bolt { file, len, meta, seen })
+    }
+
+    /// The database size as bbolt reports it (`tx.Size()`): pgid × page size.
+    pub fn size(&self) -> u64 {
+        self.meta.pgid * u64::from(self.meta.page_size)
+    }
+
+    fn read_page(&mut self, id: u64) -> Result<Page> {
+        let ps = u64::from(self.meta.page_size);
+        if id < 2 || id >= self.meta.pgid {
+            return Err(corrupt(format!("page id {id} out of range [2, {})", self.meta.pgid)));
+        }
+        let mut header = [0u8; PAGE_HEADER];
+        self.file.read_exact_at(&mut header, id * ps).map_err(|e| corrupt(format!("page {id}: {e}")))?;
+        let (pid, flags, count, overflow) =
+            (u64_at(&header, 0), u16_at(&header, 8), u16_at(&header, 10) as usize, u64::from(u32_at(&header, 12)));
+        if pid != id {
+            return Err(corrupt(format!("page {id}: header says page {pid}")));
+        }
+        if id + overflow >= self.meta.pgid {
+            return Err(corrupt(format!("page {id}: {overflow} overflow pages run past page {}", self.meta.pgid)));
+        }
+        for p in id..=id + overflow {
+            let (word, bit) = ((p / 64) as usize, p % 64);
+            if self.seen[word] & (1 << bit) != 0 {
+                return Err(corrupt(format!("page {p} reached twice (a cycle or a shared page)")));
+            }
+            self.seen[word] |= 1 << bit;
+        }
+        let total = (overflow + 1) * ps;
+        if id * ps + total > self.len {
+            return Err(corrupt(format!("page {id} runs past the end of the file")));
+        }
+        let mut data = vec![0u8; total as usize];
+        self.file.read_exact_at(&mut data, id * ps).map_err(|e| corrupt(format!("page {id}: {e}")))?;
+        Ok(Page { id, flags, count, data })
+    }
+
+    /// Walks every top-level bucket in order and its entries in key order, checking structure and
+    /// key order on the way. Can be called once per `Bolt` (pages are marked as they are read).
+    pub fn walk(&mut self, v: &mut dyn Visitor) -> Result<()> {
+        let root = self.meta.root;
+        let mut names: Vec<(Vec<u8>, Vec<u8>, bool)> = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
+        // The root bucket's leaves are the bucket names; collect them (few) then walk each bucket.
+        self.walk_tree(root, "root bucket", &mut last, &mut |k, val, is_bucket| {
+            names.push((k.to_vec(), val.to_vec(), is_bucket));
+        })?;
+        for (name, value, is_bucket) in names {
+            let shown = String::from_utf8_lossy(&name).into_owned();
+            if !is_bucket {
+                return Err(corrupt(format!("root bucket entry {shown:?} is not a bucket")));
+            }
+            v.bucket(&name);
+            self.walk_bucket(&value, &shown, v)?;
+        }
+        Ok(())
+    }
+
+    fn walk_bucket(&mut self, header: &[u8], name: &str, v: &mut dyn Visitor) -> Result<()> {
+        if header.len() < 16 {
+            return Err(corrupt(format!("bucket {name:?}: header of {} bytes", header.len())));
+        }
+        let root = u64_at(header, 0);
+        let mut last: Option<Vec<u8>> = None;
+        let mut emit = |k: &[u8], val: &[u8], is_bucket: bool| v.entry(k, val, is_bucket);
+        if root == 0 {
+            // Inline bucket: a leaf page image follows the header.
+            let image = &header[16..];
+            if image.len() < PAGE_HEADER {
+                return Err(corrupt(format!("bucket {name:?}: inline page cut short")));
+            }
+            let page = Page { id: 0, flags: u16_at(image, 8), count: u16_at(image, 10) as usize, data: image.to_vec() };
+            return leaf_entries(&page, name, &mut last, &mut emit).map(drop);
+        }
+        self.walk_tree(root, name, &mut last, &mut emit)
+    }
+
+    fn walk_tree(
+        &mut self,
+        root: u64,
+        name: &str,
+        last: &mut Option<Vec<u8>>,
+        emit: &mut dyn FnMut(&[u8], &[u8], bool),
+    ) -> Result<()> {
+        // Depth-first with an explicit stack: (page id, lower bound key from the parent).
+        let mut stack: Vec<(u64, Option<Vec<u8>>)> = vec![(root, None)];
+        while let Some((id, lower)) = stack.pop() {
+            let page = self.read_page(id)?;
+            if page.flags & FLAG_LEAF != 0 {
+                let first = leaf_entries(&page, name, last, emit)?;
+                if let (Some(lo), Some(first)) = (&lower, first)
+                    && first < *lo
+                {
+                    return Err(corrupt(format!("bucket {name:?} page {id}: first key below its parent's key")));
+                }
+            } else if page.flags & FLAG_BRANCH != 0 {
+                let children = branch_children(&page, name)?;
+                if let Some(lo) = &lower
+                    && children[0].0 < *lo
+                {
+                    return Err(corrupt(format!("bucket {name:?} page {id}: first key below its parent's key")));
+                }
+                for (key, child) in children.into_iter().rev() {
+                    stack.push((child, Some(key)));
+                }
+            } else {
+                return Err(corrupt(format!("bucket {name:?}: page {id} is neither branch nor leaf (flags {:#x})", page.flags)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn slice<'a>(page: &'a Page, from: usize, len: usize, what: &str, name: &str) -> Result<&'a [u8]> {
+    from.checked_add(len)
+        .and_then(|end| page.data.get(from..end))
+        .ok_or_else(|| corrupt(format!("bucket {name:?} page {}: {what} out of the page", page.id)))
+}
+
+/// Emits a leaf's entries, checking each key is above the last one seen; returns the first key.
+fn leaf_entries(
+    page: &Page,
+    name: &str,
+    last: &mut Option<Vec<u8>>,
+    emit: &mut dyn FnMut(&[u8], &[u8], bool),
+) -> Result<Option<Vec<u8>>> {
+    let mut first = None;
+    if page.flags & FLAG_LEAF == 0 {
+        return Err(corrupt(format!("bucket {name:?} page {}: not a leaf", page.id)));
+    }
+    for i in 0..page.count {
+        let at = PAGE_HEADER + i * LEAF_ELEMENT;
+        let el = slice(page, at, LEAF_ELEMENT, "element", name)?;
+        let (flags, pos, ksize, vsize) = (u32_at(el, 0), u32_at(el, 4) as usize, u32_at(el, 8) as usize, u32_at(el, 12) as usize);
+        let key = slice(page, at + pos, ksize, "key", name)?;
+        let value = slice(page, at + pos + ksize, vsize, "value", name)?;
+        if let Some(prev) = last.as_deref()
+            && key <= prev
+        {
+            return Err(corrupt(format!("bucket {name:?} page {}: keys out of order", page.id)));
+        }
+        if first.is_none() {
+            first = Some(key.to_vec());
+        }
+        *last = Some(key.to_vec());
+        emit(key, value, flags & BUCKET_LEAF_FLAG != 0);
+    }
+    Ok(first)
+}
+
+fn branch_children(page: &Page, name: &str) -> Result<Vec<(Vec<u8>, u64)>> {
+    let mut out: Vec<(Vec<u8>, u64)> = Vec::with_capacity(page.count);
+    if page.count == 0 {
+        return Err(corrupt(format!("bucket {name:?} page {}: empty branch", page.id)));
+    }
+    for i in 0..page.count {
+        let at = PAGE_HEADER + i * BRANCH_ELEMENT;
+        let el = slice(page, at, BRANCH_ELEMENT, "element", name)?;
+        let (pos, ksize, child) = (u32_at(el, 0) as usize, u32_at(el, 4) as usize, u64_at(el, 8));
+        let key = slice(page, at + pos, ksize, "key", name)?.to_vec();
+        if out.last().is_some_and(|(prev, _)| key <= *prev) {
+            return Err(corrupt(format!("bucket {name:?} page {}: branch keys out of order", page.id)));
+        }
+        out.push((key, child));
+    }
+    Ok(out)
+}
+
+#[derive(Debug)]
+pub enum OpenError {
+    Io(std::io::Error),
+    Corrupt(Corrupt),
+}

@@ -1,0 +1,5 @@
+//! etcd's on-disk formats, in one place: the bbolt backend (snapshot files and `member/snap/db`)
+//! and what etcd keeps in it.
+
+pub mod bolt;
+pub mod snapshot;

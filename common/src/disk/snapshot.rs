@@ -1,0 +1,262 @@
+//! Snapshot files (`snapshot save` output: a bbolt image plus a SHA-256 trailer) and the numbers
+//! `etcdutl snapshot status` prints for them. ETCD-DISK-FORMAT.md §2.
+
+use super::bolt::{Bolt, Corrupt, OpenError, Visitor};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+/// bbolt files are whole pages, so a size of 32 past a multiple of 512 means a SHA-256 trailer.
+pub fn has_trailer(len: u64) -> bool {
+    len % 512 == 32
+}
+
+/// `snapshot status` as etcdutl 3.5 / etcdctl 3.4 compute it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// CRC-32C over every bucket name, then each of its keys and values, in order.
+    pub hash: u32,
+    /// Main revision of the last key of the `key` bucket.
+    pub revision: i64,
+    /// Entries across all buckets.
+    pub total_keys: u64,
+    /// pgid × page size.
+    pub total_size: u64,
+}
+
+struct StatusVisitor {
+    crc: u32,
+    in_key_bucket: bool,
+    last_key: Option<[u8; 8]>,
+    total: u64,
+}
+
+impl Visitor for StatusVisitor {
+    fn bucket(&mut self, name: &[u8]) {
+        self.crc = crc32c::crc32c_append(self.crc, name);
+        self.in_key_bucket = name == b"key";
+    }
+    fn entry(&mut self, key: &[u8], value: &[u8], is_bucket: bool) {
+        self.crc = crc32c::crc32c_append(self.crc, key);
+        if !is_bucket {
+            self.crc = crc32c::crc32c_append(self.crc, value);
+        }
+        if self.in_key_bucket && key.len() >= 8 {
+            self.last_key = Some(key[..8].try_into().expect("8 bytes"));
+        }
+        self.total += 1;
+    }
+}
+
+/// What `verify` found wrong; every one of them is exit 6.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    Unreadable(String),
+    Empty,
+    NoTrailer,
+    TrailerMismatch { expected: String, got: String },
+    Corrupt(Corrupt),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Unreadable(e) => write!(f, "cannot read: {e}"),
+            Problem::Empty => f.write_str("empty file (zero bytes)"),
+            Problem::NoTrailer => f.write_str(
+                "no sha256 trailer (a raw db, or a cut-off snapshot); --skip-hash-check to check it as a raw db",
+            ),
+            Problem::TrailerMismatch { expected, got } => {
+                write!(f, "sha256 mismatch: the trailer says {expected}, the data hashes to {got}")
+            }
+            Problem::Corrupt(c) => write!(f, "not a sound bbolt database: {c}"),
+        }
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// The result of a verification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub file_size: u64,
+    /// SHA-256 of the db part (what the trailer holds), hex.
+    pub sha256: String,
+    pub has_trailer: bool,
+    pub status: Status,
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of the first `len` bytes of a file, streamed.
+pub fn sha256_prefix(file: &mut File, len: u64) -> std::io::Result<[u8; 32]> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    let reader = file.by_ref();
+    while left > 0 {
+        let n = reader.read(&mut buf[..(left.min(1 << 20)) as usize])?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than expected"));
+        }
+        ctx.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(ctx.finish().as_ref().try_into().expect("32 bytes"))
+}
+
+/// The status numbers of a bbolt file (a trailer, if any, is ignored like bbolt does).
+pub fn status(path: &Path) -> Result<Status, Problem> {
+    let mut bolt = Bolt::open(path).map_err(|e| match e {
+        OpenError::Io(e) => Problem::Unreadable(e.to_string()),
+        OpenError::Corrupt(c) => Problem::Corrupt(c),
+    })?;
+    let mut v = StatusVisitor { crc: 0, in_key_bucket: false, last_key: None, total: 0 };
+    bolt.walk(&mut v).map_err(Problem::Corrupt)?;
+    Ok(Status {
+        hash: v.crc,
+        revision: v.last_key.map_or(0, i64::from_be_bytes),
+        total_keys: v.total,
+        total_size: bolt.size(),
+    })
+}
+
+/// Verifies a snapshot file offline: the SHA-256 trailer (unless `skip_hash_check`, which also
+/// accepts a raw db), the bbolt structure, and computes the status numbers.
+pub fn verify(path: &Path, skip_hash_check: bool) -> Result<Verified, Problem> {
+    let mut file = File::open(path).map_err(|e| Problem::Unreadable(e.to_string()))?;
+    let file_size = file.metadata().map_err(|e| Problem::Unreadable(e.to_string()))?.len();
+    if file_size == 0 {
+        return Err(Problem::Empty);
+    }
+    let trailer = has_trailer(file_size);
+    if !trailer && !skip_hash_check {
+        return Err(Problem::NoTrailer);
+    }
+    let db_len = if trailer { file_size - 32 } else { file_size };
+    let digest = sha256_prefix(&mut file, db_len).map_err(|e| Problem::Unreadable(e.to_string()))?;
+    if trailer && !skip_hash_check {
+        let mut expected = [0u8; 32];
+        file.read_exact(&mut expected).map_err(|e| Problem::Unreadable(e.to_string()))?;
+        if expected != digest {
+            return Err(Problem::TrailerMismatch { expected: hex(&expected), got: hex(&digest) });
+        }
+    }
+    let status = status(path)?;
+    Ok(Verified { file_size, sha256: hex(&digest), has_trailer: trailer, status })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn testdata(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+    }
+
+    /// What the real tools printed for the committed snapshots (make-snapshots).
+    fn expected(version: &str) -> Status {
+        let text = std::fs::read_to_string(testdata(&format!("snapshot-{version}.status.json"))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        Status {
+            hash: v["hash"].as_u64().unwrap() as u32,
+            revision: v["revision"].as_i64().unwrap(),
+            total_keys: v["totalKey"].as_u64().unwrap(),
+            total_size: v["totalSize"].as_u64().unwrap(),
+        }
+    }
+
+    fn scratch(name: &str, data: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("snapshot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    #[test]
+    fn same_numbers_as_etcdutl_and_etcdctl() {
+        for v in ["3.4.23", "3.5.30"] {
+            let got = verify(&testdata(&format!("snapshot-{v}.db")), false).unwrap();
+            assert_eq!(got.status, expected(v), "etcd {v}");
+            assert!(got.has_trailer);
+            let bytes = std::fs::read(testdata(&format!("snapshot-{v}.db"))).unwrap();
+            assert_eq!(got.sha256, hex(&bytes[bytes.len() - 32..]));
+        }
+    }
+
+    #[test]
+    fn raw_db_needs_skip_hash_check() {
+        let bytes = std::fs::read(testdata("snapshot-3.5.30.db")).unwrap();
+        let raw = scratch("raw.db", &bytes[..bytes.len() - 32]);
+        assert_eq!(verify(&raw, false), Err(Problem::NoTrailer));
+        assert_eq!(verify(&raw, true).unwrap().status, expected("3.5.30"));
+    }
+
+    #[test]
+    fn damaged_files_are_errors() {
+        let bytes = std::fs::read(testdata("snapshot-3.5.30.db")).unwrap();
+        assert_eq!(verify(&scratch("zero.db", b""), false), Err(Problem::Empty));
+        let text = scratch("text.db", &[b'x'; 4096 * 3 + 32 - 4096 * 3 % 512]);
+        assert!(matches!(verify(&text, true), Err(Problem::Corrupt(_))), "{:?}", verify(&text, true));
+        // Cut at a page boundary plus 32: looks like it has a trailer, which no longer matches.
+        let cut = scratch("cut.db", &bytes[..4096 * 5 + 32]);
+        assert!(matches!(verify(&cut, false), Err(Problem::TrailerMismatch { .. })));
+        // The same cut, hash check skipped: the meta page says more pages than the file holds.
+        let err = verify(&cut, true).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        let mut flipped = bytes.clone();
+        flipped[4096 * 4 + 100] ^= 0x40;
+        assert!(matches!(verify(&scratch("flip.db", &flipped), false), Err(Problem::TrailerMismatch { .. })));
+    }
+
+    /// The file offset of the root page of the `key` bucket (a branch in the test snapshot), found
+    /// from the meta page through the root bucket, as a reader does.
+    fn key_bucket_root(bytes: &[u8]) -> usize {
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let meta_root = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
+        let root = meta_root * 4096;
+        let count = u16::from_le_bytes([bytes[root + 10], bytes[root + 11]]) as usize;
+        for i in 0..count {
+            let el = root + 16 + i * 16;
+            let (pos, ksize) = (u32_at(el + 4), u32_at(el + 8));
+            if &bytes[el + pos..el + pos + ksize] == b"key" {
+                let v = el + pos + ksize;
+                let page = u64::from_le_bytes(bytes[v..v + 8].try_into().unwrap()) as usize * 4096;
+                assert_eq!(u16::from_le_bytes([bytes[page + 8], bytes[page + 9]]), 0x01, "key bucket root is a branch");
+                return page;
+            }
+        }
+        panic!("no key bucket");
+    }
+
+    #[test]
+    fn structural_damage_is_found_without_the_hash() {
+        let bytes = std::fs::read(testdata("snapshot-3.5.30.db")).unwrap();
+        let off = key_bucket_root(&bytes);
+        let own_id = u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
+        // First child pointing back at the branch itself: a cycle.
+        let mut cycle = bytes.clone();
+        cycle[off + 16 + 8..off + 16 + 16].copy_from_slice(&own_id.to_le_bytes());
+        let err = verify(&scratch("cycle.db", &cycle), true).unwrap_err().to_string();
+        assert!(err.contains("reached twice"), "{err}");
+        // A child page id beyond the end.
+        let mut far = bytes.clone();
+        far[off + 16 + 8..off + 16 + 16].copy_from_slice(&999_999u64.to_le_bytes());
+        let err = verify(&scratch("far.db", &far), true).unwrap_err().to_string();
+        assert!(err.contains("page id 999999 out of range"), "{err}");
+        // Two branch keys swapped out of order.
+        let mut order = bytes.clone();
+        let count = u16::from_le_bytes([bytes[off + 10], bytes[off + 11]]) as usize;
+        assert!(count >= 2);
+        let (e0, e1) = (off + 16, off + 32);
+        let k0 = u32::from_le_bytes(bytes[e0..e0 + 4].try_into().unwrap()) as usize + e0;
+        let k1 = u32::from_le_bytes(bytes[e1..e1 + 4].try_into().unwrap()) as usize + e1;
+        order[k1..k1 + 8].copy_from_slice(&bytes[k0..k0 + 8]);
+        let err = verify(&scratch("order.db", &order), true).unwrap_err().to_string();
+        assert!(err.contains("out of order") || err.contains("below its parent"), "{err}");
+    }
+}
