@@ -286,11 +286,17 @@ pub fn emit<T: serde::Serialize>(doc: &T, output: Output, table: impl FnOnce(&T)
     }
 }
 
-/// Parses the command line; `--help` prints and exits 0, a usage error exits 2.
-pub fn parse_args<T: argh::FromArgs>() -> Result<T, u8> {
+/// Parses the command line; `--help` prints and exits 0, a usage error exits 2. `aliases` rename a
+/// subcommand (first argument) before parsing, e.g. `status` → `verify`.
+pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.first().map(Path::new).and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("tool");
-    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let mut rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    if let Some(first) = rest.first_mut()
+        && let Some((_, to)) = aliases.iter().find(|(from, _)| from == first)
+    {
+        *first = to;
+    }
     T::from_args(&[cmd], &rest).map_err(|early| match early.status {
         Ok(()) => {
             print!("{}", early.output);
@@ -306,10 +312,19 @@ pub fn parse_args<T: argh::FromArgs>() -> Result<T, u8> {
 /// The whole `main` of a tool: logging, parsing, running, and turning errors into the one-line
 /// message and the documented exit code (plus an `Error` document when the output is JSON).
 pub fn main<T: argh::FromArgs + HasShared>(tool: &str, run: impl FnOnce(T) -> Result<u8>) -> ExitCode {
+    main_aliased(tool, &[], run)
+}
+
+/// [`main`] with subcommand aliases (see [`parse_args`]).
+pub fn main_aliased<T: argh::FromArgs + HasShared>(
+    tool: &str,
+    aliases: &[(&str, &str)],
+    run: impl FnOnce(T) -> Result<u8>,
+) -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
         .init();
-    let args = match parse_args::<T>() {
+    let args = match parse_args::<T>(aliases) {
         Ok(a) => a,
         Err(code) => return ExitCode::from(code),
     };

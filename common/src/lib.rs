@@ -3,8 +3,8 @@
 pub mod backup;
 pub mod cli;
 pub mod client;
-pub mod disk;
 pub mod cluster;
+pub mod disk;
 pub mod exit;
 pub mod manifest;
 pub mod pki;

@@ -175,6 +175,52 @@ pub struct NodeClean {
     pub container_removed: Vec<String>,
 }
 
+/// etcd-snap save/verify: one snapshot file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub kind: String,
+    pub path: String,
+    /// File bytes (db plus the 32-byte trailer).
+    pub size: u64,
+    /// SHA-256 of the db part, hex, as in the trailer.
+    pub sha256: String,
+    pub revision: i64,
+    pub total_keys: u64,
+    pub total_size: u64,
+    /// etcdutl's `snapshot status` hash (CRC-32C).
+    pub hash: u32,
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default)]
+    pub member_id: String,
+    #[serde(default)]
+    pub etcd_version: String,
+    #[serde(default)]
+    pub taken_at: String,
+    pub verified: bool,
+}
+
+/// A snapshot in a backup dir, known from its name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotEntry {
+    pub path: String,
+    pub size: u64,
+    pub taken_at: String,
+    pub member: String,
+    pub revision: i64,
+}
+
+/// etcd-snap list/prune.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotList {
+    pub kind: String,
+    pub snapshots: Vec<SnapshotEntry>,
+    pub removed: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
     pub check: String,

@@ -73,6 +73,19 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days_from_civil(i64::from(y), mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + se))
 }
 
+/// Seconds since the epoch of a `compact_utc` time (`20261123T203332Z`).
+pub fn parse_compact_utc(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 16
+        || b[8] != b'T'
+        || b[15] != b'Z'
+        || !s[..8].bytes().chain(s[9..15].bytes()).all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    parse_rfc3339(&format!("{}-{}-{}T{}:{}:{}Z", &s[0..4], &s[4..6], &s[6..8], &s[9..11], &s[11..13], &s[13..15]))
+}
+
 pub fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -96,5 +109,7 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-23T20:33:32.000000005Z"), Some(1_795_466_012));
         assert_eq!(parse_rfc3339("2026-13-23T20:33:32Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_compact_utc("20261123T203332Z"), Some(1_795_466_012));
+        assert_eq!(parse_compact_utc("20261123T2033Z"), None);
     }
 }

@@ -76,8 +76,17 @@ fn parse_meta(page: &[u8]) -> Option<Meta> {
     if u32_at(m, 0) != MAGIC || u32_at(m, 4) != VERSION || fnv1a64(&m[..56]) != u64_at(m, 56) {
         return None;
     }
-    Some(Meta { page_size: u32_at(m, 8), root: u64_at(m, 16), freelist: u64_at(m, 32), pgid: u64_at(m, 40), txid: u64_at(m, 48) })
+    Some(Meta {
+        page_size: u32_at(m, 8),
+        root: u64_at(m, 16),
+        freelist: u64_at(m, 32),
+        pgid: u64_at(m, 40),
+        txid: u64_at(m, 48),
+    })
 }
+
+/// Receives (key, value, is_bucket) in key order.
+type Emit<'a> = dyn FnMut(&[u8], &[u8], bool) + 'a;
 
 /// One page (with its overflow pages) as read from the file.
 struct Page {
@@ -238,13 +247,7 @@ impl Bolt {
         self.walk_tree(root, name, &mut last, &mut emit)
     }
 
-    fn walk_tree(
-        &mut self,
-        root: u64,
-        name: &str,
-        last: &mut Option<Vec<u8>>,
-        emit: &mut dyn FnMut(&[u8], &[u8], bool),
-    ) -> Result<()> {
+    fn walk_tree(&mut self, root: u64, name: &str, last: &mut Option<Vec<u8>>, emit: &mut Emit) -> Result<()> {
         // Depth-first with an explicit stack: (page id, lower bound key from the parent).
         let mut stack: Vec<(u64, Option<Vec<u8>>)> = vec![(root, None)];
         while let Some((id, lower)) = stack.pop() {
@@ -267,7 +270,10 @@ impl Bolt {
                     stack.push((child, Some(key)));
                 }
             } else {
-                return Err(corrupt(format!("bucket {name:?}: page {id} is neither branch nor leaf (flags {:#x})", page.flags)));
+                return Err(corrupt(format!(
+                    "bucket {name:?}: page {id} is neither branch nor leaf (flags {:#x})",
+                    page.flags
+                )));
             }
         }
         Ok(())
@@ -281,12 +287,7 @@ fn slice<'a>(page: &'a Page, from: usize, len: usize, what: &str, name: &str) ->
 }
 
 /// Emits a leaf's entries, checking each key is above the last one seen; returns the first key.
-fn leaf_entries(
-    page: &Page,
-    name: &str,
-    last: &mut Option<Vec<u8>>,
-    emit: &mut dyn FnMut(&[u8], &[u8], bool),
-) -> Result<Option<Vec<u8>>> {
+fn leaf_entries(page: &Page, name: &str, last: &mut Option<Vec<u8>>, emit: &mut Emit) -> Result<Option<Vec<u8>>> {
     let mut first = None;
     if page.flags & FLAG_LEAF == 0 {
         return Err(corrupt(format!("bucket {name:?} page {}: not a leaf", page.id)));
@@ -294,7 +295,8 @@ fn leaf_entries(
     for i in 0..page.count {
         let at = PAGE_HEADER + i * LEAF_ELEMENT;
         let el = slice(page, at, LEAF_ELEMENT, "element", name)?;
-        let (flags, pos, ksize, vsize) = (u32_at(el, 0), u32_at(el, 4) as usize, u32_at(el, 8) as usize, u32_at(el, 12) as usize);
+        let (flags, pos, ksize, vsize) =
+            (u32_at(el, 0), u32_at(el, 4) as usize, u32_at(el, 8) as usize, u32_at(el, 12) as usize);
         let key = slice(page, at + pos, ksize, "key", name)?;
         let value = slice(page, at + pos + ksize, vsize, "value", name)?;
         if let Some(prev) = last.as_deref()

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    common::cli::main_aliased("etcd-snap", etcd_snap::ALIASES, etcd_snap::run)
+}

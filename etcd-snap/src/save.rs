@@ -1,0 +1,342 @@
+//! `save`: a snapshot from a healthy member, streamed into `<name>.part` (0600, dir 0700) with its
+//! SHA-256 trailer checked on the way, fsynced, verified offline, renamed, the dir fsynced. Never
+//! hangs (dial, stall and overall timeouts), never leaves a half file under a final name or a
+//! `.part` behind. Cron mode: `--lock`, `--keep...`, `--metrics-file`.
+
+use crate::metrics;
+use crate::store::{self, Rules};
+use anyhow::{Context, Result, anyhow, bail};
+use common::cli::{self, HasShared, Shared};
+use common::client::Dialer;
+use common::disk::snapshot::{self, StreamCheck};
+use common::exit::{self, coded};
+use common::report::{MemberStatus, Snapshot, hex_id};
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+common::with_shared_flags! {
+    /// take a snapshot from a healthy member, verified, atomically written
+    #[argh(subcommand, name = "save")]
+    pub struct SaveArgs {
+        /// directory to save into, as etcd-snapshot-<UTC time>-<member>-r<revision>.db (made 0700)
+        #[argh(option)]
+        pub dir: Option<String>,
+        /// the exact file to write instead of --dir
+        #[argh(option)]
+        pub out: Option<String>,
+        /// which member: leader, follower (default: a healthy follower, else the leader), or a client URL
+        #[argh(option)]
+        pub from: Option<String>,
+        /// overall time limit (default 10m)
+        #[argh(option, default = "String::from(\"10m\")")]
+        pub timeout: String,
+        /// abort when no bytes arrive for this long (default 30s)
+        #[argh(option, default = "String::from(\"30s\")")]
+        pub stall_timeout: String,
+        /// cron mode: then keep the newest N snapshots in --dir (see prune)
+        #[argh(option)]
+        pub keep: Option<usize>,
+        /// cron mode: also keep the newest of each of the last D days
+        #[argh(option)]
+        pub keep_daily: Option<usize>,
+        /// cron mode: also keep the newest of each of the last W weeks
+        #[argh(option)]
+        pub keep_weekly: Option<usize>,
+        /// hold an exclusive lock on --dir; a second run exits 5 at once
+        #[argh(switch)]
+        pub lock: bool,
+        /// node_exporter textfile to update, on failure too
+        #[argh(option)]
+        pub metrics_file: Option<String>,
+    }
+}
+
+/// Removes the `.part` when dropped, unless it became the final file.
+struct Part {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+pub fn make_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| anyhow!("--dir {}: cannot create: {e}", dir.display()))
+}
+
+/// An exclusive lock on the snapshot dir for the whole run.
+pub fn lock_dir(dir: &Path) -> Result<File> {
+    let f =
+        File::create(dir.join(".etcd-snap.lock")).map_err(|e| anyhow!("--dir {}: cannot lock: {e}", dir.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(coded(exit::REFUSED, format!("another etcd-snap run holds the lock on {}", dir.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow!("--dir {}: cannot lock: {e}", dir.display())),
+    }
+}
+
+/// The members to try, in order.
+fn candidates(from: Option<&str>, members: &[MemberStatus]) -> Result<Vec<(String, String)>> {
+    let usable = |m: &&MemberStatus| m.endpoint.reachable && m.endpoint.errors.is_empty() && !m.is_learner;
+    let leader: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| m.endpoint.is_leader).collect();
+    let followers: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| !m.endpoint.is_leader).collect();
+    let pick: Vec<&MemberStatus> = match from {
+        None => followers.into_iter().chain(leader).collect(),
+        Some("follower") => followers,
+        Some("leader") => leader,
+        Some(url) => {
+            cli::check_url(url).map_err(|m| coded(exit::USAGE, format!("--from: {m}")))?;
+            let name = members.iter().find(|m| m.client_urls.iter().any(|u| u == url)).map(|m| m.name.clone());
+            return Ok(vec![(url.to_string(), name.unwrap_or_default())]);
+        }
+    };
+    if pick.is_empty() {
+        return Err(coded(
+            exit::QUORUM_LOST,
+            format!("no healthy {} to take a snapshot from", from.unwrap_or("member")),
+        ));
+    }
+    Ok(pick.into_iter().map(|m| (m.endpoint.url.clone(), m.name.clone())).collect())
+}
+
+/// Prints bytes and rate on a terminal's stderr, twice a second at most.
+struct Progress {
+    on: bool,
+    start: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn show(&mut self, bytes: u64, done: bool) {
+        if !self.on || (!done && self.last.elapsed() < Duration::from_millis(500)) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        eprint!(
+            "\r{} received, {}/s{}",
+            common::report::human_bytes(bytes as i64),
+            common::report::human_bytes((bytes as f64 / secs) as i64),
+            if done { "\n" } else { "" }
+        );
+    }
+}
+
+async fn stream(
+    dialer: &Dialer,
+    url: &str,
+    file: &mut File,
+    check: &mut StreamCheck,
+    stall: Duration,
+) -> Result<(u64, String)> {
+    let mut client = dialer.connect(url).await.map_err(|e| anyhow!("{url}: {e}"))?;
+    let status = dialer.call(client.status()).await.map_err(|e| anyhow!("{url}: status: {e}"))?;
+    let member_id = status.header().map_or(0, |h| h.member_id());
+    let mut s = dialer.call(client.snapshot()).await.map_err(|e| anyhow!("{url}: snapshot: {e}"))?;
+    let mut progress = Progress { on: std::io::stderr().is_terminal(), start: Instant::now(), last: Instant::now() };
+    loop {
+        match tokio::time::timeout(stall, s.message()).await {
+            Err(_) => bail!("{url}: snapshot stalled: no bytes for {stall:?} after {} bytes", check.total()),
+            Ok(Err(e)) => bail!(
+                "{url}: snapshot stream broken after {} bytes: {}",
+                check.total(),
+                common::client::error_chain(&e)
+            ),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(msg))) => {
+                file.write_all(msg.blob()).context("writing the snapshot")?;
+                check.update(msg.blob());
+                progress.show(check.total(), false);
+            }
+        }
+    }
+    progress.show(check.total(), true);
+    Ok((member_id, status.version().to_string()))
+}
+
+fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
+    let total = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let stall =
+        cli::parse_duration(&args.stall_timeout).map_err(|m| coded(exit::USAGE, format!("--stall-timeout: {m}")))?;
+    let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
+    let from = args.from.as_deref();
+    let urls = match from {
+        Some(u) if u.contains("://") => candidates(from, &[])?,
+        _ => {
+            let survey = common::cluster::survey(shared, manifest.as_ref())?;
+            if survey.nobody_answered() {
+                return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
+            }
+            candidates(from, &survey.status.members)?
+        }
+    };
+    let dialer = Dialer::new(shared, urls.iter().any(|(u, _)| u.starts_with("https://")))?;
+    let rt = common::client::runtime()?;
+    let taken = common::time::compact_utc(std::time::SystemTime::now());
+    let mut errors = Vec::new();
+    for (url, name) in urls {
+        let member = if name.is_empty() { url_host(&url) } else { name };
+        let part_path = match target {
+            Target::Dir(d) => d.join(store::part_name(&taken, &member)),
+            Target::File(f) => PathBuf::from(format!("{}.part", f.display())),
+        };
+        let mut part = Part { path: part_path.clone(), keep: false };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&part_path)
+            .map_err(|e| anyhow!("{}: cannot create: {e}", part_path.display()))?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let mut check = StreamCheck::default();
+        let streamed = rt.block_on(async {
+            match tokio::time::timeout(total, stream(&dialer, &url, &mut file, &mut check, stall)).await {
+                Err(_) => Err(coded(exit::TIMEOUT, format!("{url}: snapshot not done within --timeout {total:?}"))),
+                Ok(r) => r,
+            }
+        });
+        let (member_id, version) = match streamed {
+            Ok(v) => v,
+            // Nothing arrived: the member is dead or refused, try the next one. Once bytes came,
+            // a broken stream is an answer of its own: report it.
+            Err(e) if check.total() == 0 => {
+                log::warn!("{e:#}");
+                errors.push(format!("{e:#}"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let sha = check.finish().map_err(|p| coded(exit::INTEGRITY, format!("{url}: {p}")))?;
+        file.sync_all().with_context(|| format!("{}: fsync", part_path.display()))?;
+        drop(file);
+        let verified = snapshot::verify(&part_path, false).map_err(|p| {
+            coded(exit::INTEGRITY, format!("{}: the received snapshot fails verification: {p}", part_path.display()))
+        })?;
+        let final_path = match target {
+            Target::Dir(d) => d.join(store::file_name(&taken, &member, verified.status.revision)),
+            Target::File(f) => f.clone(),
+        };
+        std::fs::rename(&part_path, &final_path)
+            .map_err(|e| anyhow!("rename {} to {}: {e}", part_path.display(), final_path.display()))?;
+        part.keep = true;
+        if let Some(dir) = final_path.parent() {
+            File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?.sync_all()?;
+        }
+        return Ok(Snapshot {
+            kind: "Snapshot".into(),
+            path: final_path.display().to_string(),
+            size: verified.file_size,
+            sha256: sha,
+            revision: verified.status.revision,
+            total_keys: verified.status.total_keys,
+            total_size: verified.status.total_size,
+            hash: verified.status.hash,
+            endpoint: url,
+            member_id: hex_id(member_id),
+            etcd_version: version,
+            taken_at: common::time::rfc3339_secs(common::time::parse_compact_utc(&taken).unwrap_or(0)),
+            verified: true,
+        });
+    }
+    Err(coded(exit::QUORUM_LOST, format!("no member gave a snapshot: {}", errors.join("; "))))
+}
+
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.rsplit_once(':').map_or(rest, |(h, _)| h).trim_matches(|c| c == '[' || c == ']').replace(':', "_")
+}
+
+pub enum Target {
+    Dir(PathBuf),
+    File(PathBuf),
+}
+
+pub fn run(args: SaveArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    let started = Instant::now();
+    let target = match (&args.dir, &args.out) {
+        (Some(d), None) => Target::Dir(PathBuf::from(d)),
+        (None, Some(f)) => Target::File(PathBuf::from(f)),
+        _ => return Err(coded(exit::USAGE, "give --dir or --out (one of them)")),
+    };
+    let rules = Rules {
+        keep: args.keep.unwrap_or(0),
+        daily: args.keep_daily.unwrap_or(0),
+        weekly: args.keep_weekly.unwrap_or(0),
+    };
+    let pruning = args.keep.is_some() || args.keep_daily.is_some() || args.keep_weekly.is_some();
+    if (pruning || args.lock) && !matches!(target, Target::Dir(_)) {
+        return Err(coded(exit::USAGE, "--keep, --keep-daily, --keep-weekly and --lock go with --dir"));
+    }
+    if pruning && rules.keep + rules.daily + rules.weekly == 0 {
+        return Err(coded(exit::USAGE, "--keep 0 with no daily or weekly rule would keep nothing"));
+    }
+    let dir = match &target {
+        Target::Dir(d) => d.clone(),
+        Target::File(f) => f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    make_dir(&dir)?;
+    let _lock = if args.lock { Some(lock_dir(&dir)?) } else { None };
+    let result = save(&args, &shared, &target);
+    if let Some(m) = &args.metrics_file {
+        let outcome = match &result {
+            Ok(s) => metrics::Outcome {
+                success: true,
+                size: s.size,
+                revision: s.revision,
+                duration_secs: started.elapsed().as_secs_f64(),
+            },
+            Err(_) => metrics::Outcome {
+                success: false,
+                size: 0,
+                revision: 0,
+                duration_secs: started.elapsed().as_secs_f64(),
+            },
+        };
+        if let Err(e) = metrics::record(Path::new(m), &outcome) {
+            log::error!("--metrics-file {m}: {e:#}");
+        }
+    }
+    let snap = result?;
+    if pruning {
+        let list = crate::prune::prune(&dir, rules, false)?;
+        for r in &list.removed {
+            eprintln!("etcd-snap: removed {r}");
+        }
+    }
+    cli::emit(&snap, shared.output, render);
+    Ok(exit::OK)
+}
+
+pub fn render(s: &Snapshot) -> String {
+    format!(
+        "{}\n  size {} ({} of db), revision {}, {} keys, hash {:08x}, sha256 {}\n  from {} (member {}, etcd {}) at {}{}\n",
+        s.path,
+        s.size,
+        common::report::human_bytes(s.total_size as i64),
+        s.revision,
+        s.total_keys,
+        s.hash,
+        s.sha256,
+        if s.endpoint.is_empty() { "-" } else { &s.endpoint },
+        if s.member_id.is_empty() { "-" } else { &s.member_id },
+        if s.etcd_version.is_empty() { "-" } else { &s.etcd_version },
+        if s.taken_at.is_empty() { "-" } else { &s.taken_at },
+        if s.verified { ", verified" } else { "" }
+    )
+}

@@ -1,0 +1,161 @@
+//! A snapshot directory: the tool's own naming, listing and retention. Only files named by this
+//! tool are ever touched.
+
+use common::disk::snapshot;
+use common::report::SnapshotEntry;
+use common::time;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+const PREFIX: &str = "etcd-snapshot-";
+
+/// `etcd-snapshot-<UTC yyyymmddThhmmssZ>-<member>-r<revision>.db`
+pub fn file_name(taken: &str, member: &str, revision: i64) -> String {
+    format!("{PREFIX}{taken}-{member}-r{revision}.db")
+}
+
+/// The `.part` a save streams into before the revision (and so the final name) is known.
+pub fn part_name(taken: &str, member: &str) -> String {
+    format!("{PREFIX}{taken}-{member}.part")
+}
+
+/// (time, member, revision) of a name this tool made.
+pub fn parse_name(name: &str) -> Option<(String, String, i64)> {
+    let rest = name.strip_prefix(PREFIX)?.strip_suffix(".db")?;
+    let (taken, rest) = (rest.get(..16)?, rest.get(16..)?);
+    time::parse_compact_utc(taken)?;
+    let (member, rev) = rest.strip_prefix('-')?.rsplit_once("-r")?;
+    if member.is_empty() || rev.is_empty() || !rev.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((taken.to_string(), member.to_string(), rev.parse().ok()?))
+}
+
+/// The tool's snapshots in `dir`, newest first.
+pub fn list(dir: &Path) -> std::io::Result<Vec<SnapshotEntry>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((taken, member, revision)) = parse_name(&name) else { continue };
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let secs = time::parse_compact_utc(&taken).unwrap_or(0);
+        out.push(SnapshotEntry {
+            path: e.path().display().to_string(),
+            size: meta.len(),
+            taken_at: time::rfc3339_secs(secs),
+            member,
+            revision,
+        });
+    }
+    out.sort_by(|a, b| (&b.taken_at, b.revision).cmp(&(&a.taken_at, a.revision)));
+    Ok(out)
+}
+
+/// Retention rules; `keep` newest, plus the newest of each of the last `daily` days and `weekly`
+/// weeks (UTC, weeks from Monday) that have snapshots.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    pub keep: usize,
+    pub daily: usize,
+    pub weekly: usize,
+}
+
+/// Which of `snaps` (newest first) the rules keep, by index.
+pub fn kept(snaps: &[SnapshotEntry], rules: Rules) -> BTreeSet<usize> {
+    let mut keep: BTreeSet<usize> = (0..snaps.len().min(rules.keep)).collect();
+    let day = |s: &SnapshotEntry| time::parse_rfc3339(&s.taken_at).unwrap_or(0).div_euclid(86_400);
+    // 1970-01-01 was a Thursday: shifting by 3 days makes weeks start on Monday.
+    let week = |s: &SnapshotEntry| (day(s) + 3).div_euclid(7);
+    for (period, count) in [(&day as &dyn Fn(&SnapshotEntry) -> i64, rules.daily), (&week, rules.weekly)] {
+        let mut seen = BTreeSet::new();
+        for (i, s) in snaps.iter().enumerate() {
+            if seen.len() == count {
+                break;
+            }
+            if seen.insert(period(s)) {
+                keep.insert(i);
+            }
+        }
+    }
+    keep
+}
+
+/// The newest snapshot that verifies: prune never removes it, whatever the rules say.
+pub fn newest_verified(snaps: &[SnapshotEntry]) -> Option<usize> {
+    snaps.iter().position(|s| snapshot::verify(Path::new(&s.path), false).is_ok())
+}
+
+/// `.part` files of this tool older than `age_secs`: leftovers of a killed save.
+pub fn stale_parts(dir: &Path, age_secs: u64) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(PREFIX) && n.ends_with(".part")
+        })
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() >= age_secs)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(taken: &str, rev: i64) -> SnapshotEntry {
+        SnapshotEntry {
+            path: file_name(taken, "node1", rev),
+            size: 1,
+            taken_at: time::rfc3339_secs(time::parse_compact_utc(taken).unwrap()),
+            member: "node1".into(),
+            revision: rev,
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let n = file_name("20261123T203332Z", "cp-1", 304);
+        assert_eq!(n, "etcd-snapshot-20261123T203332Z-cp-1-r304.db");
+        assert_eq!(parse_name(&n), Some(("20261123T203332Z".into(), "cp-1".into(), 304)));
+        for bad in [
+            "etcd-snapshot-20261123T203332Z-cp-1-r304.db.part",
+            "etcd-snapshot-2026112T203332Z-cp-1-r304.db",
+            "etcd-snapshot-20261123T203332Z-cp-1-rx.db",
+            "etcd-snapshot-20261123T203332Z--r5.db",
+            "backup.db",
+        ] {
+            assert_eq!(parse_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retention_rules() {
+        // Newest first: two on Nov 23 (Monday), one each on Nov 22, 21, 16, 9.
+        let snaps = vec![
+            entry("20261123T120000Z", 60),
+            entry("20261123T060000Z", 50),
+            entry("20261122T060000Z", 40),
+            entry("20261121T060000Z", 30),
+            entry("20261116T060000Z", 20),
+            entry("20261109T060000Z", 10),
+        ];
+        let k = |keep, daily, weekly| kept(&snaps, Rules { keep, daily, weekly }).into_iter().collect::<Vec<_>>();
+        assert_eq!(k(2, 0, 0), [0, 1]);
+        assert_eq!(k(1, 3, 0), [0, 2, 3]);
+        // Weeks: Nov 23 (new week, Monday), Nov 16-22, Nov 9-15.
+        assert_eq!(k(0, 0, 3), [0, 2, 5]);
+        assert_eq!(k(0, 0, 0), Vec::<usize>::new());
+        assert_eq!(k(10, 0, 0), [0, 1, 2, 3, 4, 5]);
+    }
+}
