@@ -286,6 +286,14 @@ pub fn emit<T: serde::Serialize>(doc: &T, output: Output, table: impl FnOnce(&T)
     }
 }
 
+/// What a lone "-" argument becomes when argh would not take it (see [`parse_args`]).
+const STDIN_MARK: &str = "\u{0}-";
+
+/// "-" (or its parse-time stand-in) means stdin.
+pub fn is_stdin(arg: &str) -> bool {
+    arg == "-" || arg == STDIN_MARK
+}
+
 /// Parses the command line; `--help` prints and exits 0, a usage error exits 2. `aliases` rename a
 /// subcommand (first argument) before parsing, e.g. `status` → `verify`.
 pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> {
@@ -297,7 +305,16 @@ pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> 
     {
         *first = to;
     }
-    T::from_args(&[cmd], &rest).map_err(|early| match early.status {
+    // argh takes a lone "-" for a flag; as a positional it means stdin: parse again with a marker.
+    let first = T::from_args(&[cmd], &rest);
+    let retry = first.as_ref().is_err_and(|e| e.status.is_err()) && rest.contains(&"-");
+    let parsed = if retry {
+        let marked: Vec<&str> = rest.iter().map(|a| if *a == "-" { STDIN_MARK } else { a }).collect();
+        T::from_args(&[cmd], &marked).or(first)
+    } else {
+        first
+    };
+    parsed.map_err(|early| match early.status {
         Ok(()) => {
             print!("{}", early.output);
             exit::OK

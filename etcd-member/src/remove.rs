@@ -37,6 +37,7 @@ pub(crate) fn who(m: &MemberStatus) -> String {
 
 /// Reads and checks a `ClusterStatus` document: its kind and its age.
 fn read_status_doc(source: &str, max_age: Duration) -> Result<ClusterStatus> {
+    let source = if cli::is_stdin(source) { "-" } else { source };
     let text = if source == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).context("--status -: reading stdin")?;

@@ -78,7 +78,7 @@ pub const ALIASES: &[(&str, &str)] = &[("status", "verify")];
 fn verify(args: VerifyArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     // With "-", the Snapshot document names the file and the sha256 it must have.
-    let recorded: Option<Snapshot> = if args.file == "-" {
+    let recorded: Option<Snapshot> = if cli::is_stdin(&args.file) {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
         let doc: Snapshot = serde_json::from_str(&text)

@@ -113,6 +113,18 @@ fn candidates(from: Option<&str>, members: &[MemberStatus]) -> Result<Vec<(Strin
     Ok(pick.into_iter().map(|m| (m.endpoint.url.clone(), m.name.clone())).collect())
 }
 
+/// Writing our own file failed (disk full, ...): no other member can help with that.
+#[derive(Debug)]
+struct LocalWrite(String);
+
+impl std::fmt::Display for LocalWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "writing the snapshot: {}", self.0)
+    }
+}
+
+impl std::error::Error for LocalWrite {}
+
 /// Prints bytes and rate on a terminal's stderr, twice a second at most.
 struct Progress {
     on: bool,
@@ -158,7 +170,7 @@ async fn stream(
             ),
             Ok(Ok(None)) => break,
             Ok(Ok(Some(msg))) => {
-                file.write_all(msg.blob()).context("writing the snapshot")?;
+                file.write_all(msg.blob()).map_err(|e| LocalWrite(e.to_string()))?;
                 check.update(msg.blob());
                 progress.show(check.total(), false);
             }
@@ -214,7 +226,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             Ok(v) => v,
             // Nothing arrived: the member is dead or refused, try the next one. Once bytes came,
             // a broken stream is an answer of its own: report it.
-            Err(e) if check.total() == 0 => {
+            Err(e) if check.total() == 0 && e.downcast_ref::<LocalWrite>().is_none() => {
                 log::warn!("{e:#}");
                 errors.push(format!("{e:#}"));
                 continue;

@@ -410,3 +410,85 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// What a [`Proxy`] does to the bytes coming back from the server once `after` have passed.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Close both sides: the member died mid-stream.
+    Cut { after: u64 },
+    /// Stop forwarding, keep the connection: the member froze mid-stream.
+    Stall { after: u64 },
+}
+
+/// A TCP proxy on 127.0.0.1 (in every lab certificate's SANs) in front of a member, to break a
+/// stream at a chosen byte.
+pub struct Proxy {
+    pub url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(target: &str, fault: Fault) -> Proxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy listen");
+        let url = format!("https://{}", listener.local_addr().expect("addr"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let passed = Arc::new(AtomicU64::new(0));
+        let (target, stop2) = (target.to_string(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&target) else { continue };
+                let (mut c_in, mut s_out) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                });
+                let (mut s_in, mut c_out) = (server, client);
+                let (passed, stop) = (passed.clone(), stop2.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let Ok(n) = s_in.read(&mut buf) else { return };
+                        if n == 0 {
+                            let _ = c_out.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        let total = passed.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                        match fault {
+                            Fault::Cut { after } if total > after => {
+                                let _ = c_out.shutdown(Shutdown::Both);
+                                let _ = s_in.shutdown(Shutdown::Both);
+                                return;
+                            }
+                            Fault::Stall { after } if total > after => {
+                                while !stop.load(Ordering::SeqCst) {
+                                    std::thread::sleep(Duration::from_millis(50));
+                                }
+                                return;
+                            }
+                            _ => {}
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { url, stop }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.url.trim_start_matches("https://"));
+    }
+}

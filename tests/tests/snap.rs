@@ -1,0 +1,282 @@
+//! etcd-snap against real clusters: snapshots that the real etcdutl/etcdctl agree with, taken
+//! past dead members, and every fault leaving no half file behind.
+
+use etcd_lab::{Cluster, Fault, Proxy, Run, Spec};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn snap(c: &Cluster, node: usize, args: &[&str]) -> Run {
+    c.run_json("etcd-snap", node, args, None)
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| n != ".etcd-snap.lock");
+    v.sort();
+    v
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// What the real tool of that version says about a snapshot file.
+fn real_status(c: &Cluster, file: &str) -> Value {
+    let dir = etcd_lab::etcd_dir(&c.spec.version);
+    let out = if dir.join("etcdutl").exists() {
+        Command::new(dir.join("etcdutl")).args(["snapshot", "status", "-w", "json", file]).output().unwrap()
+    } else {
+        Command::new(dir.join("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "status", "-w", "json", file])
+            .output()
+            .unwrap()
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn fill(c: &Cluster, keys: usize, size: usize) {
+    let value = "v".repeat(size);
+    for i in 0..keys {
+        c.etcdctl_ok(&["put", &format!("/registry/configmaps/k{i}"), &value]);
+    }
+}
+
+fn save_past_a_dead_member(version: &str) {
+    let c = Cluster::start(Spec::new(3, version));
+    fill(&c, 50, 1000);
+    let dir = c.base.join("backups");
+    let dead = format!("https://{}:2379", c.node(1).ip.replace(".11", ".99"));
+    let eps = format!("{dead},{}", c.node(1).client_url());
+    let r = snap(&c, 1, &["save", "--dir", dir.to_str().unwrap(), "--endpoints", &eps]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let doc = &r.json;
+    assert_eq!(doc["kind"], "Snapshot");
+    assert_eq!(doc["verified"], true);
+    let path = doc["path"].as_str().unwrap();
+    let name = Path::new(path).file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with("etcd-snapshot-") && name.ends_with(&format!("-r{}.db", doc["revision"])), "{name}");
+    assert_eq!(files(&dir), vec![name.to_string()], "no .part left");
+    assert_eq!(mode(Path::new(path)), 0o600);
+    assert_eq!(mode(&dir), 0o700);
+    // A healthy follower, not the leader, by default.
+    let leader = c.run_json("etcd-status", 1, &[], None).json["leader"].clone();
+    assert_ne!(doc["memberId"], leader);
+    assert_eq!(doc["etcdVersion"], version);
+    // The real tool agrees on every number.
+    let real = real_status(&c, path);
+    assert_eq!(real["hash"], doc["hash"]);
+    assert_eq!(real["revision"], doc["revision"]);
+    assert_eq!(real["totalKey"], doc["totalKeys"]);
+    assert_eq!(real["totalSize"], doc["totalSize"]);
+    assert!(doc["revision"].as_i64().unwrap() >= 51);
+    // And our offline verify says the same, also from the Snapshot document on stdin.
+    let v = c.run_json("etcd-snap", 1, &["verify", "-"], Some(&r.stdout));
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert_eq!(v.json["hash"], doc["hash"]);
+    assert_eq!(v.json["memberId"], doc["memberId"]);
+
+    // --from leader and --out FILE.
+    let out = c.base.join("one.db");
+    let r = snap(&c, 1, &["save", "--out", out.to_str().unwrap(), "--from", "leader"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json["memberId"], leader);
+    assert_eq!(mode(&out), 0o600);
+
+    // Every endpoint dead: an error naming them, nothing written.
+    let empty = c.base.join("none");
+    let r = snap(&c, 1, &["save", "--dir", empty.to_str().unwrap(), "--endpoints", &dead, "--dial-timeout", "1s"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains(&dead), "{}", r.stderr);
+    assert!(files(&empty).is_empty());
+}
+
+#[test]
+fn save_past_a_dead_member_3_4_23() {
+    save_past_a_dead_member("3.4.23");
+}
+
+#[test]
+fn save_past_a_dead_member_3_5_30() {
+    save_past_a_dead_member("3.5.30");
+}
+
+/// A member that dies or freezes mid-stream, a disk that fills up: an error, no file left.
+#[test]
+fn faults_mid_stream_leave_nothing() {
+    let c = Cluster::start(Spec::new(1, "3.5.30"));
+    fill(&c, 40, 100_000);
+    let target = c.node(1).client_url().trim_start_matches("https://").to_string();
+    let dir = c.base.join("backups");
+    let d = dir.to_str().unwrap();
+
+    let cut = Proxy::start(&target, Fault::Cut { after: 1_000_000 });
+    let r = snap(&c, 1, &["save", "--dir", d, "--endpoints", &cut.url, "--from", &cut.url]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("snapshot stream broken after"), "{}", r.stderr);
+    assert!(files(&dir).is_empty(), "{:?}", files(&dir));
+
+    let stall = Proxy::start(&target, Fault::Stall { after: 1_000_000 });
+    let t = std::time::Instant::now();
+    let r =
+        snap(&c, 1, &["save", "--dir", d, "--endpoints", &stall.url, "--from", &stall.url, "--stall-timeout", "1s"]);
+    assert_ne!(r.code, 0);
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    assert!(r.stderr.contains("snapshot stalled: no bytes for 1s"), "{}", r.stderr);
+    assert!(files(&dir).is_empty(), "{:?}", files(&dir));
+
+    // A 1 MiB filesystem for a 4 MB snapshot.
+    let small = c.base.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&small).status().unwrap();
+    assert!(mounted.success(), "mounting a small tmpfs needs root");
+    let r = snap(&c, 1, &["save", "--dir", small.to_str().unwrap()]);
+    let listed = files(&small);
+    // Full before the first byte: still our disk's fault, not a reason to ask another member.
+    let _ = std::fs::write(small.join("filler"), vec![0u8; 2 << 20]);
+    let full = snap(&c, 1, &["save", "--dir", small.to_str().unwrap()]);
+    let listed_full = files(&small);
+    let _ = Command::new("umount").arg(&small).status();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(full.code, 1, "{}", full.stderr);
+    assert!(full.stderr.contains("writing the snapshot: No space left on device"), "{}", full.stderr);
+    assert_eq!(listed_full, ["filler"]);
+}
+
+fn testdata(name: &str) -> PathBuf {
+    etcd_lab::workspace_root().join("common/testdata").join(name)
+}
+
+/// Offline verify on damaged files: exit 6 and one line saying what is wrong.
+#[test]
+fn verify_bad_files() {
+    let dir = std::env::temp_dir().join(format!("snap-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read(testdata("snapshot-3.5.30.db")).unwrap();
+    let mut flipped = good.clone();
+    flipped[9000] ^= 0x01;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated.db", good[..good.len() - 100].to_vec(), "no sha256 trailer"),
+        ("flipped.db", flipped, "sha256 mismatch"),
+        ("raw.db", good[..good.len() - 32].to_vec(), "no sha256 trailer"),
+        ("zero.db", vec![], "empty file"),
+        ("text.db", b"hello\n".repeat(2054), "not a sound bbolt database"),
+    ];
+    for (name, bytes, want) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, &bytes).unwrap();
+        let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
+        cmd.args(["verify", "--skip-hash-check"][..if name == "text.db" { 2 } else { 1 }].iter()).arg(&p);
+        let r = etcd_lab::run(cmd, None);
+        assert_eq!(r.code, 6, "{name}: {}", r.stderr);
+        let line = r.stderr.trim_end();
+        assert_eq!(line.lines().count(), 1, "{name}: {line}");
+        assert!(line.contains(&p.display().to_string()) && line.contains(want), "{name}: {line}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Retention by the names' timestamps; foreign files untouched; the newest verified kept always;
+/// old .part leftovers removed.
+#[test]
+fn prune_keeps_what_the_rules_say() {
+    let dir = std::env::temp_dir().join(format!("snap-prune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read(testdata("snapshot-3.5.30.db")).unwrap();
+    let names = [
+        "etcd-snapshot-20261123T120000Z-cp1-r60.db",
+        "etcd-snapshot-20261123T060000Z-cp1-r50.db",
+        "etcd-snapshot-20261122T060000Z-cp1-r40.db",
+        "etcd-snapshot-20261121T060000Z-cp1-r30.db",
+        "etcd-snapshot-20261116T060000Z-cp2-r20.db",
+        "etcd-snapshot-20261109T060000Z-cp2-r10.db",
+    ];
+    for n in names {
+        std::fs::write(dir.join(n), &good).unwrap();
+    }
+    std::fs::write(dir.join("my-own-backup.db"), &good).unwrap();
+    std::fs::write(dir.join("etcd-snapshot-20261123T110000Z-cp1.part"), b"partial").unwrap();
+    std::fs::write(dir.join("etcd-snapshot-20261123T130000Z-cp1.part"), b"partial, running now").unwrap();
+    let touched = Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(dir.join("etcd-snapshot-20261123T110000Z-cp1.part"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let prune = |args: &[&str]| {
+        let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
+        cmd.args(["prune", "--dir", dir.to_str().unwrap(), "-w", "json"]).args(args);
+        etcd_lab::run(cmd, None)
+    };
+    let dry = prune(&["--keep", "1", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.json["removed"].as_array().unwrap().len(), 6);
+    assert_eq!(files(&dir).len(), 9, "a dry run removes nothing");
+
+    let r = prune(&["--keep", "1", "--keep-daily", "3"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let left = files(&dir);
+    assert_eq!(
+        left,
+        vec![
+            "etcd-snapshot-20261121T060000Z-cp1-r30.db",
+            "etcd-snapshot-20261122T060000Z-cp1-r40.db",
+            "etcd-snapshot-20261123T120000Z-cp1-r60.db",
+            "etcd-snapshot-20261123T130000Z-cp1.part",
+            "my-own-backup.db",
+        ]
+    );
+
+    // The two newest damaged: keep 1 would keep only a bad file; the newest good one stays too.
+    std::fs::write(dir.join(names[0]), b"garbage").unwrap();
+    std::fs::write(dir.join(names[2]), b"garbage").unwrap();
+    let r = prune(&["--keep", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let left = files(&dir);
+    assert!(left.contains(&names[0].to_string()) && left.contains(&names[3].to_string()), "{left:?}");
+    assert!(!left.contains(&names[2].to_string()), "{left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Cron mode: a second run while one holds the lock exits 5 at once; the metrics file follows
+/// successes and failures; --keep prunes after a good save.
+#[test]
+fn cron_mode() {
+    let c = Cluster::start(Spec::new(1, "3.5.30"));
+    let dir = c.base.join("backups");
+    let metrics = c.base.join("etcd_snapshot.prom");
+    let (d, m) = (dir.to_str().unwrap(), metrics.to_str().unwrap());
+    for _ in 0..3 {
+        let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(files(&dir).len(), 2, "{:?}", files(&dir));
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("etcd_snapshot_failures_total 0\n"), "{text}");
+    assert!(text.contains("etcd_snapshot_last_revision "), "{text}");
+    assert_eq!(mode(&metrics), 0o644);
+
+    let lock = std::fs::File::create(dir.join(".etcd-snap.lock")).unwrap();
+    lock.lock().unwrap();
+    let t = std::time::Instant::now();
+    let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    drop(lock);
+
+    c.stop_node(1);
+    let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m, "--dial-timeout", "1s"]);
+    assert_ne!(r.code, 0);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("etcd_snapshot_failures_total 1\n"), "{text}");
+    assert_eq!(files(&dir).len(), 2, "a failed run removes nothing");
+}
