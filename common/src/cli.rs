@@ -294,12 +294,33 @@ pub fn is_stdin(arg: &str) -> bool {
     arg == "-" || arg == STDIN_MARK
 }
 
+/// etcdctl users write `--endpoints=URL`; argh only takes `--endpoints URL`: split them (not
+/// after a `--`).
+fn split_assignments(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut options_done = false;
+    for a in args {
+        match a.split_once('=') {
+            Some((flag, value)) if !options_done && a.starts_with('-') && flag.len() > 1 => {
+                out.push(flag.to_string());
+                out.push(value.to_string());
+            }
+            _ => {
+                options_done |= a == "--";
+                out.push(a.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Parses the command line; `--help` prints and exits 0, a usage error exits 2. `aliases` rename a
 /// subcommand (first argument) before parsing, e.g. `status` → `verify`.
 pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.first().map(Path::new).and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("tool");
-    let mut rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let split = split_assignments(&args[1.min(args.len())..]);
+    let mut rest: Vec<&str> = split.iter().map(String::as_str).collect();
     if let Some(first) = rest.first_mut()
         && let Some((_, to)) = aliases.iter().find(|(from, _)| from == first)
     {
@@ -373,6 +394,16 @@ mod tests {
         for bad in ["", "2", "s", "2x", "-1s", "1..2s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn flag_equals_value() {
+        let args: Vec<String> =
+            ["--endpoints=https://a:2379,https://b:2379", "-w=json", "x=y", "--", "--not=split"].map(String::from).to_vec();
+        assert_eq!(
+            split_assignments(&args),
+            ["--endpoints", "https://a:2379,https://b:2379", "-w", "json", "x=y", "--", "--not=split"]
+        );
     }
 
     #[test]

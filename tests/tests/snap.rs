@@ -280,3 +280,25 @@ fn cron_mode() {
     assert!(text.contains("etcd_snapshot_failures_total 1\n"), "{text}");
     assert_eq!(files(&dir).len(), 2, "a failed run removes nothing");
 }
+
+/// The cron examples in docs/ use only flags etcd-snap save has.
+#[test]
+fn docs_use_real_flags() {
+    let help = Command::new(etcd_lab::bin("etcd-snap")).args(["save", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let docs = etcd_lab::workspace_root().join("docs");
+    let job: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(docs.join("etcd-snap-cronjob.yaml")).unwrap()).unwrap();
+    assert_eq!(job["kind"], "CronJob");
+    let c = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let mut args: Vec<String> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    assert_eq!(args[0], "save");
+    let unit = std::fs::read_to_string(docs.join("etcd-snap.service")).unwrap();
+    let exec = unit.split("ExecStart=").nth(1).unwrap().split("\n\n").next().unwrap().replace("\\\n", " ");
+    args.extend(exec.split_whitespace().map(String::from));
+    for a in args.iter().filter(|a| a.starts_with('-')) {
+        let flag = a.split('=').next().unwrap();
+        let listed = help.lines().any(|l| l.trim_start().split([' ', ',']).next() == Some(flag) || l.contains(&format!(", {flag} ")));
+        assert!(listed, "{flag} is not a save flag");
+    }
+}
