@@ -1,0 +1,174 @@
+//! etcd-bench: our tools against the etcd tools they replace, on the same data in one run,
+//! alternating A and B so that drift on the machine hits both; medians, ratios and each child's
+//! peak RSS (from wait4). Writes BENCHMARKS.md at the workspace root.
+
+use etcd_lab::{Cluster, Spec};
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Wall time and peak RSS of one run of a command; it must succeed.
+fn measure(cmd: &mut Command) -> (Duration, u64) {
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 reaps exactly this child, which std never waits for.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let took = start.elapsed();
+    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed ({status})");
+    (took, usage.ru_maxrss as u64 * 1024)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+struct Row {
+    what: String,
+    ours: (Duration, u64),
+    theirs: (Duration, u64),
+    theirs_name: String,
+}
+
+/// Runs A and B alternately `runs` times; medians of time, maximum of RSS.
+fn compare(what: &str, runs: usize, theirs_name: &str, mut a: impl FnMut() -> Command, mut b: impl FnMut() -> Command) -> Row {
+    let (mut ta, mut tb, mut ra, mut rb) = (vec![], vec![], 0, 0);
+    for i in 0..runs {
+        // Alternate which goes first, too.
+        let order = if i % 2 == 0 { [true, false] } else { [false, true] };
+        for ours in order {
+            let (t, r) = if ours { measure(&mut a()) } else { measure(&mut b()) };
+            if ours {
+                ta.push(t);
+                ra = ra.max(r);
+            } else {
+                tb.push(t);
+                rb = rb.max(r);
+            }
+        }
+        eprintln!("  {what}: run {} done", i + 1);
+    }
+    Row { what: what.into(), ours: (median(ta), ra), theirs: (median(tb), rb), theirs_name: theirs_name.into() }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
+
+fn main() {
+    let mut size_mb = 1024usize;
+    let mut runs = 3usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--size-mb" => size_mb = args.next().and_then(|v| v.parse().ok()).expect("--size-mb N"),
+            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            _ => panic!("usage: etcd-bench [--size-mb N] [--runs N]"),
+        }
+    }
+    let version = "3.5.30";
+    let mut spec = Spec::new(1, version);
+    spec.extra_flags = vec!["--quota-backend-bytes=8589934592".into()];
+    let c = Cluster::start(spec);
+    eprintln!("loading {size_mb} MiB into etcd {version} ...");
+    let value = c.base.join("value");
+    std::fs::write(&value, vec![b'v'; 1 << 20]).unwrap();
+    let load = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (c, value) = (&c, &value);
+            s.spawn(move || {
+                for i in (t..size_mb).step_by(4) {
+                    let out = Command::new(etcd_lab::etcd_dir(version).join("etcdctl"))
+                        .args(["--endpoints", &c.node(1).client_url()])
+                        .arg(format!("--cacert={}", c.node(1).pki().join("ca.crt").display()))
+                        .arg(format!("--cert={}", c.node(1).pki().join("healthcheck-client.crt").display()))
+                        .arg(format!("--key={}", c.node(1).pki().join("healthcheck-client.key").display()))
+                        .args(["put", &format!("/registry/bench/{i:06}")])
+                        .stdin(std::fs::File::open(value).unwrap())
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                }
+            });
+        }
+    });
+    eprintln!("loaded in {:?}", load.elapsed());
+    let pki = c.node(1).pki();
+    let tls = [
+        format!("--cacert={}", pki.join("ca.crt").display()),
+        format!("--cert={}", pki.join("healthcheck-client.crt").display()),
+        format!("--key={}", pki.join("healthcheck-client.key").display()),
+    ];
+    let ep = c.node(1).client_url();
+    let ours_file = c.base.join("ours.db");
+    let theirs_file = c.base.join("theirs.db");
+    let etcd = etcd_lab::etcd_dir(version);
+    let save = compare(
+        "snapshot save",
+        runs,
+        "etcdctl snapshot save",
+        || {
+            let _ = std::fs::remove_file(&ours_file);
+            let mut cmd = c.tool("etcd-snap", 1);
+            cmd.args(["save", "--out", ours_file.to_str().unwrap(), "--endpoints", &ep, "--from", &ep]).args(&tls);
+            cmd
+        },
+        || {
+            let _ = std::fs::remove_file(&theirs_file);
+            let mut cmd = Command::new(etcd.join("etcdctl"));
+            cmd.args(["--endpoints", &ep]).args(&tls).args(["snapshot", "save", theirs_file.to_str().unwrap()]);
+            cmd
+        },
+    );
+    let db_size = std::fs::metadata(&ours_file).unwrap().len();
+    let verify = compare(
+        "snapshot verify/status",
+        runs,
+        "etcdutl snapshot status",
+        || {
+            let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
+            cmd.args(["verify", theirs_file.to_str().unwrap(), "-w", "json"]);
+            cmd
+        },
+        || {
+            let mut cmd = Command::new(etcd.join("etcdutl"));
+            cmd.args(["snapshot", "status", theirs_file.to_str().unwrap(), "-w", "json"]);
+            cmd
+        },
+    );
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| t.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0))).unwrap_or(0);
+    let mut md = String::new();
+    writeln!(md, "# Benchmarks\n").unwrap();
+    writeln!(md, "Produced by `bench/run` (etcd-bench); do not edit by hand. Medians of {runs} alternated runs each; RSS is the peak of any run (wait4).\n").unwrap();
+    writeln!(md, "- machine: {} CPUs, {cpu}, {:.1} GiB RAM", std::thread::available_parallelism().map_or(0, |n| n.get()), mem as f64 / (1 << 20) as f64).unwrap();
+    writeln!(md, "- etcd {version} (Debian package), release builds of this workspace").unwrap();
+    writeln!(md, "- data: {size_mb} values of 1 MiB; snapshot file {} bytes\n", db_size).unwrap();
+    writeln!(md, "| what | ours | time | peak RSS | theirs | time | peak RSS | time ratio (ours/theirs) |").unwrap();
+    writeln!(md, "|---|---|---|---|---|---|---|---|").unwrap();
+    for (r, ours) in [(&save, "etcd-snap save"), (&verify, "etcd-snap verify")] {
+        writeln!(
+            md,
+            "| {} | {ours} | {:.2} s | {} | {} | {:.2} s | {} | {:.2} |",
+            r.what,
+            r.ours.0.as_secs_f64(),
+            mib(r.ours.1),
+            r.theirs_name,
+            r.theirs.0.as_secs_f64(),
+            mib(r.theirs.1),
+            r.ours.0.as_secs_f64() / r.theirs.0.as_secs_f64()
+        )
+        .unwrap();
+    }
+    let out = etcd_lab::workspace_root().join("BENCHMARKS.md");
+    std::fs::write(&out, &md).unwrap();
+    print!("{md}");
+    eprintln!("written to {}", out.display());
+}
