@@ -2,4 +2,8 @@
 //! and what etcd keeps in it.
 
 pub mod bolt;
+pub mod ids;
+pub mod pb;
+pub mod snapfile;
 pub mod snapshot;
+pub mod wal;

@@ -1,0 +1,88 @@
+//! The native restore against the real tools as oracles: the same member and cluster IDs, `.snap`
+//! bytes and WAL records as `etcdutl snapshot restore` (3.5) and `etcdctl snapshot restore` (3.4).
+
+use common::disk::{ids, snapfile, wal};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CLUSTER: &str = "n1=http://127.0.0.1:25380,n2=http://127.0.0.1:25381,n3=http://127.0.0.1:25382";
+const TOKEN: &str = "restoretok";
+
+fn testdata(name: &str) -> PathBuf {
+    etcd_lab::workspace_root().join("common/testdata").join(name)
+}
+
+/// Restores with the real tool of `version` into a fresh dir; returns the data dir.
+fn real_restore(version: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("real-restore-{version}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = etcd_lab::etcd_dir(version);
+    let (tool, env) = if bin.join("etcdutl").exists() { ("etcdutl", None) } else { ("etcdctl", Some(("ETCDCTL_API", "3"))) };
+    let mut cmd = Command::new(bin.join(tool));
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let peer = CLUSTER.split(',').find_map(|p| p.strip_prefix(&format!("{name}="))).unwrap();
+    let out = cmd
+        .args(["snapshot", "restore"])
+        .arg(testdata(&format!("snapshot-{version}.db")))
+        .arg(format!("--data-dir={}", dir.display()))
+        .args([&format!("--name={name}"), &format!("--initial-cluster={CLUSTER}"), &format!("--initial-cluster-token={TOKEN}")])
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+fn only_file(dir: &Path, ext: &str) -> PathBuf {
+    let files: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+/// Our WAL and `.snap` for the same flags, next to the real ones.
+fn compare_wal_and_snap(version: &str, conf_state: bool) {
+    let members = ids::parse_initial_cluster(CLUSTER, TOKEN).unwrap();
+    let mut sorted = members.clone();
+    sorted.sort_by_key(|m| m.id);
+    let all: Vec<u64> = sorted.iter().map(|m| m.id).collect();
+    let cid = ids::cluster_id(&all);
+    for me in &members {
+        let real = real_restore(version, &me.name);
+        let jsons: Vec<String> = sorted.iter().map(|m| snapfile::member_json(m.id, &m.name, &m.peer_urls)).collect();
+        let wal_members: Vec<wal::WalMember> =
+            sorted.iter().zip(&jsons).map(|(m, j)| wal::WalMember { id: m.id, json: j }).collect();
+        let ours_wal = wal::restore_segment(me.id, cid, &wal_members, conf_state);
+        let real_wal = std::fs::read(real.join("member/wal/0000000000000000-0000000000000000.wal")).unwrap();
+        assert_eq!(real_wal.len() as u64, wal::SEGMENT_BYTES);
+        assert_eq!(&real_wal[..ours_wal.len()], &ours_wal[..], "WAL records of {}", me.name);
+        assert!(real_wal[ours_wal.len()..].iter().all(|&b| b == 0), "zeros after the records");
+        let read = wal::read_segment(&real_wal);
+        assert_eq!(read.records.len(), 3 + 3 + 1 + 1);
+        assert_eq!((read.torn_at, read.crc_mismatch_at), (None, None));
+
+        let v2 = snapfile::v2_store_json(&sorted.iter().map(|m| (m.id, m.peer_urls.clone())).collect::<Vec<_>>());
+        let ours_snap = snapfile::snap_file(&v2, &all, 3, 1);
+        let real_snap_path = only_file(&real.join("member/snap"), "snap");
+        assert_eq!(real_snap_path.file_name().unwrap().to_str().unwrap(), snapfile::snap_name(1, 3));
+        let real_snap = std::fs::read(&real_snap_path).unwrap();
+        if real_snap != ours_snap {
+            let (a, b) = (String::from_utf8_lossy(&real_snap), String::from_utf8_lossy(&ours_snap));
+            let at = a.chars().zip(b.chars()).position(|(x, y)| x != y).unwrap_or(0);
+            panic!("snap differs at char {at}:\nreal: {}\nours: {}", &a[at.saturating_sub(80)..(at + 80).min(a.len())], &b[at.saturating_sub(80)..(at + 80).min(b.len())]);
+        }
+        std::fs::remove_dir_all(&real).unwrap();
+    }
+}
+
+#[test]
+fn wal_and_snap_like_etcdutl_3_5_30() {
+    compare_wal_and_snap("3.5.30", true);
+}
+
+#[test]
+fn wal_and_snap_like_etcdctl_3_4_23() {
+    compare_wal_and_snap("3.4.23", false);
+}
