@@ -33,7 +33,13 @@ struct Row {
 }
 
 /// Runs A and B alternately `runs` times; medians of time, maximum of RSS.
-fn compare(what: &str, runs: usize, theirs_name: &str, mut a: impl FnMut() -> Command, mut b: impl FnMut() -> Command) -> Row {
+fn compare(
+    what: &str,
+    runs: usize,
+    theirs_name: &str,
+    mut a: impl FnMut() -> Command,
+    mut b: impl FnMut() -> Command,
+) -> Row {
     let (mut ta, mut tb, mut ra, mut rb) = (vec![], vec![], 0, 0);
     for i in 0..runs {
         // Alternate which goes first, too.
@@ -142,13 +148,26 @@ fn main() {
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
-    let mem = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| t.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0))).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
+        .unwrap_or(0);
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n").unwrap();
     writeln!(md, "Produced by `bench/run` (etcd-bench); do not edit by hand. Medians of {runs} alternated runs each; RSS is the peak of any run (wait4).\n").unwrap();
-    writeln!(md, "- machine: {} CPUs, {cpu}, {:.1} GiB RAM", std::thread::available_parallelism().map_or(0, |n| n.get()), mem as f64 / (1 << 20) as f64).unwrap();
+    writeln!(
+        md,
+        "- machine: {} CPUs, {cpu}, {:.1} GiB RAM",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        mem as f64 / (1 << 20) as f64
+    )
+    .unwrap();
     writeln!(md, "- etcd {version} (Debian package), release builds of this workspace").unwrap();
     writeln!(md, "- data: {size_mb} values of 1 MiB; snapshot file {} bytes\n", db_size).unwrap();
     writeln!(md, "| what | ours | time | peak RSS | theirs | time | peak RSS | time ratio (ours/theirs) |").unwrap();

@@ -398,8 +398,9 @@ mod tests {
 
     #[test]
     fn flag_equals_value() {
-        let args: Vec<String> =
-            ["--endpoints=https://a:2379,https://b:2379", "-w=json", "x=y", "--", "--not=split"].map(String::from).to_vec();
+        let args: Vec<String> = ["--endpoints=https://a:2379,https://b:2379", "-w=json", "x=y", "--", "--not=split"]
+            .map(String::from)
+            .to_vec();
         assert_eq!(
             split_assignments(&args),
             ["--endpoints", "https://a:2379,https://b:2379", "-w", "json", "x=y", "--", "--not=split"]

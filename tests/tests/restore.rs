@@ -17,7 +17,8 @@ fn real_restore(version: &str, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("real-restore-{version}-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let bin = etcd_lab::etcd_dir(version);
-    let (tool, env) = if bin.join("etcdutl").exists() { ("etcdutl", None) } else { ("etcdctl", Some(("ETCDCTL_API", "3"))) };
+    let (tool, env) =
+        if bin.join("etcdutl").exists() { ("etcdutl", None) } else { ("etcdctl", Some(("ETCDCTL_API", "3"))) };
     let mut cmd = Command::new(bin.join(tool));
     if let Some((k, v)) = env {
         cmd.env(k, v);
@@ -27,7 +28,11 @@ fn real_restore(version: &str, name: &str) -> PathBuf {
         .args(["snapshot", "restore"])
         .arg(testdata(&format!("snapshot-{version}.db")))
         .arg(format!("--data-dir={}", dir.display()))
-        .args([&format!("--name={name}"), &format!("--initial-cluster={CLUSTER}"), &format!("--initial-cluster-token={TOKEN}")])
+        .args([
+            &format!("--name={name}"),
+            &format!("--initial-cluster={CLUSTER}"),
+            &format!("--initial-cluster-token={TOKEN}"),
+        ])
         .arg(format!("--initial-advertise-peer-urls={peer}"))
         .output()
         .unwrap();
@@ -36,8 +41,11 @@ fn real_restore(version: &str, name: &str) -> PathBuf {
 }
 
 fn only_file(dir: &Path, ext: &str) -> PathBuf {
-    let files: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect();
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     files[0].clone()
 }
@@ -71,7 +79,11 @@ fn compare_wal_and_snap(version: &str, conf_state: bool) {
         if real_snap != ours_snap {
             let (a, b) = (String::from_utf8_lossy(&real_snap), String::from_utf8_lossy(&ours_snap));
             let at = a.chars().zip(b.chars()).position(|(x, y)| x != y).unwrap_or(0);
-            panic!("snap differs at char {at}:\nreal: {}\nours: {}", &a[at.saturating_sub(80)..(at + 80).min(a.len())], &b[at.saturating_sub(80)..(at + 80).min(b.len())]);
+            panic!(
+                "snap differs at char {at}:\nreal: {}\nours: {}",
+                &a[at.saturating_sub(80)..(at + 80).min(a.len())],
+                &b[at.saturating_sub(80)..(at + 80).min(b.len())]
+            );
         }
         std::fs::remove_dir_all(&real).unwrap();
     }

@@ -291,14 +291,17 @@ fn docs_use_real_flags() {
         serde_yaml::from_str(&std::fs::read_to_string(docs.join("etcd-snap-cronjob.yaml")).unwrap()).unwrap();
     assert_eq!(job["kind"], "CronJob");
     let c = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
-    let mut args: Vec<String> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let mut args: Vec<String> =
+        c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
     assert_eq!(args[0], "save");
     let unit = std::fs::read_to_string(docs.join("etcd-snap.service")).unwrap();
     let exec = unit.split("ExecStart=").nth(1).unwrap().split("\n\n").next().unwrap().replace("\\\n", " ");
     args.extend(exec.split_whitespace().map(String::from));
     for a in args.iter().filter(|a| a.starts_with('-')) {
         let flag = a.split('=').next().unwrap();
-        let listed = help.lines().any(|l| l.trim_start().split([' ', ',']).next() == Some(flag) || l.contains(&format!(", {flag} ")));
+        let listed = help
+            .lines()
+            .any(|l| l.trim_start().split([' ', ',']).next() == Some(flag) || l.contains(&format!(", {flag} ")));
         assert!(listed, "{flag} is not a save flag");
     }
 }

@@ -58,7 +58,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// FNV-1a 64, bbolt's meta checksum.
-fn fnv1a64(data: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in data {
         h ^= u64::from(b);

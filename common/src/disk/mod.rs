@@ -2,6 +2,7 @@
 //! and what etcd keeps in it.
 
 pub mod bolt;
+pub mod boltw;
 pub mod ids;
 pub mod pb;
 pub mod snapfile;

@@ -89,7 +89,11 @@ pub fn fields(b: &[u8]) -> Option<Vec<(u32, Field<'_>)>> {
 
 /// The last varint value of a field (proto's "last one wins"), 0 when absent.
 pub fn uint_of(fields: &[(u32, Field<'_>)], num: u32) -> u64 {
-    fields.iter().rev().find_map(|(n, f)| if let (true, Field::Varint(v)) = (*n == num, f) { Some(*v) } else { None }).unwrap_or(0)
+    fields
+        .iter()
+        .rev()
+        .find_map(|(n, f)| if let (true, Field::Varint(v)) = (*n == num, f) { Some(*v) } else { None })
+        .unwrap_or(0)
 }
 
 pub fn bytes_of<'a>(fields: &[(u32, Field<'a>)], num: u32) -> Option<&'a [u8]> {
@@ -98,7 +102,10 @@ pub fn bytes_of<'a>(fields: &[(u32, Field<'a>)], num: u32) -> Option<&'a [u8]> {
 
 /// Every varint value of a repeated (unpacked) field.
 pub fn uints_of(fields: &[(u32, Field<'_>)], num: u32) -> Vec<u64> {
-    fields.iter().filter_map(|(n, f)| if let (true, Field::Varint(v)) = (*n == num, f) { Some(*v) } else { None }).collect()
+    fields
+        .iter()
+        .filter_map(|(n, f)| if let (true, Field::Varint(v)) = (*n == num, f) { Some(*v) } else { None })
+        .collect()
 }
 
 #[cfg(test)]

@@ -184,7 +184,13 @@ pub fn verify(path: &Path, skip_hash_check: bool) -> Result<Verified, Problem> {
         return Err(Problem::NoTrailer);
     }
     let db_len = if trailer { file_size - 32 } else { file_size };
-    let digest = sha256_prefix(&mut file, db_len).map_err(|e| Problem::Unreadable(e.to_string()))?;
+    // Two passes over the file, one per core: the SHA-256 stream and the bbolt walk.
+    let (digest, status) = std::thread::scope(|s| {
+        let walk = s.spawn(|| status(path));
+        let digest = sha256_prefix(&mut file, db_len).map_err(|e| Problem::Unreadable(e.to_string()));
+        (digest, walk.join().unwrap_or_else(|_| Err(Problem::Unreadable("reader thread failed".into()))))
+    });
+    let digest = digest?;
     if trailer && !skip_hash_check {
         let mut expected = [0u8; 32];
         file.read_exact(&mut expected).map_err(|e| Problem::Unreadable(e.to_string()))?;
@@ -192,8 +198,7 @@ pub fn verify(path: &Path, skip_hash_check: bool) -> Result<Verified, Problem> {
             return Err(Problem::TrailerMismatch { expected: hex(&expected), got: hex(&digest) });
         }
     }
-    let status = status(path)?;
-    Ok(Verified { file_size, sha256: hex(&digest), has_trailer: trailer, status })
+    Ok(Verified { file_size, sha256: hex(&digest), has_trailer: trailer, status: status? })
 }
 
 #[cfg(test)]
