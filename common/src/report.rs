@@ -221,6 +221,23 @@ pub struct SnapshotList {
     pub removed: Vec<String>,
 }
 
+/// etcd-restore.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Restore {
+    pub kind: String,
+    pub snapshot: String,
+    pub data_dir: String,
+    pub name: String,
+    pub member_id: String,
+    pub cluster_id: String,
+    pub initial_cluster: String,
+    pub revision: i64,
+    pub bumped_revision: Option<i64>,
+    pub swapped_in: bool,
+    pub backups: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
     pub check: String,

@@ -104,11 +104,19 @@ pub struct Spec {
     pub extra_flags: Vec<String>,
     /// Validity of node 1's server certificate.
     pub server_validity: pki::Validity,
+    /// Start from this snapshot: every node's data dir made by `etcd-restore` (token `lab-restore`).
+    pub restore_from: Option<PathBuf>,
 }
 
 impl Spec {
     pub fn new(nodes: usize, version: &str) -> Spec {
-        Spec { nodes, version: version.into(), extra_flags: vec![], server_validity: pki::Validity::default() }
+        Spec {
+            nodes,
+            version: version.into(),
+            extra_flags: vec![],
+            server_validity: pki::Validity::default(),
+            restore_from: None,
+        }
     }
 }
 
@@ -204,6 +212,20 @@ impl Cluster {
             ca.write_node_pki(&n.pki(), &n.name, &n.ip, validity);
             let manifest = kubeadm_manifest(n, &initial.join(","), &spec.version, &spec.extra_flags);
             std::fs::write(n.manifest(), manifest).expect("manifest");
+        }
+        if let Some(snapshot) = &spec.restore_from {
+            for n in &nodes {
+                let out = Command::new(bin("etcd-restore"))
+                    .arg("--snapshot")
+                    .arg(snapshot)
+                    .arg("--data-dir")
+                    .arg(n.root.join("var/lib/etcd"))
+                    .args(["--name", &n.name, "--initial-cluster", &initial.join(",")])
+                    .args(["--initial-advertise-peer-urls", &n.peer_url(), "--initial-cluster-token", "lab-restore"])
+                    .output()
+                    .expect("run etcd-restore");
+                assert!(out.status.success(), "etcd-restore: {}", String::from_utf8_lossy(&out.stderr));
+            }
         }
         let mut cluster = Cluster { spec, nodes, base, ca, kubelets: Vec::new(), _slot: slot };
         for i in 0..cluster.nodes.len() {

@@ -5,6 +5,7 @@ pub mod bolt;
 pub mod boltw;
 pub mod ids;
 pub mod pb;
+pub mod restore;
 pub mod snapfile;
 pub mod snapshot;
 pub mod wal;

@@ -1,0 +1,243 @@
+//! The native `snapshot restore` (ETCD-DISK-FORMAT.md §8.6): one data dir that etcd 3.4, 3.5 and
+//! 3.6 start from. The db is rewritten compactly while it is read (memory does not grow with it):
+//! `members` replaced by the new members, `members_removed` emptied, `meta/consistent_index` = N
+//! and `meta/term` = 1, optionally a revision bump and dropped alarms; then the `.snap` file and
+//! the first WAL segment, each member's own.
+
+use super::bolt::{Bolt, Corrupt, OpenError, Visitor};
+use super::boltw::BoltWriter;
+use super::ids::{InitialMember, cluster_id};
+use super::{snapfile, wal};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Buckets every restored db has (created empty when the source lacks them).
+const ENSURED: [&[u8]; 6] = [b"cluster", b"key", b"lease", b"members", b"members_removed", b"meta"];
+
+pub struct Options<'a> {
+    /// Every member of the new cluster; `own` is one of them.
+    pub members: &'a [InitialMember],
+    pub own: u64,
+    /// `--bump-revision X --mark-compacted`.
+    pub bump_revision: Option<u64>,
+    pub drop_alarms: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// The source's last revision.
+    pub revision: i64,
+    /// The revision after the bump, when bumped.
+    pub bumped_revision: Option<i64>,
+}
+
+#[derive(Debug)]
+pub enum Error {
+    Corrupt(Corrupt),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Corrupt(c) => write!(f, "the snapshot is not a sound bbolt database: {c}"),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+fn revision_key(main: u64) -> Vec<u8> {
+    let mut k = main.to_be_bytes().to_vec();
+    k.push(b'_');
+    k.extend_from_slice(&0u64.to_be_bytes());
+    k
+}
+
+/// Streams the source db into the writer, with the restore's changes.
+struct Rewrite<'a> {
+    w: BoltWriter,
+    opts: &'a Options<'a>,
+    n: u64,
+    current: Option<Vec<u8>>,
+    done: Vec<(Vec<u8>, Vec<u8>)>,
+    meta: BTreeMap<Vec<u8>, Vec<u8>>,
+    last_key: Option<Vec<u8>>,
+    bumped: Option<Vec<u8>>,
+    err: Option<std::io::Error>,
+}
+
+impl Rewrite<'_> {
+    fn attempt(&mut self, f: impl FnOnce(&mut Self) -> std::io::Result<()>) {
+        if self.err.is_none()
+            && let Err(e) = f(self)
+        {
+            self.err = Some(e);
+        }
+    }
+
+    /// Writes what a bucket gets besides (or instead of) the source's entries, and closes it.
+    fn close(&mut self, name: &[u8]) -> std::io::Result<()> {
+        match name {
+            b"members" => {
+                let mut sorted: Vec<&InitialMember> = self.opts.members.iter().collect();
+                sorted.sort_by_key(|m| format!("{:x}", m.id));
+                for m in sorted {
+                    let json = snapfile::member_json(m.id, &m.name, &m.peer_urls);
+                    self.w.put(format!("{:x}", m.id).as_bytes(), json.as_bytes())?;
+                }
+            }
+            b"key" => {
+                if let Some(x) = self.opts.bump_revision {
+                    let main =
+                        self.last_key.as_ref().map_or(0, |k| u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])));
+                    let key = revision_key(main + x);
+                    self.w.put(&key, b"")?;
+                    self.bumped = Some(key);
+                }
+            }
+            b"meta" => {
+                let mut meta = std::mem::take(&mut self.meta);
+                meta.insert(b"consistent_index".to_vec(), self.n.to_be_bytes().to_vec());
+                meta.insert(b"term".to_vec(), 1u64.to_be_bytes().to_vec());
+                if let Some(k) = &self.bumped {
+                    meta.insert(b"scheduledCompactRev".to_vec(), k.clone());
+                }
+                for (k, v) in meta {
+                    self.w.put(&k, &v)?;
+                }
+            }
+            _ => {}
+        }
+        let value = self.w.end_bucket()?;
+        self.done.push((name.to_vec(), value));
+        Ok(())
+    }
+
+    /// Closes the current bucket and creates the ensured ones that sort before `next`.
+    fn advance(&mut self, next: Option<&[u8]>) -> std::io::Result<()> {
+        if let Some(cur) = self.current.take() {
+            self.close(&cur)?;
+        }
+        for name in ENSURED {
+            let before_next = next.is_none_or(|n| name < n);
+            let missing = !self.done.iter().any(|(d, _)| d == name);
+            let after_last = self.done.last().is_none_or(|(d, _)| d.as_slice() < name);
+            if before_next && missing && after_last {
+                self.close(name)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Visitor for Rewrite<'_> {
+    fn bucket(&mut self, name: &[u8]) {
+        self.attempt(|s| s.advance(Some(name)));
+        self.current = Some(name.to_vec());
+    }
+
+    fn entry(&mut self, key: &[u8], value: &[u8], is_bucket: bool) {
+        let cur = self.current.clone().unwrap_or_default();
+        match cur.as_slice() {
+            b"members" | b"members_removed" => {}
+            b"alarm" if self.opts.drop_alarms => {}
+            b"meta" => {
+                self.meta.insert(key.to_vec(), value.to_vec());
+            }
+            _ if is_bucket => self.attempt(|_| Err(std::io::Error::other("nested buckets are not etcd's"))),
+            b"key" => {
+                self.last_key = Some(key.to_vec());
+                self.attempt(|s| s.w.put(key, value));
+            }
+            _ => self.attempt(|s| s.w.put(key, value)),
+        }
+    }
+}
+
+fn mkdir(p: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().mode(0o700).create(p)
+}
+
+fn sync_dir(p: &Path) -> std::io::Result<()> {
+    std::fs::File::open(p)?.sync_all()
+}
+
+fn write_file(p: &Path, data: &[u8], mode: u32, len: Option<u64>) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(p)?;
+    f.write_all(data)?;
+    if let Some(len) = len {
+        f.set_len(len)?;
+    }
+    f.sync_all()
+}
+
+/// Restores `snapshot` (hash rules already applied by the caller) into `data_dir`, which must not
+/// exist; its parent must.
+pub fn restore(snapshot: &Path, data_dir: &Path, opts: &Options) -> Result<Outcome, Error> {
+    let mut sorted: Vec<&InitialMember> = opts.members.iter().collect();
+    sorted.sort_by_key(|m| m.id);
+    let ids: Vec<u64> = sorted.iter().map(|m| m.id).collect();
+    let cid = cluster_id(&ids);
+    let n = ids.len() as u64;
+
+    let mut bolt = Bolt::open(snapshot).map_err(|e| match e {
+        OpenError::Io(e) => Error::Io(e),
+        OpenError::Corrupt(c) => Error::Corrupt(c),
+    })?;
+    let page_size = bolt.meta.page_size as usize;
+    mkdir(data_dir)?;
+    let member = data_dir.join("member");
+    mkdir(&member)?;
+    mkdir(&member.join("snap"))?;
+    let w = BoltWriter::create(&member.join("snap/db"), page_size)?;
+    let mut rw = Rewrite {
+        w,
+        opts,
+        n,
+        current: None,
+        done: Vec::new(),
+        meta: BTreeMap::new(),
+        last_key: None,
+        bumped: None,
+        err: None,
+    };
+    bolt.walk(&mut rw).map_err(Error::Corrupt)?;
+    rw.attempt(|s| s.advance(None));
+    if let Some(e) = rw.err {
+        return Err(Error::Io(e));
+    }
+    let revision = rw.last_key.as_ref().map_or(0, |k| i64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])));
+    let bumped = rw.bumped.as_ref().map(|k| i64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])));
+    rw.w.finish(rw.done)?;
+
+    let v2 = snapfile::v2_store_json(&sorted.iter().map(|m| (m.id, m.peer_urls.clone())).collect::<Vec<_>>());
+    let snap = snapfile::snap_file(&v2, &ids, n, 1);
+    write_file(&member.join("snap").join(snapfile::snap_name(1, n)), &snap, 0o644, None)?;
+    sync_dir(&member.join("snap"))?;
+
+    let jsons: Vec<String> = sorted.iter().map(|m| snapfile::member_json(m.id, &m.name, &m.peer_urls)).collect();
+    let wal_members: Vec<wal::WalMember> =
+        sorted.iter().zip(&jsons).map(|(m, j)| wal::WalMember { id: m.id, json: j }).collect();
+    let segment = wal::restore_segment(opts.own, cid, &wal_members, true);
+    // Written under wal.tmp and renamed, as etcd does, so a WAL dir is always whole.
+    let tmp = member.join("wal.tmp");
+    mkdir(&tmp)?;
+    write_file(&tmp.join("0000000000000000-0000000000000000.wal"), &segment, 0o600, Some(wal::SEGMENT_BYTES))?;
+    sync_dir(&tmp)?;
+    std::fs::rename(&tmp, member.join("wal"))?;
+    sync_dir(&member)?;
+    sync_dir(data_dir)?;
+    Ok(Outcome { member_id: opts.own, cluster_id: cid, revision, bumped_revision: bumped })
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    common::cli::main("etcd-restore", etcd_restore::run)
+}
