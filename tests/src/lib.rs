@@ -106,6 +106,8 @@ pub struct Spec {
     pub server_validity: pki::Validity,
     /// Start from this snapshot: every node's data dir made by `etcd-restore` (token `lab-restore`).
     pub restore_from: Option<PathBuf>,
+    /// More etcd-restore flags (e.g. a revision bump).
+    pub restore_args: Vec<String>,
 }
 
 impl Spec {
@@ -116,6 +118,7 @@ impl Spec {
             extra_flags: vec![],
             server_validity: pki::Validity::default(),
             restore_from: None,
+            restore_args: vec![],
         }
     }
 }
@@ -222,6 +225,7 @@ impl Cluster {
                     .arg(n.root.join("var/lib/etcd"))
                     .args(["--name", &n.name, "--initial-cluster", &initial.join(",")])
                     .args(["--initial-advertise-peer-urls", &n.peer_url(), "--initial-cluster-token", "lab-restore"])
+                    .args(&spec.restore_args)
                     .output()
                     .expect("run etcd-restore");
                 assert!(out.status.success(), "etcd-restore: {}", String::from_utf8_lossy(&out.stderr));

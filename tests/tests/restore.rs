@@ -163,8 +163,7 @@ fn cluster_from_restore(version: &str, source: &str) {
     assert!(c.etcdctl_ok(&["get", "/registry/k300", "--print-value-only"]).starts_with("value-300-"));
     assert_eq!(c.etcdctl_ok(&["get", "big", "--print-value-only"]).trim().len(), 9000);
     assert_eq!(c.etcdctl_ok(&["get", "leased", "--print-value-only"]).trim(), "v");
-    let status: serde_json::Value =
-        serde_json::from_str(&c.etcdctl_ok(&["endpoint", "status", "-w", "json"])).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&c.etcdctl_ok(&["endpoint", "status", "-w", "json"])).unwrap();
     for s in status.as_array().unwrap() {
         assert!(s["Status"]["header"]["revision"].as_i64().unwrap() >= 304, "{s}");
     }
@@ -196,4 +195,94 @@ fn cluster_from_restore_3_5_30() {
 #[test]
 fn cluster_from_restore_3_5_30_of_a_3_4_snapshot() {
     cluster_from_restore("3.5.30", "3.4.23");
+}
+
+/// `--bump-revision 1000 --mark-compacted`: the revision jumps and older ones are compacted, as
+/// etcdutl does it.
+#[test]
+fn bump_revision_3_5_30() {
+    let mut spec = etcd_lab::Spec::new(1, "3.5.30");
+    spec.restore_from = Some(testdata("snapshot-3.5.30.db"));
+    spec.restore_args = vec!["--bump-revision".into(), "1000".into(), "--mark-compacted".into()];
+    let c = etcd_lab::Cluster::start(spec);
+    let status: serde_json::Value = serde_json::from_str(&c.etcdctl_ok(&["endpoint", "status", "-w", "json"])).unwrap();
+    assert_eq!(status[0]["Status"]["header"]["revision"], 1304, "{status}");
+    let old = c.etcdctl(&c.endpoints(), &["get", "/registry/k1", "--rev=300"]);
+    assert!(!old.status.success());
+    assert!(String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted"));
+    assert!(c.etcdctl_ok(&["get", "/registry/k1", "--print-value-only"]).starts_with("value-1-"));
+    c.etcdctl_ok(&["put", "next", "1"]);
+    let v: serde_json::Value = serde_json::from_str(&c.etcdctl_ok(&["get", "next", "-w", "json"])).unwrap();
+    assert_eq!(v["kvs"][0]["mod_revision"], 1305);
+}
+
+/// Bad input: exit 6 or 2, one line, and nothing written.
+#[test]
+fn bad_input_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("restore-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read(testdata("snapshot-3.5.30.db")).unwrap();
+    let mut flipped = good.clone();
+    flipped[5000] ^= 0x10;
+    let files = [
+        ("truncated.db", good[..good.len() - 1000].to_vec()),
+        ("flipped.db", flipped),
+        ("raw.db", good[..good.len() - 32].to_vec()),
+        ("text.db", b"not etcd\n".repeat(1000)),
+        ("good.db", good.clone()),
+    ];
+    for (n, b) in &files {
+        std::fs::write(dir.join(n), b).unwrap();
+    }
+    let target = dir.join("data");
+    // Flags given in `extra` replace the defaults (argh takes each option once).
+    let run = |snap: &str, extra: &[&str]| {
+        let mut c = Command::new(etcd_lab::bin("etcd-restore"));
+        c.arg("--snapshot").arg(dir.join(snap)).arg("--data-dir").arg(&target);
+        let defaults = [
+            ("--name", "n1"),
+            ("--initial-cluster", CLUSTER),
+            ("--initial-advertise-peer-urls", "http://127.0.0.1:25380"),
+        ];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                c.args([flag, value]);
+            }
+        }
+        c.args(extra);
+        etcd_lab::run(c, None)
+    };
+    let cases: Vec<(&str, Vec<&str>, i32, &str)> = vec![
+        ("truncated.db", vec![], 6, "no sha256 trailer"),
+        ("flipped.db", vec![], 6, "sha256 mismatch"),
+        ("raw.db", vec![], 6, "no sha256 trailer"),
+        ("text.db", vec!["--skip-hash-check"], 6, "not a sound bbolt database"),
+        ("good.db", vec!["--name", "n9"], 2, "--name \"n9\" is not in --initial-cluster"),
+        (
+            "good.db",
+            vec!["--initial-cluster", "n1=http://127.0.0.1:25380,n2=http://127.0.0.1:25380"],
+            2,
+            "appears twice",
+        ),
+        ("good.db", vec!["--initial-advertise-peer-urls", "http://127.0.0.1:25399"], 2, "does not match"),
+        ("good.db", vec!["--bump-revision", "10"], 2, "--mark-compacted"),
+    ];
+    for (snap, extra, code, want) in cases {
+        let r = run(snap, &extra);
+        assert_eq!(r.code, code, "{snap} {extra:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
+        assert!(r.stderr.contains(want), "{snap} {extra:?}: {}", r.stderr);
+        assert!(!target.exists(), "{snap} {extra:?} wrote something");
+        let names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(names.len(), files.len(), "no temp dir left: {names:?}");
+    }
+    // A non-empty target is refused and left alone.
+    std::fs::create_dir_all(target.join("member")).unwrap();
+    let r = run("good.db", &[]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("not empty"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
