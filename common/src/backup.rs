@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 /// Where backups go by default, under the rootfs.
 pub const BACKUP_ROOT: &str = "/var/lib/etcd-recovery";
 
+/// The backup root of a node: the flag, else `<rootfs>/var/lib/etcd-recovery`.
+pub fn backup_root(shared: &crate::cli::Shared, flag: Option<&str>) -> PathBuf {
+    flag.map(PathBuf::from).unwrap_or_else(|| crate::cli::host_path(&shared.rootfs, BACKUP_ROOT))
+}
+
 /// Creates `<root>/<UTC timestamp>/` (0700), or `<root>/<ts>-N/` when that exists already.
 pub fn new_backup_dir(root: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;

@@ -333,6 +333,35 @@ pub fn is_degraded(s: &ClusterStatus) -> bool {
         || !s.alarms.is_empty()
 }
 
+/// Polls one member until it answers with a leader known; returns (member ID, revision).
+pub fn wait_member(shared: &Shared, url: &str, timeout: std::time::Duration) -> Result<(u64, i64)> {
+    let dialer = Dialer::new(shared, url.starts_with("https://"))?;
+    let rt = crate::client::runtime()?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last;
+    loop {
+        let answer = rt.block_on(async {
+            let mut c = dialer.connect(url).await?;
+            dialer.call(c.status()).await
+        });
+        match answer {
+            Ok(s) if s.leader() != 0 => {
+                let h = s.header();
+                return Ok((h.map_or(0, |h| h.member_id()), h.map_or(0, |h| h.revision())));
+            }
+            Ok(_) => last = "no leader yet".into(),
+            Err(e) => last = e.message,
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(crate::exit::coded(
+                crate::exit::TIMEOUT,
+                format!("{url} not healthy within {timeout:?}: {last}"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
 /// A client on a reachable voter, the leader first: membership changes go through it.
 pub async fn connect_healthy(dialer: &Dialer, s: &ClusterStatus) -> Result<(etcd_client::Client, String)> {
     let mut candidates: Vec<&MemberStatus> =

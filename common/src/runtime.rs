@@ -152,6 +152,22 @@ impl Crictl {
         Ok(lines[lines.len().saturating_sub(n)..].to_vec())
     }
 
+    /// Waits until no etcd container runs (the kubelet stops the pod once its manifest is gone);
+    /// returns the containers then. `Err` with the running IDs when `timeout` passes.
+    pub fn wait_stopped(&self, timeout: Duration) -> Result<Vec<Container>, Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let list = self.etcd_containers().unwrap_or_default();
+            if list.iter().all(|c| !c.running()) {
+                return Ok(list);
+            }
+            if Instant::now() >= deadline {
+                return Err(list.into_iter().filter(|c| c.running()).map(|c| c.id).collect());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn stop(&self, id: &str) -> Result<()> {
         self.run(&["stop", id]).map(drop)
     }

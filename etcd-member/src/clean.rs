@@ -10,7 +10,6 @@ use common::manifest::Manifest;
 use common::report::{NodeClean, Plan};
 use common::runtime::Crictl;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 common::with_shared_flags! {
     changing
@@ -30,11 +29,6 @@ common::with_shared_flags! {
         #[argh(switch)]
         pub force: bool,
     }
-}
-
-/// The backup root of a node.
-pub(crate) fn backup_root(shared: &cli::Shared, flag: Option<&str>) -> PathBuf {
-    flag.map(PathBuf::from).unwrap_or_else(|| cli::host_path(&shared.rootfs, backup::BACKUP_ROOT))
 }
 
 pub fn run(args: CleanArgs) -> Result<u8> {
@@ -106,7 +100,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
             vec![]
         }
     };
-    let root = backup_root(&shared, args.backup_dir.as_deref());
+    let root = backup::backup_root(&shared, args.backup_dir.as_deref());
     if manifest_present {
         plan.step("move manifest", format!("{} -> {}/<timestamp>/", shared.manifest.display(), root.display()), true);
     }
@@ -142,26 +136,17 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         done.manifest_backup = Some(to.display().to_string());
     }
     // The kubelet stops the pod once its manifest is gone; wait for every etcd container to exit.
-    let deadline = Instant::now() + timeout;
-    let containers = loop {
-        let list = crictl.etcd_containers().unwrap_or_default();
-        if list.iter().all(|c| !c.running()) {
-            break list;
-        }
-        if Instant::now() >= deadline {
-            let running: Vec<&str> = list.iter().filter(|c| c.running()).map(|c| c.id.as_str()).collect();
-            return Err(coded(
-                exit::TIMEOUT,
-                format!(
-                    "etcd still running after {timeout:?} (containers {}); manifest is in {}, data dir {} untouched",
-                    running.join(","),
-                    backup_dir.display(),
-                    data_dir.display()
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let containers = crictl.wait_stopped(timeout).map_err(|running| {
+        coded(
+            exit::TIMEOUT,
+            format!(
+                "etcd still running after {timeout:?} (containers {}); manifest is in {}, data dir {} untouched",
+                running.join(","),
+                backup_dir.display(),
+                data_dir.display()
+            ),
+        )
+    })?;
     for c in &containers {
         crictl.remove(&c.id)?;
         done.container_removed.push(c.id.clone());

@@ -2,8 +2,8 @@
 //! Learner add, static manifest with `--initial-cluster-state=existing`, promotion once in sync.
 //! Every precondition is checked before the first change; a member that never starts is undone.
 
-use crate::clean::backup_root;
 use anyhow::{Context, Result, anyhow};
+use common::backup::backup_root;
 use common::cli::{self, HasShared, Shared};
 use common::client::Dialer;
 use common::cluster::{self, member_refs};

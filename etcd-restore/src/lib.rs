@@ -1,41 +1,54 @@
 //! etcd-restore: the runbook's "restore from a snapshot", natively (no etcdctl/etcdutl), into a
-//! data dir that etcd 3.4, 3.5 and 3.6 start from.
+//! data dir that etcd 3.4, 3.5 and 3.6 start from; on one node with `--swap`, or on all nodes at
+//! once with the commands `plan` prints.
+
+mod plan;
+mod swap;
 
 use anyhow::{Result, anyhow};
+use argh::FromArgs;
 use common::cli::{self, HasShared};
-use common::disk::{ids, restore, snapshot};
+use common::disk::ids::{self, InitialMember};
+use common::disk::{restore, snapshot};
 use common::exit::{self, coded};
 use common::report::{Restore, Snapshot, hex_id};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 common::with_shared_flags! {
-    /// Restore an etcd snapshot natively into a new data dir (like etcdutl snapshot restore), with
-    /// the member and cluster IDs etcd computes for the same flags.
+    changing
+    /// Restore an etcd snapshot natively (like etcdutl snapshot restore, with the member and
+    /// cluster IDs etcd computes for the same flags): into a new data dir, or with --swap into this
+    /// node's etcd (stop, restore, swap the data dir in, start, check); `plan` prints the commands
+    /// that restore every node into one new cluster.
     #[argh(
-        example = "Restore for member cp1 of a new 3-member cluster:\n  $ etcd-restore --snapshot /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db --data-dir /var/lib/etcd-new --name cp1 --initial-cluster cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380 --initial-advertise-peer-urls https://10.0.0.11:2380 --initial-cluster-token restore-1",
-        example = "From etcd-snap's document, checking the recorded sha256 first:\n  $ etcd-snap save --dir /var/backups/etcd | etcd-restore --snapshot - --data-dir ... --name ...",
-        note = "Exit codes: 0 ok, 1 error, 2 usage, 5 refused (target not empty), 6 integrity (hash mismatch, corrupt file)."
+        example = "Into a new data dir, for member cp1 of a new 3-member cluster:\n  $ etcd-restore --snapshot /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db --data-dir /var/lib/etcd-new --name cp1 --initial-cluster cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380 --initial-advertise-peer-urls https://10.0.0.11:2380 --initial-cluster-token restore-1",
+        example = "This node from a snapshot, as a one-member cluster (then etcd-member join the others):\n  $ etcd-restore --swap --snapshot /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db --yes",
+        example = "Every node at once: print each node's command, then run them on the nodes:\n  $ etcd-restore plan --snapshot S --initial-cluster cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380",
+        note = "Exit codes: 0 ok, 1 error, 2 usage, 5 refused (target not empty, --yes missing), 6 integrity (hash mismatch, \
+corrupt file), 7 timeout (the swapped-in member did not become healthy; the old data dir is back)."
     )]
     pub struct Args {
+        #[argh(subcommand)]
+        pub plan: Option<Cmd>,
         /// the snapshot file, or - for a Snapshot document (etcd-snap) on stdin
         #[argh(option)]
-        pub snapshot: String,
-        /// the data dir to create (absent or empty)
+        pub snapshot: Option<String>,
+        /// the data dir to create (absent or empty); with --swap, the manifest's by default
         #[argh(option)]
-        pub data_dir: String,
-        /// this member's name (in --initial-cluster)
+        pub data_dir: Option<String>,
+        /// this member's name (in --initial-cluster); with --swap, the manifest's by default
         #[argh(option)]
-        pub name: String,
-        /// every member of the new cluster: name=peerURL,...
+        pub name: Option<String>,
+        /// every member of the new cluster: name=peerURL,...; with --swap, this node alone by default
         #[argh(option)]
-        pub initial_cluster: String,
-        /// this member's peer URLs (must match its --initial-cluster entries)
+        pub initial_cluster: Option<String>,
+        /// this member's peer URLs (as in --initial-cluster); with --swap, the manifest's by default
         #[argh(option)]
-        pub initial_advertise_peer_urls: String,
-        /// cluster token, part of every member ID (default etcd-cluster)
-        #[argh(option, default = "String::from(\"etcd-cluster\")")]
-        pub initial_cluster_token: String,
+        pub initial_advertise_peer_urls: Option<String>,
+        /// cluster token, part of every member ID (default etcd-cluster; with --swap a new one)
+        #[argh(option)]
+        pub initial_cluster_token: Option<String>,
         /// accept a file without a sha256 trailer (a raw member/snap/db), or do not check the trailer
         #[argh(switch)]
         pub skip_hash_check: bool,
@@ -48,29 +61,40 @@ common::with_shared_flags! {
         /// drop the alarms (NOSPACE, CORRUPT) the snapshot carries
         #[argh(switch)]
         pub drop_alarms: bool,
+        /// node mode: stop this node's etcd, restore, swap the data dir in, start it, check health
+        #[argh(switch)]
+        pub swap: bool,
+        /// with --swap: where the old data dir and manifest go (default <rootfs>/var/lib/etcd-recovery)
+        #[argh(option)]
+        pub backup_dir: Option<String>,
+        /// with --swap: how long etcd may take to stop, and to start healthy (default 120s)
+        #[argh(option, default = "String::from(\"120s\")")]
+        pub timeout: String,
     }
 }
 
-fn empty_or_absent(p: &Path) -> bool {
-    match std::fs::read_dir(p) {
-        Ok(mut d) => d.next().is_none(),
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    }
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Cmd {
+    Plan(plan::PlanArgs),
 }
 
-pub fn run(args: Args) -> Result<u8> {
-    let shared = args.shared_flags().resolve()?;
+/// The new cluster's members and this one, checked as etcd's bootstrap checks them.
+pub(crate) struct Membership {
+    pub members: Vec<InitialMember>,
+    pub me: InitialMember,
+    pub initial_cluster: String,
+}
+
+pub(crate) fn membership(initial_cluster: &str, token: &str, name: &str, advertise: &str) -> Result<Membership> {
     let usage = |m: String| coded(exit::USAGE, m);
-    if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
-        return Err(usage("--bump-revision N and --mark-compacted go together".into()));
-    }
-    let members = ids::parse_initial_cluster(&args.initial_cluster, &args.initial_cluster_token)
-        .map_err(|e| usage(format!("{e:#}")))?;
+    let members = ids::parse_initial_cluster(initial_cluster, token).map_err(|e| usage(format!("{e:#}")))?;
     let me = members
         .iter()
-        .find(|m| m.name == args.name)
-        .ok_or_else(|| usage(format!("--name {:?} is not in --initial-cluster", args.name)))?;
-    let mut advertised: Vec<String> = cli::split_list(&args.initial_advertise_peer_urls)
+        .find(|m| m.name == name)
+        .cloned()
+        .ok_or_else(|| usage(format!("--name {name:?} is not in --initial-cluster")))?;
+    let mut advertised: Vec<String> = cli::split_list(advertise)
         .iter()
         .map(|u| ids::normalize_url(u))
         .collect::<Result<_>>()
@@ -84,83 +108,136 @@ pub fn run(args: Args) -> Result<u8> {
             me.peer_urls.join(",")
         )));
     }
-    let data_dir = PathBuf::from(&args.data_dir);
-    if !empty_or_absent(&data_dir) {
-        return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));
-    }
+    Ok(Membership { members, me, initial_cluster: initial_cluster.to_string() })
+}
 
-    // The snapshot: a file, or the file a Snapshot document names, whose recorded sha256 must hold.
-    let (path, recorded) = if cli::is_stdin(&args.snapshot) {
+/// The snapshot verified by the hash rules: a file, or the file a Snapshot document on stdin
+/// names, whose recorded sha256 must hold. Returns its path and revision.
+pub(crate) fn checked_snapshot(arg: &str, skip_hash_check: bool) -> Result<(String, snapshot::Verified)> {
+    let (path, recorded) = if cli::is_stdin(arg) {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        let doc: Snapshot =
-            serde_json::from_str(&text).map_err(|e| usage(format!("--snapshot -: not a Snapshot document: {e}")))?;
+        let doc: Snapshot = serde_json::from_str(&text)
+            .map_err(|e| coded(exit::USAGE, format!("--snapshot -: not a Snapshot document: {e}")))?;
         (doc.path.clone(), Some(doc.sha256))
     } else {
-        (args.snapshot.clone(), None)
+        (arg.to_string(), None)
     };
-    let v = snapshot::verify(Path::new(&path), args.skip_hash_check)
+    let v = snapshot::verify(Path::new(&path), skip_hash_check)
         .map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))?;
     if let Some(want) = recorded
         && want != v.sha256
     {
         return Err(coded(exit::INTEGRITY, format!("{path}: sha256 {} differs from the recorded {want}", v.sha256)));
     }
+    Ok((path, v))
+}
 
-    // Built beside the target and renamed into place: the data dir is whole or absent.
+pub(crate) fn empty_or_absent(p: &Path) -> bool {
+    match std::fs::read_dir(p) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Restores into a temp dir beside `data_dir` (same filesystem), which it returns with the outcome.
+pub(crate) fn restore_beside(
+    snapshot: &str,
+    data_dir: &Path,
+    m: &Membership,
+    args: &Args,
+) -> Result<(PathBuf, restore::Outcome)> {
     let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = parent.join(format!(
-        ".{}.restore-{}",
-        data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
+    let base = data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{base}.restore-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let opts = restore::Options {
-        members: &members,
-        own: me.id,
+        members: &m.members,
+        own: m.me.id,
         bump_revision: args.bump_revision.filter(|b| *b > 0),
         drop_alarms: args.drop_alarms,
     };
-    let outcome = match restore::restore(Path::new(&path), &tmp, &opts) {
-        Ok(o) => o,
+    match restore::restore(Path::new(snapshot), &tmp, &opts) {
+        Ok(o) => Ok((tmp, o)),
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(match e {
-                restore::Error::Corrupt(_) => coded(exit::INTEGRITY, format!("{path}: {e}")),
-                restore::Error::Io(_) => anyhow!("restore into {}: {e}", data_dir.display()),
-            });
+            Err(match e {
+                restore::Error::Corrupt(_) => coded(exit::INTEGRITY, format!("{snapshot}: {e}")),
+                restore::Error::Io(_) => anyhow!("restore into {}: {e}", tmp.display()),
+            })
         }
+    }
+}
+
+pub(crate) fn document(snapshot: String, data_dir: &Path, m: &Membership, o: &restore::Outcome) -> Restore {
+    Restore {
+        kind: "Restore".into(),
+        snapshot,
+        data_dir: data_dir.display().to_string(),
+        name: m.me.name.clone(),
+        member_id: hex_id(o.member_id),
+        cluster_id: hex_id(o.cluster_id),
+        initial_cluster: m.initial_cluster.clone(),
+        revision: o.revision,
+        bumped_revision: o.bumped_revision,
+        swapped_in: false,
+        backups: vec![],
+    }
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    if let Some(Cmd::Plan(p)) = args.plan {
+        return plan::run(p);
+    }
+    let shared = args.shared_flags().resolve()?;
+    if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
+        return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
+    }
+    let Some(snapshot_arg) = args.snapshot.clone() else {
+        return Err(coded(exit::USAGE, "--snapshot is required"));
     };
+    if args.swap {
+        return swap::run(&args, &shared, &snapshot_arg);
+    }
+    let need = |v: &Option<String>, flag: &str| {
+        v.clone().ok_or_else(|| coded(exit::USAGE, format!("{flag} is required (or --swap)")))
+    };
+    let data_dir = PathBuf::from(need(&args.data_dir, "--data-dir")?);
+    let token = args.initial_cluster_token.clone().unwrap_or_else(|| "etcd-cluster".into());
+    let m = membership(
+        &need(&args.initial_cluster, "--initial-cluster")?,
+        &token,
+        &need(&args.name, "--name")?,
+        &need(&args.initial_advertise_peer_urls, "--initial-advertise-peer-urls")?,
+    )?;
+    if !empty_or_absent(&data_dir) {
+        return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));
+    }
+    let (path, _) = checked_snapshot(&snapshot_arg, args.skip_hash_check)?;
+    let (tmp, outcome) = restore_beside(&path, &data_dir, &m, &args)?;
+    // Renamed into place (over an empty dir too): the data dir is whole or absent.
     if let Err(e) = std::fs::rename(&tmp, &data_dir) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(anyhow!("rename {} to {}: {e}", tmp.display(), data_dir.display()));
     }
-    let doc = Restore {
-        kind: "Restore".into(),
-        snapshot: path,
-        data_dir: data_dir.display().to_string(),
-        name: me.name.clone(),
-        member_id: hex_id(outcome.member_id),
-        cluster_id: hex_id(outcome.cluster_id),
-        initial_cluster: args.initial_cluster.clone(),
-        revision: outcome.revision,
-        bumped_revision: outcome.bumped_revision,
-        swapped_in: false,
-        backups: vec![],
-    };
-    cli::emit(&doc, shared.output, render);
+    cli::emit(&document(path, &data_dir, &m, &outcome), shared.output, render);
     Ok(exit::OK)
 }
 
-fn render(r: &Restore) -> String {
-    format!(
-        "restored {} into {}\n  member {} ({}) of cluster {}, revision {}{}\n",
+pub(crate) fn render(r: &Restore) -> String {
+    let mut out = format!(
+        "restored {} into {}{}\n  member {} ({}) of cluster {}, revision {}{}\n",
         r.snapshot,
         r.data_dir,
+        if r.swapped_in { " (swapped in, healthy)" } else { "" },
         r.name,
         r.member_id,
         r.cluster_id,
         r.revision,
         r.bumped_revision.map(|b| format!(", bumped to {b}")).unwrap_or_default()
-    )
+    );
+    for b in &r.backups {
+        out += &format!("  backup: {b}\n");
+    }
+    out
 }

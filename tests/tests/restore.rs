@@ -286,3 +286,152 @@ fn bad_input_writes_nothing() {
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn put_keys(c: &etcd_lab::Cluster, n: usize) {
+    for i in 0..n {
+        c.etcdctl_ok(&["put", &format!("/registry/secrets/s{i}"), &format!("secret-{i}")]);
+    }
+}
+
+fn count_keys(c: &etcd_lab::Cluster, endpoint: &str) -> usize {
+    let out = c.etcdctl(endpoint, &["get", "--prefix", "/registry/secrets/", "--keys-only", "--consistency=s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
+/// A snapshot, then the disaster (every key deleted), taken on node 1.
+fn snapshot_then_disaster(c: &etcd_lab::Cluster) -> String {
+    put_keys(c, 30);
+    let out = c.base.join("before.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", out.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    c.etcdctl_ok(&["del", "--prefix", "/registry/secrets/"]);
+    assert_eq!(count_keys(c, &c.endpoints()), 0);
+    out.display().to_string()
+}
+
+/// Option 1: the snapshot restored on node 1 (--swap), the others cleaned and joined back.
+fn option_one(version: &str) {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(3, version));
+    let snap = snapshot_then_disaster(&c);
+    let old_cluster = c.run_json("etcd-status", 1, &[], None).json["clusterId"].clone();
+
+    let dry = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--dry-run"], None);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
+    assert_eq!(dry.json["kind"], "Plan");
+    let r = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["swappedIn"], true);
+    let backups = r.json["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "manifest and old data dir: {}", r.json);
+    assert!(backups.iter().all(|b| Path::new(b.as_str().unwrap()).exists()));
+    assert_eq!(count_keys(&c, &c.node(1).client_url()), 30);
+    let status = c.run_json("etcd-status", 1, &["--endpoints", &c.node(1).client_url()], None);
+    assert_ne!(status.json["clusterId"], old_cluster, "a new cluster");
+    assert_eq!(status.json["members"].as_array().unwrap().len(), 1);
+
+    for k in [2, 3] {
+        let r = c.run_json("etcd-member", k, &["clean", "--yes", "--force"], None);
+        assert_eq!(r.code, 0, "clean node{k}: {}", r.stderr);
+        let r = c.run_json("etcd-member", k, &["join", "--yes", "--endpoints", &c.node(1).client_url()], None);
+        assert_eq!(r.code, 0, "join node{k}: {}\n{}", r.stderr, r.stdout);
+    }
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    for n in &c.nodes {
+        assert_eq!(count_keys(&c, &n.client_url()), 30, "{}", n.name);
+    }
+    let status = c.run_json("etcd-status", 1, &[], None);
+    assert_eq!(status.code, 0, "{}\n{}", status.stderr, status.stdout);
+}
+
+#[test]
+fn option_one_3_4_23() {
+    option_one("3.4.23");
+}
+
+#[test]
+fn option_one_3_5_30() {
+    option_one("3.5.30");
+}
+
+/// Option 2: `plan`, then every node's `--swap` at the same time: one new cluster.
+#[test]
+fn option_two_3_5_30() {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(3, "3.5.30"));
+    let snap = snapshot_then_disaster(&c);
+    let initial: Vec<String> = c.nodes.iter().map(|n| format!("{}={}", n.name, n.peer_url())).collect();
+    let plan =
+        c.run_json("etcd-restore", 1, &["plan", "--snapshot", &snap, "--initial-cluster", &initial.join(",")], None);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert_eq!(plan.json["kind"], "RestorePlan");
+    let runs: Vec<etcd_lab::Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = plan.json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let argv: Vec<String> =
+                    node["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+                assert_eq!(argv[0], "etcd-restore");
+                let c = &c;
+                s.spawn(move || {
+                    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+                    c.run_json("etcd-restore", i + 1, &args, None)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(r.code, 0, "node{}: {}\n{}", i + 1, r.stderr, r.stdout);
+        assert_eq!(r.json["clusterId"], plan.json["clusterId"]);
+    }
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    for n in &c.nodes {
+        assert_eq!(count_keys(&c, &n.client_url()), 30, "{}", n.name);
+    }
+    let status = c.run_json("etcd-status", 1, &[], None);
+    assert_eq!(status.code, 0, "{}\n{}", status.stderr, status.stdout);
+    assert_eq!(status.json["clusterId"], plan.json["clusterId"]);
+}
+
+/// A swap whose etcd never becomes healthy (its client port taken) is undone: the old data dir
+/// and the manifest are back, and the old member runs again.
+#[test]
+fn failed_swap_is_undone_3_5_30() {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
+    put_keys(&c, 5);
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    c.etcdctl_ok(&["put", "/registry/secrets/after", "x"]);
+    let manifest_before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+    // Once etcd is stopped, something else takes its client port.
+    let n1 = c.node(1).clone();
+    let squat = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(l) = std::net::TcpListener::bind(format!("{}:2379", n1.ip)) {
+                return Some(l);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let r = c.run_json(
+        "etcd-restore",
+        1,
+        &["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--timeout", "10s"],
+        None,
+    );
+    let listener = squat.join().unwrap().expect("port taken");
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("old data dir back") && r.stderr.contains("original manifest back"), "{}", r.stderr);
+    drop(listener);
+    assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), manifest_before);
+    c.wait_healthy(&[1], std::time::Duration::from_secs(30));
+    assert_eq!(count_keys(&c, &c.node(1).client_url()), 6, "the old data, with the key written after the snapshot");
+}

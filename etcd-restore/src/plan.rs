@@ -1,0 +1,123 @@
+//! `plan`: the runbook's option 2, every node restored into one new cluster: each node's exact
+//! `--swap` command, with one shared new token, as JSON and as shell.
+
+use anyhow::Result;
+use common::cli::{self, HasShared};
+use common::disk::ids;
+use common::exit::{self, coded};
+use serde::Serialize;
+
+common::with_shared_flags! {
+    /// print the command that restores each node into one new cluster (run them on the nodes)
+    #[argh(subcommand, name = "plan")]
+    pub struct PlanArgs {
+        /// the snapshot file (copy it to the same path on every node)
+        #[argh(option)]
+        pub snapshot: String,
+        /// every member of the new cluster: name=peerURL,...
+        #[argh(option)]
+        pub initial_cluster: String,
+        /// cluster token (default: a new one, the same for every node)
+        #[argh(option)]
+        pub initial_cluster_token: Option<String>,
+        /// raise the revision by N (with --mark-compacted) on every node
+        #[argh(option)]
+        pub bump_revision: Option<u64>,
+        /// mark the revisions before the bump as compacted
+        #[argh(switch)]
+        pub mark_compacted: bool,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeCommand {
+    name: String,
+    member_id: String,
+    #[serde(rename = "peerURLs")]
+    peer_urls: Vec<String>,
+    argv: Vec<String>,
+    shell: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RestorePlan {
+    kind: &'static str,
+    snapshot: String,
+    initial_cluster: String,
+    token: String,
+    cluster_id: String,
+    nodes: Vec<NodeCommand>,
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+pub fn run(args: PlanArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
+        return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
+    }
+    let token = args.initial_cluster_token.clone().unwrap_or_else(|| {
+        format!("restore-{}", common::time::compact_utc(std::time::SystemTime::now()).to_lowercase())
+    });
+    let members =
+        ids::parse_initial_cluster(&args.initial_cluster, &token).map_err(|e| coded(exit::USAGE, format!("{e:#}")))?;
+    let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+    let nodes = members
+        .iter()
+        .map(|m| {
+            let mut argv: Vec<String> = vec![
+                "etcd-restore".into(),
+                "--swap".into(),
+                "--snapshot".into(),
+                args.snapshot.clone(),
+                "--name".into(),
+                m.name.clone(),
+                "--initial-cluster".into(),
+                args.initial_cluster.clone(),
+                "--initial-advertise-peer-urls".into(),
+                m.peer_urls.join(","),
+                "--initial-cluster-token".into(),
+                token.clone(),
+            ];
+            if let Some(b) = args.bump_revision.filter(|b| *b > 0) {
+                argv.extend(["--bump-revision".into(), b.to_string(), "--mark-compacted".into()]);
+            }
+            argv.push("--yes".into());
+            let shell = argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+            NodeCommand {
+                name: m.name.clone(),
+                member_id: common::report::hex_id(m.id),
+                peer_urls: m.peer_urls.clone(),
+                argv,
+                shell,
+            }
+        })
+        .collect();
+    let plan = RestorePlan {
+        kind: "RestorePlan",
+        snapshot: args.snapshot.clone(),
+        initial_cluster: args.initial_cluster.clone(),
+        token,
+        cluster_id: common::report::hex_id(cluster_id),
+        nodes,
+    };
+    cli::emit(&plan, shared.output, |p| {
+        let mut out = format!(
+            "# new cluster {} (token {}); copy {} to every node, then run at the same time:\n",
+            p.cluster_id, p.token, p.snapshot
+        );
+        for n in &p.nodes {
+            out += &format!("# on {} ({}):\n{}\n", n.name, n.member_id, n.shell);
+        }
+        out
+    });
+    Ok(exit::OK)
+}
