@@ -6,6 +6,7 @@ pub mod client;
 pub mod cluster;
 pub mod disk;
 pub mod exit;
+pub mod failpoint;
 pub mod manifest;
 pub mod pki;
 pub mod report;

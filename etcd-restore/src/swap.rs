@@ -3,6 +3,11 @@
 //! data dir goes to the backup dir, the new one is renamed into place, the manifest comes back
 //! with the new cluster's flags, and etcd must come up healthy with at least the snapshot's
 //! revision. Until then every step is undone on failure: old data dir and manifest back.
+//!
+//! A journal (`<backup root>/swap-in-progress.json`) records where the original manifest and the
+//! old data dir went, so that a run killed at any step is finished by running the same command
+//! again: the original manifest and old data dir are found there, whatever the kill left half done
+//! is moved aside (never deleted), and the swap starts over.
 
 use crate::{Args, Membership, checked_snapshot, document, membership, render, restore_beside};
 use anyhow::{Result, anyhow};
@@ -13,6 +18,34 @@ use common::manifest::Manifest;
 use common::report::Plan;
 use common::runtime::Crictl;
 use std::path::{Path, PathBuf};
+
+const JOURNAL: &str = "swap-in-progress.json";
+
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Journal {
+    backup_dir: PathBuf,
+    manifest_backup: Option<PathBuf>,
+    old_data_backup: Option<PathBuf>,
+    token: String,
+}
+
+fn save_journal(root: &Path, j: &Journal) -> Result<()> {
+    common::manifest::write_atomic(&root.join(JOURNAL), serde_json::to_string_pretty(j)?.as_bytes())
+}
+
+/// Moves a leftover of an interrupted run aside (into `<backup>/restore-failed/`), never deleting it.
+fn set_aside(p: &Path, backup_dir: &Path) -> Result<PathBuf> {
+    let failed = backup_dir.join("restore-failed");
+    std::fs::create_dir_all(&failed)?;
+    let dest = failed.join(format!(
+        "{}.{}",
+        p.file_name().map_or("x".into(), |n| n.to_string_lossy().into_owned()),
+        common::time::compact_utc(std::time::SystemTime::now())
+    ));
+    std::fs::rename(p, &dest).map_err(|e| anyhow!("move {} to {}: {e}", p.display(), dest.display()))?;
+    Ok(dest)
+}
 
 /// What has been done so far, to undo it.
 #[derive(Default)]
@@ -35,7 +68,7 @@ fn undo(
 ) -> String {
     let mut said = Vec::new();
     if done.manifest_written {
-        match backup::move_aside(&original.path, &backup_dir.join("restore-failed")) {
+        match set_aside(&original.path, backup_dir) {
             Ok(_) => said.push("new manifest taken out".to_string()),
             Err(e) => said.push(format!("new manifest NOT taken out: {e:#}")),
         }
@@ -44,9 +77,7 @@ fn undo(
         }
     }
     if done.new_in_place {
-        let failed = backup_dir.join("restore-failed");
-        let _ = std::fs::create_dir_all(&failed);
-        match backup::move_aside(data_dir, &failed) {
+        match set_aside(data_dir, backup_dir) {
             Ok(to) => said.push(format!("restored data dir moved to {}", to.display())),
             Err(e) => said.push(format!("restored data dir NOT moved: {e:#}")),
         }
@@ -72,9 +103,33 @@ fn undo(
     said.join("; ")
 }
 
+/// Half-built restore dirs of killed runs (`.<data dir>.restore-<pid>` beside it) go aside.
+fn leftover_restores(data_dir: &Path, backup_dir: &Path) -> Result<()> {
+    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let prefix =
+        format!(".{}.restore-", data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy().into_owned()));
+    for e in std::fs::read_dir(parent)?.filter_map(Result::ok) {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            set_aside(&e.path(), backup_dir)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
     let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
-    let original = Manifest::load(&shared.manifest)?;
+    let root = backup::backup_root(shared, args.backup_dir.as_deref());
+    // An interrupted earlier run: its journal says where the original manifest went.
+    let journal: Option<Journal> = std::fs::read(root.join(JOURNAL)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let original = match journal.as_ref().and_then(|j| j.manifest_backup.clone()).filter(|p| p.is_file()) {
+        Some(p) => {
+            eprintln!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
+            let mut m = Manifest::load(&p)?;
+            m.path = shared.manifest.clone();
+            m
+        }
+        None => Manifest::load(&shared.manifest)?,
+    };
     let name = args
         .name
         .clone()
@@ -94,9 +149,10 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| cli::split_list(&peer).iter().map(|u| format!("{name}={u}")).collect::<Vec<_>>().join(","));
     // A new token gives new member and cluster IDs: nothing of the old cluster can talk to the new one.
-    let token = args.initial_cluster_token.clone().unwrap_or_else(|| {
-        format!("restore-{}", common::time::compact_utc(std::time::SystemTime::now()).to_lowercase())
-    });
+    let token =
+        args.initial_cluster_token.clone().or_else(|| journal.as_ref().map(|j| j.token.clone())).unwrap_or_else(|| {
+            format!("restore-{}", common::time::compact_utc(std::time::SystemTime::now()).to_lowercase())
+        });
     let m: Membership = membership(&initial, &token, &name, &peer)?;
     let client_url = original
         .client_urls()
@@ -105,7 +161,6 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
         .ok_or_else(|| anyhow!("manifest {}: no client URL", original.path.display()))?;
     let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check)?;
     let crictl = Crictl::new(&shared.crictl);
-    let root = backup::backup_root(shared, args.backup_dir.as_deref());
 
     let mut plan = Plan::new("etcd-restore --swap");
     plan.check(
@@ -151,22 +206,50 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
     }
     cli::confirm(args.yes, &format!("replace this node's etcd data ({}) with {path}", data_dir.display()))?;
 
-    let backup_dir = backup::new_backup_dir(&root)?;
+    let mut j = match journal {
+        Some(j) => j,
+        None => Journal { backup_dir: backup::new_backup_dir(&root)?, token: token.clone(), ..Default::default() },
+    };
+    let backup_dir = j.backup_dir.clone();
+    std::fs::create_dir_all(&backup_dir)?;
+    save_journal(&root, &j)?;
     let mut done = Done::default();
     let result = (|| -> Result<(common::disk::restore::Outcome, i64)> {
-        done.manifest_backup = Some(backup::move_aside(&original.path, &backup_dir)?);
+        if original.path.exists() {
+            if j.manifest_backup.is_some() {
+                // Ours from the interrupted run: out of the way, the original is safe already.
+                set_aside(&original.path, &backup_dir)?;
+            } else {
+                j.manifest_backup = Some(backup::move_aside(&original.path, &backup_dir)?);
+                save_journal(&root, &j)?;
+            }
+        }
+        done.manifest_backup = j.manifest_backup.clone();
+        common::failpoint::hit("swap-manifest-moved");
         crictl.wait_stopped(timeout).map_err(|running| {
             coded(exit::TIMEOUT, format!("etcd still running after {timeout:?} (containers {})", running.join(",")))
         })?;
+        common::failpoint::hit("swap-stopped");
+        leftover_restores(&data_dir, &backup_dir)?;
         let (tmp, outcome) = restore_beside(&path, &data_dir, &m, args)?;
         done.tmp = Some(tmp.clone());
+        common::failpoint::hit("swap-restored");
         if data_dir.exists() {
-            done.old_data_backup = Some(backup::move_aside(&data_dir, &backup_dir)?);
+            if j.old_data_backup.as_ref().is_some_and(|p| p.exists()) {
+                // What the interrupted run swapped in: the old data is safe in the backup already.
+                set_aside(&data_dir, &backup_dir)?;
+            } else {
+                j.old_data_backup = Some(backup::move_aside(&data_dir, &backup_dir)?);
+                save_journal(&root, &j)?;
+            }
         }
+        done.old_data_backup = j.old_data_backup.clone();
+        common::failpoint::hit("swap-old-data-moved");
         std::fs::rename(&tmp, &data_dir)
             .map_err(|e| anyhow!("rename {} to {}: {e}", tmp.display(), data_dir.display()))?;
         done.tmp = None;
         done.new_in_place = true;
+        common::failpoint::hit("swap-swapped-in");
         let mut new = original.clone();
         new.set_flag("initial-cluster", &initial)?;
         new.set_flag("initial-cluster-state", "new")?;
@@ -174,6 +257,7 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
         new.remove_flag("force-new-cluster")?;
         new.save()?;
         done.manifest_written = true;
+        common::failpoint::hit("swap-manifest-written");
         let (_, revision) = common::cluster::wait_member(shared, &client_url, timeout)?;
         let want = outcome.bumped_revision.unwrap_or(outcome.revision);
         if revision < want {
@@ -181,6 +265,8 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
         }
         Ok((outcome, revision))
     })();
+    // Done or undone: either way no run is left to finish.
+    let _ = std::fs::remove_file(root.join(JOURNAL));
     match result {
         Ok((outcome, _)) => {
             let mut doc = document(path, &data_dir, &m, &outcome);

@@ -181,6 +181,11 @@ pub fn run(mut cmd: Command, stdin: Option<&str>) -> Run {
     }
 }
 
+/// Runs a command to its end; its exit code, or None when a signal ended it.
+pub fn run_status(mut cmd: Command) -> Option<i32> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run").code()
+}
+
 fn signal(pid: i32, sig: i32) {
     if pid > 0 {
         // SAFETY: plain kill(2) on a pid this lab started.

@@ -435,3 +435,49 @@ fn failed_swap_is_undone_3_5_30() {
     c.wait_healthy(&[1], std::time::Duration::from_secs(30));
     assert_eq!(count_keys(&c, &c.node(1).client_url()), 6, "the old data, with the key written after the snapshot");
 }
+
+/// A swap killed at each step (a failpoint aborts it there, as kill -9 would) leaves the old data
+/// dir in place or in the backup, and running the same command again finishes the job.
+#[test]
+fn killed_swap_converges_on_rerun_3_5_30() {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
+    put_keys(&c, 10);
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "kill-test"];
+    let root = &c.node(1).root;
+    for point in [
+        "swap-manifest-moved",
+        "swap-stopped",
+        "swap-restored",
+        "swap-old-data-moved",
+        "swap-swapped-in",
+        "swap-manifest-written",
+    ] {
+        c.etcdctl_ok(&["put", "/registry/secrets/marker", point]);
+        let mut cmd = c.tool("etcd-restore", 1);
+        cmd.args(args).env(common::failpoint::VAR, point);
+        let killed = etcd_lab::run_status(cmd);
+        assert!(killed.is_none(), "{point}: the failpoint did not stop it");
+        // The old data (with the marker) is in place or in the journal's backup.
+        let journal: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join("var/lib/etcd-recovery/swap-in-progress.json")).unwrap())
+                .unwrap();
+        let old_safe = match journal["oldDataBackup"].as_str() {
+            Some(p) => Path::new(p).join("member/snap/db").is_file(),
+            None => root.join("var/lib/etcd/member/snap/db").is_file(),
+        };
+        assert!(old_safe, "{point}: old data lost ({journal})");
+        let manifests: Vec<String> = std::fs::read_dir(root.join("etc/kubernetes/manifests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
+        assert!(manifests.iter().all(|n| n == "etcd.yaml"), "{point}: {manifests:?}");
+
+        let r = c.run_json("etcd-restore", 1, &args, None);
+        assert_eq!(r.code, 0, "{point}: rerun: {}\n{}", r.stderr, r.stdout);
+        assert!(!root.join("var/lib/etcd-recovery/swap-in-progress.json").exists());
+        assert_eq!(count_keys(&c, &c.node(1).client_url()), 10, "{point}: the snapshot's keys, not the marker");
+    }
+}
