@@ -26,38 +26,34 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-struct Row {
-    what: String,
-    ours: (Duration, u64),
-    theirs: (Duration, u64),
-    theirs_name: String,
+/// One command's result: median time, peak RSS.
+struct Measured {
+    name: String,
+    time: Duration,
+    rss: u64,
 }
 
-/// Runs A and B alternately `runs` times; medians of time, maximum of RSS.
-fn compare(
-    what: &str,
-    runs: usize,
-    theirs_name: &str,
-    mut a: impl FnMut() -> Command,
-    mut b: impl FnMut() -> Command,
-) -> Row {
-    let (mut ta, mut tb, mut ra, mut rb) = (vec![], vec![], 0, 0);
+/// Runs the commands round-robin `runs` times (rotating who goes first); medians of time,
+/// maximum of RSS. The first command is ours.
+fn compare(what: &str, runs: usize, cmds: &mut [(&str, &mut dyn FnMut() -> Command)]) -> (String, Vec<Measured>) {
+    let mut times: Vec<Vec<Duration>> = vec![vec![]; cmds.len()];
+    let mut rss = vec![0u64; cmds.len()];
     for i in 0..runs {
-        // Alternate which goes first, too.
-        let order = if i % 2 == 0 { [true, false] } else { [false, true] };
-        for ours in order {
-            let (t, r) = if ours { measure(&mut a()) } else { measure(&mut b()) };
-            if ours {
-                ta.push(t);
-                ra = ra.max(r);
-            } else {
-                tb.push(t);
-                rb = rb.max(r);
-            }
+        for k in 0..cmds.len() {
+            let j = (i + k) % cmds.len();
+            let (t, r) = measure(&mut (cmds[j].1)());
+            times[j].push(t);
+            rss[j] = rss[j].max(r);
         }
         eprintln!("  {what}: run {} done", i + 1);
     }
-    Row { what: what.into(), ours: (median(ta), ra), theirs: (median(tb), rb), theirs_name: theirs_name.into() }
+    let out = cmds
+        .iter()
+        .zip(times)
+        .zip(rss)
+        .map(|(((name, _), t), r)| Measured { name: name.to_string(), time: median(t), rss: r })
+        .collect();
+    (what.to_string(), out)
 }
 
 fn mib(b: u64) -> String {
@@ -113,39 +109,79 @@ fn main() {
     let ours_file = c.base.join("ours.db");
     let theirs_file = c.base.join("theirs.db");
     let etcd = etcd_lab::etcd_dir(version);
+    let mut ours_save = || {
+        let _ = std::fs::remove_file(&ours_file);
+        let mut cmd = c.tool("etcd-snap", 1);
+        cmd.args(["save", "--out", ours_file.to_str().unwrap(), "--endpoints", &ep, "--from", &ep]).args(&tls);
+        cmd
+    };
+    let mut their_save = || {
+        let _ = std::fs::remove_file(&theirs_file);
+        let mut cmd = Command::new(etcd.join("etcdctl"));
+        cmd.args(["--endpoints", &ep]).args(&tls).args(["snapshot", "save", theirs_file.to_str().unwrap()]);
+        cmd
+    };
     let save = compare(
         "snapshot save",
         runs,
-        "etcdctl snapshot save",
-        || {
-            let _ = std::fs::remove_file(&ours_file);
-            let mut cmd = c.tool("etcd-snap", 1);
-            cmd.args(["save", "--out", ours_file.to_str().unwrap(), "--endpoints", &ep, "--from", &ep]).args(&tls);
-            cmd
-        },
-        || {
-            let _ = std::fs::remove_file(&theirs_file);
-            let mut cmd = Command::new(etcd.join("etcdctl"));
-            cmd.args(["--endpoints", &ep]).args(&tls).args(["snapshot", "save", theirs_file.to_str().unwrap()]);
-            cmd
-        },
+        &mut [("etcd-snap save", &mut ours_save), ("etcdctl snapshot save", &mut their_save)],
     );
     let db_size = std::fs::metadata(&ours_file).unwrap().len();
+    let mut ours_verify = || {
+        let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
+        cmd.args(["verify", theirs_file.to_str().unwrap(), "-w", "json"]);
+        cmd
+    };
+    let mut their_status = || {
+        let mut cmd = Command::new(etcd.join("etcdutl"));
+        cmd.args(["snapshot", "status", theirs_file.to_str().unwrap(), "-w", "json"]);
+        cmd
+    };
     let verify = compare(
         "snapshot verify/status",
         runs,
-        "etcdutl snapshot status",
-        || {
-            let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
-            cmd.args(["verify", theirs_file.to_str().unwrap(), "-w", "json"]);
-            cmd
-        },
-        || {
-            let mut cmd = Command::new(etcd.join("etcdutl"));
-            cmd.args(["snapshot", "status", theirs_file.to_str().unwrap(), "-w", "json"]);
-            cmd
-        },
+        &mut [("etcd-snap verify", &mut ours_verify), ("etcdutl snapshot status", &mut their_status)],
     );
+    let restored = c.base.join("restored");
+    let cluster = "n1=https://10.0.0.1:2380,n2=https://10.0.0.2:2380,n3=https://10.0.0.3:2380";
+    let restore_flags = [
+        "--name=n1".to_string(),
+        format!("--initial-cluster={cluster}"),
+        "--initial-advertise-peer-urls=https://10.0.0.1:2380".to_string(),
+        "--initial-cluster-token=bench".to_string(),
+    ];
+    let mut ours_restore = || {
+        let _ = std::fs::remove_dir_all(&restored);
+        let mut cmd = Command::new(etcd_lab::bin("etcd-restore"));
+        cmd.args(["--snapshot", theirs_file.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()])
+            .args(&restore_flags);
+        cmd
+    };
+    let mut their_restore = || {
+        let _ = std::fs::remove_dir_all(&restored);
+        let mut cmd = Command::new(etcd.join("etcdutl"));
+        cmd.args(["snapshot", "restore", theirs_file.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()])
+            .args(&restore_flags);
+        cmd
+    };
+    let copy = c.base.join("copy.db");
+    let mut cp = || {
+        let _ = std::fs::remove_file(&copy);
+        let mut cmd = Command::new("cp");
+        cmd.arg(&theirs_file).arg(&copy);
+        cmd
+    };
+    let restore = compare(
+        "snapshot restore",
+        runs,
+        &mut [
+            ("etcd-restore", &mut ours_restore),
+            ("etcdutl snapshot restore", &mut their_restore),
+            ("cp (the floor)", &mut cp),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&restored);
+    let _ = std::fs::remove_file(&copy);
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -171,21 +207,15 @@ fn main() {
     .unwrap();
     writeln!(md, "- etcd {version} (Debian package), release builds of this workspace").unwrap();
     writeln!(md, "- data: {size_mb} values of 1 MiB; snapshot file {} bytes\n", db_size).unwrap();
-    writeln!(md, "| what | ours | time | peak RSS | theirs | time | peak RSS | time ratio (ours/theirs) |").unwrap();
-    writeln!(md, "|---|---|---|---|---|---|---|---|").unwrap();
-    for (r, ours) in [(&save, "etcd-snap save"), (&verify, "etcd-snap verify")] {
-        writeln!(
-            md,
-            "| {} | {ours} | {:.2} s | {} | {} | {:.2} s | {} | {:.2} |",
-            r.what,
-            r.ours.0.as_secs_f64(),
-            mib(r.ours.1),
-            r.theirs_name,
-            r.theirs.0.as_secs_f64(),
-            mib(r.theirs.1),
-            r.ours.0.as_secs_f64() / r.theirs.0.as_secs_f64()
-        )
-        .unwrap();
+    writeln!(md, "| what | tool | median time | peak RSS | time ratio (ours / this) |").unwrap();
+    writeln!(md, "|---|---|---|---|---|").unwrap();
+    for (what, rows) in [&save, &verify, &restore] {
+        let ours = rows[0].time.as_secs_f64();
+        for r in rows {
+            let ratio =
+                if std::ptr::eq(r, &rows[0]) { "-".to_string() } else { format!("{:.2}", ours / r.time.as_secs_f64()) };
+            writeln!(md, "| {what} | {} | {:.2} s | {} | {ratio} |", r.name, r.time.as_secs_f64(), mib(r.rss)).unwrap();
+        }
     }
     let out = etcd_lab::workspace_root().join("BENCHMARKS.md");
     std::fs::write(&out, &md).unwrap();
