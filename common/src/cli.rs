@@ -278,6 +278,22 @@ pub fn confirm(yes: bool, question: &str) -> Result<()> {
     }
 }
 
+/// The gate in front of every change: with `--dry-run` print the plan and stop (exit 0, or 5
+/// when a precondition failed); without it, a failed precondition refuses (exit 5) with the reasons.
+/// `Ok(None)` means go on.
+pub fn plan_gate(plan: &crate::report::Plan, output: Output, dry_run: bool) -> Result<Option<u8>> {
+    if dry_run {
+        emit(plan, output, crate::report::Plan::render_table);
+        return Ok(Some(if plan.failed().is_empty() { exit::OK } else { exit::REFUSED }));
+    }
+    let failed = plan.failed();
+    if !failed.is_empty() {
+        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
+        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    }
+    Ok(None)
+}
+
 /// Prints a document: JSON, or the table its renderer makes.
 pub fn emit<T: serde::Serialize>(doc: &T, output: Output, table: impl FnOnce(&T) -> String) {
     match output {

@@ -53,14 +53,8 @@ fn live(shared: &Shared) -> Result<Survey> {
 
 /// Plan, dry run, refusal, consent: the same gate for both commands.
 fn gate(plan: &Plan, shared: &Shared, dry_run: bool, yes: bool, question: &str) -> Result<Option<u8>> {
-    if dry_run {
-        cli::emit(plan, shared.output, Plan::render_table);
-        return Ok(Some(if plan.failed().is_empty() { exit::OK } else { exit::REFUSED }));
-    }
-    let failed = plan.failed();
-    if !failed.is_empty() {
-        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
-        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    if let Some(code) = cli::plan_gate(plan, shared.output, dry_run)? {
+        return Ok(Some(code));
     }
     cli::confirm(yes, question)?;
     Ok(None)

@@ -112,14 +112,8 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     if data_present {
         plan.step("move data dir", format!("{} -> {}/<timestamp>/", data_dir.display(), root.display()), true);
     }
-    if args.dry_run {
-        cli::emit(&plan, shared.output, Plan::render_table);
-        return Ok(if plan.failed().is_empty() { exit::OK } else { exit::REFUSED });
-    }
-    let failed = plan.failed();
-    if !failed.is_empty() {
-        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
-        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
+        return Ok(code);
     }
     let mut done = NodeClean { kind: "NodeClean".into(), ..Default::default() };
     if !manifest_present && containers.is_empty() && !data_present {

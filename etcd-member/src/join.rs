@@ -362,14 +362,8 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         cli::emit(&change, shared.output, crate::remove::render);
         return Ok(exit::OK);
     }
-    if args.dry_run {
-        cli::emit(&p.plan, shared.output, Plan::render_table);
-        return Ok(if p.plan.failed().is_empty() { exit::OK } else { exit::REFUSED });
-    }
-    let failed = p.plan.failed();
-    if !failed.is_empty() {
-        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
-        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    if let Some(code) = cli::plan_gate(&p.plan, shared.output, args.dry_run)? {
+        return Ok(code);
     }
     cli::confirm(args.yes, &format!("join {} ({}) to the cluster", p.name, p.peer_url))?;
 

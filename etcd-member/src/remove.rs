@@ -160,14 +160,8 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
     let live = &survey.status;
     let targets = targets(&args, live, doc.as_ref())?;
     let plan = plan(&args, live, doc.as_ref(), &targets);
-    let failed = plan.failed();
-    if args.dry_run {
-        cli::emit(&plan, shared.output, Plan::render_table);
-        return Ok(if failed.is_empty() { exit::OK } else { exit::REFUSED });
-    }
-    if !failed.is_empty() {
-        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
-        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
+        return Ok(code);
     }
     let mut change = MemberChange {
         kind: "MemberChange".into(),

@@ -195,14 +195,8 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
         true,
     );
     plan.step("verify", format!("{client_url} healthy with revision >= {}", verified.status.revision), false);
-    if args.dry_run {
-        cli::emit(&plan, shared.output, Plan::render_table);
-        return Ok(if plan.failed().is_empty() { exit::OK } else { exit::REFUSED });
-    }
-    let failed = plan.failed();
-    if !failed.is_empty() {
-        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
-        return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
+    if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
+        return Ok(code);
     }
     cli::confirm(args.yes, &format!("replace this node's etcd data ({}) with {path}", data_dir.display()))?;
 
