@@ -111,25 +111,34 @@ pub(crate) fn membership(initial_cluster: &str, token: &str, name: &str, adverti
     Ok(Membership { members, me, initial_cluster: initial_cluster.to_string() })
 }
 
-/// The snapshot verified by the hash rules: a file, or the file a Snapshot document on stdin
-/// names, whose recorded sha256 must hold. Returns its path and revision.
+/// The snapshot's path and the sha256 a Snapshot document on stdin recorded for it.
+fn snapshot_source(arg: &str) -> Result<(String, Option<String>)> {
+    if !cli::is_stdin(arg) {
+        return Ok((arg.to_string(), None));
+    }
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    let doc: Snapshot = serde_json::from_str(&text)
+        .map_err(|e| coded(exit::USAGE, format!("--snapshot -: not a Snapshot document: {e}")))?;
+    Ok((doc.path.clone(), Some(doc.sha256)))
+}
+
+/// The recorded sha256 (from a document) must be the file's.
+fn check_recorded(path: &str, sha: &str, recorded: Option<&str>) -> Result<()> {
+    match recorded {
+        Some(want) if want != sha => {
+            Err(coded(exit::INTEGRITY, format!("{path}: sha256 {sha} differs from the recorded {want}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The snapshot verified whole (hash rules, bbolt structure, numbers): before a swap stops etcd.
 pub(crate) fn checked_snapshot(arg: &str, skip_hash_check: bool) -> Result<(String, snapshot::Verified)> {
-    let (path, recorded) = if cli::is_stdin(arg) {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        let doc: Snapshot = serde_json::from_str(&text)
-            .map_err(|e| coded(exit::USAGE, format!("--snapshot -: not a Snapshot document: {e}")))?;
-        (doc.path.clone(), Some(doc.sha256))
-    } else {
-        (arg.to_string(), None)
-    };
+    let (path, recorded) = snapshot_source(arg)?;
     let v = snapshot::verify(Path::new(&path), skip_hash_check)
         .map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))?;
-    if let Some(want) = recorded
-        && want != v.sha256
-    {
-        return Err(coded(exit::INTEGRITY, format!("{path}: sha256 {} differs from the recorded {want}", v.sha256)));
-    }
+    check_recorded(&path, &v.sha256, recorded.as_deref())?;
     Ok((path, v))
 }
 
@@ -213,8 +222,27 @@ pub fn run(args: Args) -> Result<u8> {
     if !empty_or_absent(&data_dir) {
         return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));
     }
-    let (path, _) = checked_snapshot(&snapshot_arg, args.skip_hash_check)?;
-    let (tmp, outcome) = restore_beside(&path, &data_dir, &m, &args)?;
+    // The hash check and the rewrite (which checks the structure) run side by side, one per core;
+    // the result is renamed into place only when both passed.
+    let (path, recorded) = snapshot_source(&snapshot_arg)?;
+    let (sha, restored) = std::thread::scope(|s| {
+        let rewrite = s.spawn(|| restore_beside(&path, &data_dir, &m, &args));
+        let sha = snapshot::check_trailer(Path::new(&path), args.skip_hash_check);
+        (sha, rewrite.join().unwrap_or_else(|_| Err(anyhow!("restore thread failed"))))
+    });
+    let hash_ok = sha
+        .map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))
+        .and_then(|sha| check_recorded(&path, &sha, recorded.as_deref()));
+    let (tmp, outcome) = match (hash_ok, restored) {
+        (Ok(()), Ok(r)) => r,
+        (Err(e), r) => {
+            if let Ok((tmp, _)) = r {
+                let _ = std::fs::remove_dir_all(tmp);
+            }
+            return Err(e);
+        }
+        (Ok(()), Err(e)) => return Err(e),
+    };
     // Renamed into place (over an empty dir too): the data dir is whole or absent.
     if let Err(e) = std::fs::rename(&tmp, &data_dir) {
         let _ = std::fs::remove_dir_all(&tmp);

@@ -93,7 +93,15 @@ struct Page {
     id: u64,
     flags: u16,
     count: usize,
+    /// The page bytes are `data[..len]`; the buffer is reused from page to page.
     data: Vec<u8>,
+    len: usize,
+}
+
+impl Page {
+    fn bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
 }
 
 /// A visitor of the whole database in key order.
@@ -110,6 +118,8 @@ pub struct Bolt {
     pub meta: Meta,
     /// Bit per page: reached already (a second visit means a cycle or a shared page).
     seen: Vec<u64>,
+    /// The page buffer between reads.
+    spare: Vec<u8>,
 }
 
 impl Bolt {
@@ -168,7 +178,7 @@ impl Bolt {
             )));
         }
         let seen = vec![0u64; (meta.pgid as usize).div_ceil(64)];
-        Ok(Bolt { file, len, meta, seen })
+        Ok(Bolt { file, len, meta, seen, spare: Vec::new() })
     }
 
     /// The database size as bbolt reports it (`tx.Size()`): pgid × page size.
@@ -202,9 +212,14 @@ impl Bolt {
         if id * ps + total > self.len {
             return Err(corrupt(format!("page {id} runs past the end of the file")));
         }
-        let mut data = vec![0u8; total as usize];
-        self.file.read_exact_at(&mut data, id * ps).map_err(|e| corrupt(format!("page {id}: {e}")))?;
-        Ok(Page { id, flags, count, data })
+        // One buffer for all pages: grown (and zeroed) only when a bigger page comes.
+        let mut data = std::mem::take(&mut self.spare);
+        let len = total as usize;
+        if data.len() < len {
+            data.resize(len, 0);
+        }
+        self.file.read_exact_at(&mut data[..len], id * ps).map_err(|e| corrupt(format!("page {id}: {e}")))?;
+        Ok(Page { id, flags, count, data, len })
     }
 
     /// Walks every top-level bucket in order and its entries in key order, checking structure and
@@ -241,7 +256,13 @@ impl Bolt {
             if image.len() < PAGE_HEADER {
                 return Err(corrupt(format!("bucket {name:?}: inline page cut short")));
             }
-            let page = Page { id: 0, flags: u16_at(image, 8), count: u16_at(image, 10) as usize, data: image.to_vec() };
+            let page = Page {
+                id: 0,
+                flags: u16_at(image, 8),
+                count: u16_at(image, 10) as usize,
+                data: image.to_vec(),
+                len: image.len(),
+            };
             return leaf_entries(&page, name, &mut last, &mut emit).map(drop);
         }
         self.walk_tree(root, name, &mut last, &mut emit)
@@ -275,6 +296,7 @@ impl Bolt {
                     page.flags
                 )));
             }
+            self.spare = page.data;
         }
         Ok(())
     }
@@ -282,7 +304,7 @@ impl Bolt {
 
 fn slice<'a>(page: &'a Page, from: usize, len: usize, what: &str, name: &str) -> Result<&'a [u8]> {
     from.checked_add(len)
-        .and_then(|end| page.data.get(from..end))
+        .and_then(|end| page.bytes().get(from..end))
         .ok_or_else(|| corrupt(format!("bucket {name:?} page {}: {what} out of the page", page.id)))
 }
 

@@ -3,7 +3,7 @@
 
 use super::bolt::{Bolt, Corrupt, OpenError, Visitor};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 /// bbolt files are whole pages, so a size of 32 past a multiple of 512 means a SHA-256 trailer.
@@ -171,9 +171,9 @@ pub fn status(path: &Path) -> Result<Status, Problem> {
     })
 }
 
-/// Verifies a snapshot file offline: the SHA-256 trailer (unless `skip_hash_check`, which also
-/// accepts a raw db), the bbolt structure, and computes the status numbers.
-pub fn verify(path: &Path, skip_hash_check: bool) -> Result<Verified, Problem> {
+/// The hash rules alone (§2.2): the trailer must be there and match, unless `skip_hash_check`.
+/// Returns the db part's SHA-256 (hex; the trailer's value, or "" for a raw db, when skipping).
+pub fn check_trailer(path: &Path, skip_hash_check: bool) -> Result<String, Problem> {
     let mut file = File::open(path).map_err(|e| Problem::Unreadable(e.to_string()))?;
     let file_size = file.metadata().map_err(|e| Problem::Unreadable(e.to_string()))?.len();
     if file_size == 0 {
@@ -184,21 +184,34 @@ pub fn verify(path: &Path, skip_hash_check: bool) -> Result<Verified, Problem> {
         return Err(Problem::NoTrailer);
     }
     let db_len = if trailer { file_size - 32 } else { file_size };
-    // Two passes over the file, one per core: the SHA-256 stream and the bbolt walk.
-    let (digest, status) = std::thread::scope(|s| {
-        let walk = s.spawn(|| status(path));
-        let digest = sha256_prefix(&mut file, db_len).map_err(|e| Problem::Unreadable(e.to_string()));
-        (digest, walk.join().unwrap_or_else(|_| Err(Problem::Unreadable("reader thread failed".into()))))
-    });
-    let digest = digest?;
-    if trailer && !skip_hash_check {
-        let mut expected = [0u8; 32];
-        file.read_exact(&mut expected).map_err(|e| Problem::Unreadable(e.to_string()))?;
-        if expected != digest {
-            return Err(Problem::TrailerMismatch { expected: hex(&expected), got: hex(&digest) });
+    let mut recorded = [0u8; 32];
+    if skip_hash_check {
+        if !trailer {
+            return Ok(String::new());
         }
+        file.seek(std::io::SeekFrom::Start(db_len)).map_err(|e| Problem::Unreadable(e.to_string()))?;
+        file.read_exact(&mut recorded).map_err(|e| Problem::Unreadable(e.to_string()))?;
+        return Ok(hex(&recorded));
     }
-    Ok(Verified { file_size, sha256: hex(&digest), has_trailer: trailer, status: status? })
+    let digest = sha256_prefix(&mut file, db_len).map_err(|e| Problem::Unreadable(e.to_string()))?;
+    file.read_exact(&mut recorded).map_err(|e| Problem::Unreadable(e.to_string()))?;
+    if recorded != digest {
+        return Err(Problem::TrailerMismatch { expected: hex(&recorded), got: hex(&digest) });
+    }
+    Ok(hex(&digest))
+}
+
+/// Verifies a snapshot file offline: the SHA-256 trailer (unless `skip_hash_check`, which also
+/// accepts a raw db), the bbolt structure, and computes the status numbers.
+pub fn verify(path: &Path, skip_hash_check: bool) -> Result<Verified, Problem> {
+    let file_size = std::fs::metadata(path).map_err(|e| Problem::Unreadable(e.to_string()))?.len();
+    // Two passes over the file, one per core: the SHA-256 stream and the bbolt walk.
+    let (sha256, status) = std::thread::scope(|s| {
+        let walk = s.spawn(|| status(path));
+        let sha = check_trailer(path, skip_hash_check);
+        (sha, walk.join().unwrap_or_else(|_| Err(Problem::Unreadable("reader thread failed".into()))))
+    });
+    Ok(Verified { file_size, sha256: sha256?, has_trailer: has_trailer(file_size), status: status? })
 }
 
 #[cfg(test)]
