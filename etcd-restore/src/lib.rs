@@ -61,6 +61,9 @@ corrupt file), 7 timeout (the swapped-in member did not become healthy; the old 
         /// drop the alarms (NOSPACE, CORRUPT) the snapshot carries
         #[argh(switch)]
         pub drop_alarms: bool,
+        /// rewrite the db compactly (a defrag) instead of copying and patching it
+        #[argh(switch)]
+        pub compact: bool,
         /// node mode: stop this node's etcd, restore, swap the data dir in, start it, check health
         #[argh(switch)]
         pub swap: bool,
@@ -165,6 +168,7 @@ pub(crate) fn restore_beside(
         own: m.me.id,
         bump_revision: args.bump_revision.filter(|b| *b > 0),
         drop_alarms: args.drop_alarms,
+        compact: args.compact,
     };
     match restore::restore(Path::new(snapshot), &tmp, &opts) {
         Ok(o) => Ok((tmp, o)),

@@ -104,7 +104,8 @@ fn wal_and_snap_like_etcdctl_3_4_23() {
 /// the oracle for both).
 #[test]
 fn db_like_etcdutl() {
-    for v in ["3.4.23", "3.5.30"] {
+    for (v, mode) in [("3.4.23", None), ("3.5.30", None), ("3.4.23", Some("--compact")), ("3.5.30", Some("--compact"))]
+    {
         let real = std::env::temp_dir().join(format!("oracle-db-{v}-{}", std::process::id()));
         let ours = std::env::temp_dir().join(format!("ours-db-{v}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&real);
@@ -127,7 +128,13 @@ fn db_like_etcdutl() {
         let r = etcd_lab::run(
             {
                 let mut c = Command::new(etcd_lab::bin("etcd-restore"));
-                c.arg("--snapshot").arg(&snap).arg("--data-dir").arg(&ours).args(&flags).args(["-w", "json"]);
+                c.arg("--snapshot")
+                    .arg(&snap)
+                    .arg("--data-dir")
+                    .arg(&ours)
+                    .args(&flags)
+                    .args(["-w", "json"])
+                    .args(mode);
                 c
             },
             None,
@@ -137,8 +144,11 @@ fn db_like_etcdutl() {
         assert_eq!(r.json["clusterId"], "4180329efa9c6f95");
         let status = |dir: &Path| common::disk::snapshot::status(&dir.join("member/snap/db")).unwrap();
         let (a, b) = (status(&real), status(&ours));
-        assert_eq!((a.hash, a.revision, a.total_keys), (b.hash, b.revision, b.total_keys), "etcd {v}");
-        assert!(b.total_size <= a.total_size, "compacted");
+        assert_eq!((a.hash, a.revision, a.total_keys), (b.hash, b.revision, b.total_keys), "etcd {v} {mode:?}");
+        if mode.is_some() {
+            assert!(b.total_size <= a.total_size, "compacted");
+        }
+        assert_eq!(r.json["revision"], b.revision);
         // The same WAL records and .snap as etcdutl's for this member.
         let wal = |dir: &Path| {
             let b = std::fs::read(dir.join("member/wal/0000000000000000-0000000000000000.wal")).unwrap();
@@ -155,8 +165,13 @@ fn db_like_etcdutl() {
 /// A 3-member cluster started from our restore serves every key of the source, agrees on
 /// `hashkv`, and takes writes.
 fn cluster_from_restore(version: &str, source: &str) {
+    cluster_from_restore_with(version, source, &[]);
+}
+
+fn cluster_from_restore_with(version: &str, source: &str, restore_args: &[&str]) {
     let mut spec = etcd_lab::Spec::new(3, version);
     spec.restore_from = Some(testdata(&format!("snapshot-{source}.db")));
+    spec.restore_args = restore_args.iter().map(|a| a.to_string()).collect();
     let c = etcd_lab::Cluster::start(spec);
     let keys = c.etcdctl_ok(&["get", "--prefix", "/registry/", "--keys-only"]);
     assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 299, "k1..k300 without k7");
@@ -185,6 +200,12 @@ fn cluster_from_restore_3_4_23() {
 #[test]
 fn cluster_from_restore_3_5_16() {
     cluster_from_restore("3.5.16", "3.5.30");
+}
+
+/// The compacting rewrite (a defrag) starts a cluster as well as copy-then-patch does.
+#[test]
+fn cluster_from_compacted_restore_3_4_23() {
+    cluster_from_restore_with("3.4.23", "3.4.23", &["--compact"]);
 }
 
 #[test]

@@ -225,22 +225,74 @@ impl Bolt {
     /// Walks every top-level bucket in order and its entries in key order, checking structure and
     /// key order on the way. Can be called once per `Bolt` (pages are marked as they are read).
     pub fn walk(&mut self, v: &mut dyn Visitor) -> Result<()> {
+        for (name, value) in self.buckets()? {
+            v.bucket(&name);
+            self.bucket_entries(&name, &value, v)?;
+        }
+        Ok(())
+    }
+
+    /// The top-level buckets in order: (name, bucket value as stored in the root bucket's leaf).
+    pub fn buckets(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let root = self.meta.root;
         let mut names: Vec<(Vec<u8>, Vec<u8>, bool)> = Vec::new();
         let mut last: Option<Vec<u8>> = None;
-        // The root bucket's leaves are the bucket names; collect them (few) then walk each bucket.
         self.walk_tree(root, "root bucket", &mut last, &mut |k, val, is_bucket| {
             names.push((k.to_vec(), val.to_vec(), is_bucket));
         })?;
-        for (name, value, is_bucket) in names {
-            let shown = String::from_utf8_lossy(&name).into_owned();
-            if !is_bucket {
-                return Err(corrupt(format!("root bucket entry {shown:?} is not a bucket")));
-            }
-            v.bucket(&name);
-            self.walk_bucket(&value, &shown, v)?;
+        names
+            .into_iter()
+            .map(|(name, value, is_bucket)| {
+                if is_bucket {
+                    Ok((name, value))
+                } else {
+                    Err(corrupt(format!("root bucket entry {:?} is not a bucket", String::from_utf8_lossy(&name))))
+                }
+            })
+            .collect()
+    }
+
+    /// One bucket's entries in key order, by its bucket value (from [`Bolt::buckets`]).
+    pub fn bucket_entries(&mut self, name: &[u8], value: &[u8], v: &mut dyn Visitor) -> Result<()> {
+        self.walk_bucket(value, &String::from_utf8_lossy(name), v)
+    }
+
+    /// The last key of a bucket, down its rightmost path (pages read are marked as visited).
+    pub fn last_key(&mut self, value: &[u8]) -> Result<Option<Vec<u8>>> {
+        if value.len() < 16 {
+            return Err(corrupt("bucket header cut short"));
         }
-        Ok(())
+        let last_of_leaf = |page: &Page| -> Result<Option<Vec<u8>>> {
+            let mut last = None;
+            leaf_entries(page, "last key", &mut None, &mut |k, _, _| last = Some(k.to_vec()))?;
+            Ok(last)
+        };
+        let root = u64_at(value, 0);
+        if root == 0 {
+            let image = &value[16..];
+            if image.len() < PAGE_HEADER {
+                return Err(corrupt("inline bucket cut short"));
+            }
+            let page = Page {
+                id: 0,
+                flags: u16_at(image, 8),
+                count: u16_at(image, 10) as usize,
+                data: image.to_vec(),
+                len: image.len(),
+            };
+            return last_of_leaf(&page);
+        }
+        let mut id = root;
+        loop {
+            let page = self.read_page(id)?;
+            if page.flags & FLAG_LEAF != 0 {
+                return last_of_leaf(&page);
+            }
+            if page.flags & FLAG_BRANCH == 0 {
+                return Err(corrupt(format!("page {id} is neither branch nor leaf")));
+            }
+            id = branch_children(&page, "last key")?.last().map(|(_, c)| *c).unwrap_or(0);
+        }
     }
 
     fn walk_bucket(&mut self, header: &[u8], name: &str, v: &mut dyn Visitor) -> Result<()> {

@@ -72,6 +72,16 @@ impl BoltWriter {
         Ok(BoltWriter { out, page_size, next_pgid: 2, leaf: Leaf::new(), children: Vec::new(), last_key: None })
     }
 
+    /// Appends to an existing bbolt file whose pages `[0, pgid)` stay as they are: new pages go
+    /// after them, and `finish` points the meta pages at the new root (copy-then-patch).
+    pub fn append(path: &Path, page_size: usize, pgid: u64) -> std::io::Result<BoltWriter> {
+        let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(pgid * page_size as u64)?;
+        file.seek(SeekFrom::Start(pgid * page_size as u64))?;
+        let out = BufWriter::with_capacity(1 << 20, file);
+        Ok(BoltWriter { out, page_size, next_pgid: pgid, leaf: Leaf::new(), children: Vec::new(), last_key: None })
+    }
+
     /// Writes a page image at the next page id, padded to whole pages; returns its id.
     fn write_page(&mut self, mut image: Vec<u8>) -> std::io::Result<u64> {
         let id = self.next_pgid;

@@ -1,8 +1,11 @@
 //! The native `snapshot restore` (ETCD-DISK-FORMAT.md §8.6): one data dir that etcd 3.4, 3.5 and
-//! 3.6 start from. The db is rewritten compactly while it is read (memory does not grow with it):
-//! `members` replaced by the new members, `members_removed` emptied, `meta/consistent_index` = N
-//! and `meta/term` = 1, optionally a revision bump and dropped alarms; then the `.snap` file and
-//! the first WAL segment, each member's own.
+//! 3.6 start from. The db changes are the same either way: `members` replaced by the new members,
+//! `members_removed` emptied, `meta/consistent_index` = N and `meta/term` = 1, optionally a revision
+//! bump and dropped alarms. Two ways to write it (memory does not grow with the db in either):
+//! copy-then-patch (the file copied, new pages appended for the changed buckets and a new root,
+//! new meta pages: close to the cost of a plain copy) or a compacting rewrite (every bucket
+//! rewritten while it is read: a defrag, and the way for a revision bump, which touches `key`).
+//! Then the `.snap` file and the first WAL segment, each member's own.
 
 use super::bolt::{Bolt, Corrupt, OpenError, Visitor};
 use super::boltw::BoltWriter;
@@ -23,6 +26,8 @@ pub struct Options<'a> {
     /// `--bump-revision X --mark-compacted`.
     pub bump_revision: Option<u64>,
     pub drop_alarms: bool,
+    /// Rewrite the db compactly instead of copying and patching it (a bump always rewrites).
+    pub compact: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +70,51 @@ fn revision_key(main: u64) -> Vec<u8> {
     k
 }
 
+/// The buckets a restore changes, by name.
+fn changes(name: &[u8], opts: &Options) -> bool {
+    matches!(name, b"members" | b"members_removed" | b"meta") || (name == b"alarm" && opts.drop_alarms)
+}
+
+/// The new entries of a changed bucket, from its old ones.
+fn changed_entries(
+    name: &[u8],
+    old: BTreeMap<Vec<u8>, Vec<u8>>,
+    opts: &Options,
+    n: u64,
+    bumped: Option<&Vec<u8>>,
+) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    match name {
+        b"members" => opts
+            .members
+            .iter()
+            .map(|m| {
+                (format!("{:x}", m.id).into_bytes(), snapfile::member_json(m.id, &m.name, &m.peer_urls).into_bytes())
+            })
+            .collect(),
+        b"meta" => {
+            let mut meta = old;
+            meta.insert(b"consistent_index".to_vec(), n.to_be_bytes().to_vec());
+            meta.insert(b"term".to_vec(), 1u64.to_be_bytes().to_vec());
+            if let Some(k) = bumped {
+                meta.insert(b"scheduledCompactRev".to_vec(), k.clone());
+            }
+            meta
+        }
+        // members_removed emptied; alarm dropped when asked
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Collects a (small) bucket's entries.
+struct Collect(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl Visitor for Collect {
+    fn bucket(&mut self, _: &[u8]) {}
+    fn entry(&mut self, key: &[u8], value: &[u8], _: bool) {
+        self.0.insert(key.to_vec(), value.to_vec());
+    }
+}
+
 /// Streams the source db into the writer, with the restore's changes.
 struct Rewrite<'a> {
     w: BoltWriter,
@@ -72,6 +122,7 @@ struct Rewrite<'a> {
     n: u64,
     current: Option<Vec<u8>>,
     done: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The current bucket's entries when it is one the restore changes.
     meta: BTreeMap<Vec<u8>, Vec<u8>>,
     last_key: Option<Vec<u8>>,
     bumped: Option<Vec<u8>>,
@@ -89,36 +140,19 @@ impl Rewrite<'_> {
 
     /// Writes what a bucket gets besides (or instead of) the source's entries, and closes it.
     fn close(&mut self, name: &[u8]) -> std::io::Result<()> {
-        match name {
-            b"members" => {
-                let mut sorted: Vec<&InitialMember> = self.opts.members.iter().collect();
-                sorted.sort_by_key(|m| format!("{:x}", m.id));
-                for m in sorted {
-                    let json = snapfile::member_json(m.id, &m.name, &m.peer_urls);
-                    self.w.put(format!("{:x}", m.id).as_bytes(), json.as_bytes())?;
-                }
+        if name == b"key"
+            && let Some(x) = self.opts.bump_revision
+        {
+            let main = self.last_key.as_ref().map_or(0, |k| u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])));
+            let key = revision_key(main + x);
+            self.w.put(&key, b"")?;
+            self.bumped = Some(key);
+        }
+        if changes(name, self.opts) {
+            let old = std::mem::take(&mut self.meta);
+            for (k, v) in changed_entries(name, old, self.opts, self.n, self.bumped.as_ref()) {
+                self.w.put(&k, &v)?;
             }
-            b"key" => {
-                if let Some(x) = self.opts.bump_revision {
-                    let main =
-                        self.last_key.as_ref().map_or(0, |k| u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])));
-                    let key = revision_key(main + x);
-                    self.w.put(&key, b"")?;
-                    self.bumped = Some(key);
-                }
-            }
-            b"meta" => {
-                let mut meta = std::mem::take(&mut self.meta);
-                meta.insert(b"consistent_index".to_vec(), self.n.to_be_bytes().to_vec());
-                meta.insert(b"term".to_vec(), 1u64.to_be_bytes().to_vec());
-                if let Some(k) = &self.bumped {
-                    meta.insert(b"scheduledCompactRev".to_vec(), k.clone());
-                }
-                for (k, v) in meta {
-                    self.w.put(&k, &v)?;
-                }
-            }
-            _ => {}
         }
         let value = self.w.end_bucket()?;
         self.done.push((name.to_vec(), value));
@@ -150,20 +184,86 @@ impl Visitor for Rewrite<'_> {
 
     fn entry(&mut self, key: &[u8], value: &[u8], is_bucket: bool) {
         let cur = self.current.clone().unwrap_or_default();
-        match cur.as_slice() {
-            b"members" | b"members_removed" => {}
-            b"alarm" if self.opts.drop_alarms => {}
-            b"meta" => {
-                self.meta.insert(key.to_vec(), value.to_vec());
-            }
-            _ if is_bucket => self.attempt(|_| Err(std::io::Error::other("nested buckets are not etcd's"))),
-            b"key" => {
+        if is_bucket {
+            self.attempt(|_| Err(std::io::Error::other("nested buckets are not etcd's")));
+        } else if changes(&cur, self.opts) {
+            // Small buckets: kept until the bucket closes, then written changed.
+            self.meta.insert(key.to_vec(), value.to_vec());
+        } else {
+            if cur == b"key" {
                 self.last_key = Some(key.to_vec());
-                self.attempt(|s| s.w.put(key, value));
             }
-            _ => self.attempt(|s| s.w.put(key, value)),
+            self.attempt(|s| s.w.put(key, value));
         }
     }
+}
+
+fn main_revision(key: Option<&Vec<u8>>) -> i64 {
+    key.map_or(0, |k| i64::from_be_bytes(k.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8])))
+}
+
+/// The compacting rewrite: every bucket streamed through the writer.
+fn rewrite_db(bolt: &mut Bolt, db: &Path, opts: &Options, n: u64) -> Result<(i64, Option<i64>), Error> {
+    let w = BoltWriter::create(db, bolt.meta.page_size as usize)?;
+    let mut rw = Rewrite {
+        w,
+        opts,
+        n,
+        current: None,
+        done: Vec::new(),
+        meta: BTreeMap::new(),
+        last_key: None,
+        bumped: None,
+        err: None,
+    };
+    bolt.walk(&mut rw).map_err(Error::Corrupt)?;
+    rw.attempt(|s| s.advance(None));
+    if let Some(e) = rw.err {
+        return Err(Error::Io(e));
+    }
+    let out = (main_revision(rw.last_key.as_ref()), rw.bumped.as_ref().map(|k| main_revision(Some(k))));
+    rw.w.finish(rw.done)?;
+    Ok(out)
+}
+
+/// Copy-then-patch: the file copied (the kernel's copy, reflinks where the filesystem has them),
+/// the changed buckets and a new root bucket appended as new pages, new meta pages. The old pages
+/// of the changed buckets are left unreachable, which a no-freelist file treats as free.
+fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64) -> Result<(i64, Option<i64>), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(snapshot, db)?;
+    std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o600))?;
+    let page_size = bolt.meta.page_size as usize;
+    let mut w = BoltWriter::append(db, page_size, bolt.meta.pgid)?;
+    let mut source = bolt.buckets().map_err(Error::Corrupt)?;
+    for name in ENSURED {
+        if !source.iter().any(|(n, _)| n == name) {
+            source.push((name.to_vec(), Vec::new()));
+        }
+    }
+    source.sort();
+    let mut revision = 0;
+    let mut buckets = Vec::new();
+    for (name, value) in source {
+        if name == b"key" && !value.is_empty() {
+            revision = main_revision(bolt.last_key(&value).map_err(Error::Corrupt)?.as_ref());
+        }
+        if !changes(&name, opts) && !value.is_empty() {
+            buckets.push((name, value));
+            continue;
+        }
+        let mut old = Collect(BTreeMap::new());
+        if !value.is_empty() {
+            bolt.bucket_entries(&name, &value, &mut old).map_err(Error::Corrupt)?;
+        }
+        let entries = if changes(&name, opts) { changed_entries(&name, old.0, opts, n, None) } else { old.0 };
+        for (k, v) in entries {
+            w.put(&k, &v)?;
+        }
+        buckets.push((name, w.end_bucket()?));
+    }
+    w.finish(buckets)?;
+    Ok((revision, None))
 }
 
 fn mkdir(p: &Path) -> std::io::Result<()> {
@@ -192,35 +292,23 @@ pub fn restore(snapshot: &Path, data_dir: &Path, opts: &Options) -> Result<Outco
     let cid = cluster_id(&ids);
     let n = ids.len() as u64;
 
-    let mut bolt = Bolt::open(snapshot).map_err(|e| match e {
-        OpenError::Io(e) => Error::Io(e),
-        OpenError::Corrupt(c) => Error::Corrupt(c),
-    })?;
-    let page_size = bolt.meta.page_size as usize;
+    let open = |p: &Path| {
+        Bolt::open(p).map_err(|e| match e {
+            OpenError::Io(e) => Error::Io(e),
+            OpenError::Corrupt(c) => Error::Corrupt(c),
+        })
+    };
+    let mut bolt = open(snapshot)?;
     mkdir(data_dir)?;
     let member = data_dir.join("member");
     mkdir(&member)?;
     mkdir(&member.join("snap"))?;
-    let w = BoltWriter::create(&member.join("snap/db"), page_size)?;
-    let mut rw = Rewrite {
-        w,
-        opts,
-        n,
-        current: None,
-        done: Vec::new(),
-        meta: BTreeMap::new(),
-        last_key: None,
-        bumped: None,
-        err: None,
+    let db = member.join("snap/db");
+    let (revision, bumped) = if opts.compact || opts.bump_revision.is_some() {
+        rewrite_db(&mut bolt, &db, opts, n)?
+    } else {
+        patch_db(&mut bolt, snapshot, &db, opts, n)?
     };
-    bolt.walk(&mut rw).map_err(Error::Corrupt)?;
-    rw.attempt(|s| s.advance(None));
-    if let Some(e) = rw.err {
-        return Err(Error::Io(e));
-    }
-    let revision = rw.last_key.as_ref().map_or(0, |k| i64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])));
-    let bumped = rw.bumped.as_ref().map(|k| i64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])));
-    rw.w.finish(rw.done)?;
 
     let v2 = snapfile::v2_store_json(&sorted.iter().map(|m| (m.id, m.peer_urls.clone())).collect::<Vec<_>>());
     let snap = snapfile::snap_file(&v2, &ids, n, 1);
