@@ -166,11 +166,17 @@ fn main() {
             .args(&restore_flags);
         cmd
     };
-    let mut ours_compact = || {
+    let mut ours_patch = || {
         let _ = std::fs::remove_dir_all(&restored);
         let mut cmd = Command::new(etcd_lab::bin("etcd-restore"));
-        cmd.args(["--compact", "--snapshot", theirs_file.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()])
-            .args(&restore_flags);
+        cmd.args([
+            "--copy-patch",
+            "--snapshot",
+            theirs_file.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ])
+        .args(&restore_flags);
         cmd
     };
     let mut their_restore = || {
@@ -191,8 +197,8 @@ fn main() {
         "snapshot restore",
         runs,
         &mut [
-            ("etcd-restore (copy-then-patch)", &mut ours_restore),
-            ("etcd-restore --compact", &mut ours_compact),
+            ("etcd-restore (compacting rewrite)", &mut ours_restore),
+            ("etcd-restore --copy-patch", &mut ours_patch),
             ("etcdutl snapshot restore", &mut their_restore),
             ("cp (the floor)", &mut cp),
         ],

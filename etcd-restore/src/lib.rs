@@ -61,9 +61,10 @@ corrupt file), 7 timeout (the swapped-in member did not become healthy; the old 
         /// drop the alarms (NOSPACE, CORRUPT) the snapshot carries
         #[argh(switch)]
         pub drop_alarms: bool,
-        /// rewrite the db compactly (a defrag) instead of copying and patching it
+        /// copy the db and patch it instead of rewriting it compactly (the rewrite measured faster
+        /// here and defragments; see BENCHMARKS.md)
         #[argh(switch)]
-        pub compact: bool,
+        pub copy_patch: bool,
         /// node mode: stop this node's etcd, restore, swap the data dir in, start it, check health
         #[argh(switch)]
         pub swap: bool,
@@ -168,7 +169,7 @@ pub(crate) fn restore_beside(
         own: m.me.id,
         bump_revision: args.bump_revision.filter(|b| *b > 0),
         drop_alarms: args.drop_alarms,
-        compact: args.compact,
+        copy_patch: args.copy_patch,
     };
     match restore::restore(Path::new(snapshot), &tmp, &opts) {
         Ok(o) => Ok((tmp, o)),
