@@ -238,6 +238,70 @@ pub struct Restore {
     pub backups: Vec<String>,
 }
 
+/// A member as a data dir knows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskMember {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename = "peerURLs")]
+    pub peer_urls: Vec<String>,
+    #[serde(default)]
+    pub is_learner: bool,
+}
+
+/// etcd-quorum inspect: a member's data dir, read offline.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataDirInspection {
+    pub kind: String,
+    pub data_dir: String,
+    pub name: String,
+    pub member_id: String,
+    pub cluster_id: String,
+    /// Last HardState: term, vote, commit.
+    pub term: u64,
+    #[serde(default)]
+    pub vote: String,
+    pub commit_index: u64,
+    /// The last WAL entry (raft's up-to-date rule compares these two).
+    pub last_index: u64,
+    #[serde(default)]
+    pub last_term: u64,
+    /// The db's consistent index: what is applied to the backend.
+    pub applied_index: u64,
+    pub revision: i64,
+    pub compact_revision: i64,
+    pub members: Vec<DiskMember>,
+    #[serde(default)]
+    pub wal_crc_ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torn_tail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_index: Option<u64>,
+    /// The manifest still has --force-new-cluster.
+    #[serde(default)]
+    pub force_new_cluster: bool,
+    #[serde(default)]
+    pub inspected_at: String,
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// etcd-quorum recover.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumRecovery {
+    pub kind: String,
+    pub survivor: String,
+    pub steps: Vec<String>,
+    pub members_to_rejoin: Vec<String>,
+    pub manifest_restored: bool,
+    #[serde(default)]
+    pub backup: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
     pub check: String,

@@ -4,6 +4,7 @@
 pub mod bolt;
 pub mod boltw;
 pub mod ids;
+pub mod inspect;
 pub mod pb;
 pub mod restore;
 pub mod snapfile;

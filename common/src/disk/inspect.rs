@@ -1,0 +1,214 @@
+//! Offline inspection of a member's data dir (ETCD-DISK-FORMAT.md §10): the WAL (identity, last
+//! HardState, last entry, CRC chain, torn tail), the newest `.snap`, and the db (applied index,
+//! revision, compaction, members). Read-only; works while etcd is stopped (and, best effort, while
+//! it runs: the files are only read).
+
+use super::bolt::{Bolt, OpenError, Visitor};
+use super::pb;
+use super::wal;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WalState {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// Last HardState.
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+    /// The last surviving entry (or the last snapshot record when no entry follows it).
+    pub last_index: u64,
+    pub last_term: u64,
+    pub snapshots: Vec<(u64, u64)>,
+    /// Where the CRC chain broke or a tail was torn: (file, offset).
+    pub crc_mismatch: Option<(String, u64)>,
+    pub torn_tail: Option<(String, u64)>,
+    pub files: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapState {
+    pub file: String,
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DbState {
+    pub consistent_index: u64,
+    pub term: u64,
+    pub revision: i64,
+    pub compact_revision: i64,
+    /// (id, name, peer URLs) from the `members` bucket.
+    pub members: Vec<(u64, String, Vec<String>)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inspection {
+    pub wal: Option<WalState>,
+    pub snap: Option<SnapState>,
+    pub db: Option<DbState>,
+    /// What could not be read, in words.
+    pub problems: Vec<String>,
+}
+
+fn sorted_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Reads every WAL segment in order, following the CRC chain from file to file.
+pub fn read_wal(dir: &Path) -> Result<WalState, String> {
+    let files = sorted_files(dir, "wal");
+    if files.is_empty() {
+        return Err(format!("{}: no WAL files", dir.display()));
+    }
+    let mut st = WalState { files: files.len(), ..Default::default() };
+    let mut entries_last: Option<(u64, u64)> = None;
+    for (i, f) in files.iter().enumerate() {
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let read = wal::read_segment(&bytes);
+        if let Some(at) = read.crc_mismatch_at
+            && st.crc_mismatch.is_none()
+        {
+            st.crc_mismatch = Some((name.clone(), at));
+        }
+        if let Some(at) = read.torn_at {
+            st.torn_tail = Some((name.clone(), at));
+            if i + 1 < files.len() && st.crc_mismatch.is_none() {
+                st.crc_mismatch = Some((name.clone(), at));
+            }
+        }
+        for r in &read.records {
+            let Some(f) = pb::fields(&r.data) else { continue };
+            match r.typ {
+                wal::METADATA => {
+                    st.member_id = pb::uint_of(&f, 1);
+                    st.cluster_id = pb::uint_of(&f, 2);
+                }
+                wal::STATE => {
+                    // An empty HardState (force-new-cluster appends one) changes nothing.
+                    let (t, v, c) = (pb::uint_of(&f, 1), pb::uint_of(&f, 2), pb::uint_of(&f, 3));
+                    if (t, v, c) != (0, 0, 0) {
+                        (st.term, st.vote, st.commit) = (t, v, c);
+                    }
+                }
+                wal::ENTRY => {
+                    // A lower or equal index overwrites the tail: later writes win.
+                    entries_last = Some((pb::uint_of(&f, 3), pb::uint_of(&f, 2)));
+                }
+                wal::SNAPSHOT => {
+                    let (index, term) = (pb::uint_of(&f, 1), pb::uint_of(&f, 2));
+                    st.snapshots.push((index, term));
+                    if entries_last.is_none_or(|(i, _)| i < index) {
+                        entries_last = Some((index, term));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (st.last_index, st.last_term) = entries_last.unwrap_or((0, 0));
+    Ok(st)
+}
+
+/// The newest `.snap` whose CRC holds.
+pub fn read_snap(dir: &Path) -> Result<Option<SnapState>, String> {
+    for f in sorted_files(dir, "snap").into_iter().rev() {
+        let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let Some(outer) = pb::fields(&bytes) else { continue };
+        let crc = pb::uint_of(&outer, 1) as u32;
+        let Some(data) = pb::bytes_of(&outer, 2) else { continue };
+        if crc == 0 || crc32c::crc32c(data) != crc {
+            continue;
+        }
+        let Some(snap) = pb::fields(data) else { continue };
+        let Some(meta) = pb::bytes_of(&snap, 2).and_then(pb::fields) else { continue };
+        let cs = pb::bytes_of(&meta, 1).and_then(pb::fields).unwrap_or_default();
+        return Ok(Some(SnapState {
+            file: f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            index: pb::uint_of(&meta, 2),
+            term: pb::uint_of(&meta, 3),
+            voters: pb::uints_of(&cs, 1),
+            learners: pb::uints_of(&cs, 2),
+        }));
+    }
+    Ok(None)
+}
+
+struct Collect(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl Visitor for Collect {
+    fn bucket(&mut self, _: &[u8]) {}
+    fn entry(&mut self, k: &[u8], v: &[u8], _: bool) {
+        self.0.insert(k.to_vec(), v.to_vec());
+    }
+}
+
+fn be_u64(v: Option<&Vec<u8>>) -> u64 {
+    v.and_then(|b| b.get(..8)).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
+}
+
+/// The db's applied index and term, revision, compaction and members; only small buckets and the
+/// rightmost path of `key` are read.
+pub fn read_db(path: &Path) -> Result<DbState, String> {
+    let mut bolt = Bolt::open(path).map_err(|e| match e {
+        OpenError::Io(e) => format!("{}: {e}", path.display()),
+        OpenError::Corrupt(c) => format!("{}: {c}", path.display()),
+    })?;
+    let buckets = bolt.buckets().map_err(|c| format!("{}: {c}", path.display()))?;
+    let mut st = DbState::default();
+    for (name, value) in buckets {
+        match name.as_slice() {
+            b"key" => {
+                let last = bolt.last_key(&value).map_err(|c| format!("{}: {c}", path.display()))?;
+                st.revision = be_u64(last.as_ref()) as i64;
+            }
+            b"meta" | b"members" => {
+                let mut c = Collect(BTreeMap::new());
+                bolt.bucket_entries(&name, &value, &mut c).map_err(|e| format!("{}: {e}", path.display()))?;
+                if name == b"meta" {
+                    st.consistent_index = be_u64(c.0.get(b"consistent_index".as_slice()));
+                    st.term = be_u64(c.0.get(b"term".as_slice()));
+                    st.compact_revision = be_u64(c.0.get(b"finishedCompactRev".as_slice())) as i64;
+                } else {
+                    for v in c.0.values() {
+                        let Ok(m) = serde_json::from_slice::<serde_json::Value>(v) else { continue };
+                        let id = m["id"].as_u64().unwrap_or(0);
+                        let name = m["name"].as_str().unwrap_or("").to_string();
+                        let urls = m["peerURLs"].as_array().map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect()).unwrap_or_default();
+                        st.members.push((id, name, urls));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(st)
+}
+
+/// Everything readable from a data dir; what cannot be read is listed, not fatal.
+pub fn inspect(data_dir: &Path) -> Inspection {
+    let member = data_dir.join("member");
+    let mut out = Inspection::default();
+    match read_wal(&member.join("wal")) {
+        Ok(w) => out.wal = Some(w),
+        Err(e) => out.problems.push(e),
+    }
+    match read_snap(&member.join("snap")) {
+        Ok(s) => out.snap = s,
+        Err(e) => out.problems.push(e),
+    }
+    match read_db(&member.join("snap/db")) {
+        Ok(d) => out.db = Some(d),
+        Err(e) => out.problems.push(e),
+    }
+    out
+}

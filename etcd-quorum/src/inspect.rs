@@ -1,0 +1,115 @@
+//! `inspect`: a member's data dir read offline into a `DataDirInspection`.
+
+use anyhow::Result;
+use common::cli::{self, HasShared, Shared};
+use common::disk::inspect;
+use common::exit::{self, coded};
+use common::manifest::Manifest;
+use common::report::{DataDirInspection, DiskMember, hex_id};
+use std::path::{Path, PathBuf};
+
+common::with_shared_flags! {
+    /// read a member's data dir offline (WAL, snap, db): identity, raft position, revision
+    #[argh(subcommand, name = "inspect")]
+    pub struct InspectArgs {
+        /// the data dir (default: the manifest's --data-dir)
+        #[argh(option)]
+        pub data_dir: Option<String>,
+    }
+}
+
+/// The data dir: the flag, else the manifest's (through its hostPath mount).
+pub(crate) fn data_dir(flag: Option<&str>, shared: &Shared, manifest: Option<&Manifest>) -> Result<PathBuf> {
+    match (flag, manifest) {
+        (Some(d), _) => Ok(PathBuf::from(d)),
+        (None, Some(m)) => Ok(m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into()))),
+        (None, None) => Err(coded(exit::USAGE, format!("no --data-dir and no manifest at {}", shared.manifest.display()))),
+    }
+}
+
+/// Inspects `dir`; errors when nothing identifies the member (no readable WAL).
+pub(crate) fn inspection(dir: &Path, manifest: Option<&Manifest>) -> Result<DataDirInspection> {
+    let i = inspect::inspect(dir);
+    let Some(wal) = &i.wal else {
+        return Err(coded(exit::INTEGRITY, format!("{}: {}", dir.display(), i.problems.join("; "))));
+    };
+    let db = i.db.clone().unwrap_or_default();
+    let mut members: Vec<DiskMember> = db
+        .members
+        .iter()
+        .map(|(id, name, urls)| DiskMember { id: hex_id(*id), name: name.clone(), peer_urls: urls.clone(), is_learner: false })
+        .collect();
+    if members.is_empty()
+        && let Some(s) = &i.snap
+    {
+        // 3.4-era dbs may lack members: the snapshot's voters at least.
+        members = s.voters.iter().map(|id| DiskMember { id: hex_id(*id), ..Default::default() }).collect();
+    }
+    let name = manifest
+        .and_then(|m| m.flag("name"))
+        .or_else(|| db.members.iter().find(|(id, _, _)| *id == wal.member_id).map(|(_, n, _)| n.clone()))
+        .unwrap_or_default();
+    Ok(DataDirInspection {
+        kind: "DataDirInspection".into(),
+        data_dir: dir.display().to_string(),
+        name,
+        member_id: hex_id(wal.member_id),
+        cluster_id: hex_id(wal.cluster_id),
+        term: wal.term,
+        vote: if wal.vote == 0 { String::new() } else { hex_id(wal.vote) },
+        commit_index: wal.commit,
+        last_index: wal.last_index,
+        last_term: wal.last_term,
+        applied_index: db.consistent_index,
+        revision: db.revision,
+        compact_revision: db.compact_revision,
+        members,
+        wal_crc_ok: wal.crc_mismatch.is_none(),
+        torn_tail: wal.torn_tail.as_ref().map(|(f, at)| format!("{f} at byte {at}")),
+        snapshot_index: i.snap.as_ref().map(|s| s.index),
+        force_new_cluster: manifest.is_some_and(Manifest::force_new_cluster),
+        inspected_at: common::time::rfc3339_secs(common::time::now_secs()),
+        problems: i.problems.clone(),
+    })
+}
+
+pub fn run(args: InspectArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    let manifest = if shared.manifest.exists() { Some(Manifest::load(&shared.manifest)?) } else { None };
+    let dir = data_dir(args.data_dir.as_deref(), &shared, manifest.as_ref())?;
+    let doc = inspection(&dir, manifest.as_ref())?;
+    if doc.force_new_cluster {
+        eprintln!("etcd-quorum: WARNING: --force-new-cluster is still in {}", shared.manifest.display());
+    }
+    cli::emit(&doc, shared.output, render);
+    Ok(exit::OK)
+}
+
+pub(crate) fn render(d: &DataDirInspection) -> String {
+    let mut out = format!(
+        "{} ({}) member {} of cluster {}\n  WAL: last entry {} (term {}), HardState term {} commit {}{}{}\n  db: applied {} revision {} compacted {}\n",
+        d.data_dir,
+        if d.name.is_empty() { "?" } else { &d.name },
+        d.member_id,
+        d.cluster_id,
+        d.last_index,
+        d.last_term,
+        d.term,
+        d.commit_index,
+        if d.wal_crc_ok { "" } else { ", CRC CHAIN BROKEN" },
+        d.torn_tail.as_ref().map(|t| format!(", torn tail in {t}")).unwrap_or_default(),
+        d.applied_index,
+        d.revision,
+        d.compact_revision
+    );
+    for m in &d.members {
+        out += &format!("  member {} {} {}\n", m.id, m.name, m.peer_urls.join(","));
+    }
+    if d.force_new_cluster {
+        out += "  !!! --force-new-cluster is still in the manifest !!!\n";
+    }
+    for p in &d.problems {
+        out += &format!("  problem: {p}\n");
+    }
+    out
+}

@@ -1,0 +1,199 @@
+//! `recover` on the chosen survivor: the runbook's loss-of-quorum procedure through the static
+//! manifest. `--force-new-cluster` goes in (atomic edit), the kubelet restarts etcd as a one-member
+//! cluster, the flag comes out again (atomic edit), etcd restarts healthy. The flag never stays:
+//! any failure after it went in takes it out before exiting, and a run that finds it in the
+//! manifest (an interrupted recovery) finishes by taking it out.
+
+use crate::inspect::{data_dir, inspection};
+use anyhow::{Result, anyhow};
+use common::backup;
+use common::cli::{self, HasShared, Shared};
+use common::exit::{self, coded};
+use common::manifest::Manifest;
+use common::report::{Plan, QuorumRecovery};
+use common::runtime::Crictl;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+common::with_shared_flags! {
+    changing
+    /// recover this survivor as a one-member cluster (--force-new-cluster in the manifest, then out)
+    #[argh(subcommand, name = "recover")]
+    pub struct RecoverArgs {
+        /// the data dir (default: the manifest's --data-dir)
+        #[argh(option)]
+        pub data_dir: Option<String>,
+        /// where the data dir copy goes (default <rootfs>/var/lib/etcd-recovery)
+        #[argh(option)]
+        pub backup_dir: Option<String>,
+        /// do not copy the data dir first
+        #[argh(switch)]
+        pub no_backup: bool,
+        /// recover even though a majority of voters answers (splits the cluster: only if you know why)
+        #[argh(switch)]
+        pub force: bool,
+        /// how long each restart may take (default 120s)
+        #[argh(option, default = "String::from(\"120s\")")]
+        pub timeout: String,
+    }
+}
+
+/// Copies a directory tree (files through the kernel's copy: reflinks where the filesystem has them).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &dest)?;
+        } else if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), &dest)?;
+        }
+    }
+    std::fs::File::open(to)?.sync_all()
+}
+
+/// Waits until the kubelet runs a new etcd pod (not `old_pod`), then until it answers.
+fn wait_restart(crictl: &Crictl, old_pod: &str, shared: &Shared, url: &str, timeout: Duration) -> Result<i64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(c)) = crictl.find_etcd()
+            && c.running()
+            && c.pod_uid != old_pod
+        {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(coded(exit::TIMEOUT, format!("the kubelet did not restart etcd within {timeout:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    Ok(common::cluster::wait_member(shared, url, left)?.1)
+}
+
+fn pod_of(crictl: &Crictl) -> String {
+    crictl.find_etcd().ok().flatten().map(|c| c.pod_uid).unwrap_or_default()
+}
+
+/// The member list as this member alone sees it.
+fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
+    let mut only = shared.clone();
+    only.endpoints = Some(vec![url.to_string()]);
+    let s = common::cluster::survey(&only, None)?;
+    Ok(s.status.members.iter().map(|m| if m.name.is_empty() { m.id.clone() } else { m.name.clone() }).collect())
+}
+
+pub fn run(args: RecoverArgs) -> Result<u8> {
+    let shared = args.shared_flags().resolve()?;
+    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let mut manifest = Manifest::load(&shared.manifest)?;
+    let dir = data_dir(args.data_dir.as_deref(), &shared, Some(&manifest))?;
+    let url = manifest.client_urls().into_iter().next().ok_or_else(|| anyhow!("manifest {}: no client URL", manifest.path.display()))?;
+    let crictl = Crictl::new(&shared.crictl);
+    let mut steps = Vec::new();
+    let interrupted = manifest.force_new_cluster();
+    let before = inspection(&dir, Some(&manifest))?;
+    let others: Vec<String> = before
+        .members
+        .iter()
+        .filter(|m| m.id != before.member_id)
+        .map(|m| if m.name.is_empty() { m.id.clone() } else { m.name.clone() })
+        .collect();
+
+    let mut plan = Plan::new("etcd-quorum recover");
+    if interrupted {
+        plan.check("an interrupted recovery", true, format!("--force-new-cluster is in {}: it will be taken out", manifest.path.display()));
+    } else {
+        let survey = common::cluster::survey(&shared, Some(&manifest))?;
+        let q = survey.status.quorum;
+        plan.check(
+            "a majority of voters is NOT reachable",
+            !q.has_quorum || args.force,
+            if q.has_quorum {
+                format!("{} of {} voters answer: forcing a new cluster next to a live majority splits it", q.reachable_voters, q.voters)
+            } else {
+                format!("{} of {} voters reachable, {} needed", q.reachable_voters, q.voters, q.needed)
+            },
+        );
+        plan.check("data dir readable", before.problems.is_empty(), format!("{}: member {}, revision {}", dir.display(), before.member_id, before.revision));
+        if !args.no_backup {
+            plan.step("copy data dir", format!("{} -> {}/<timestamp>/", dir.display(), backup::backup_root(&shared, args.backup_dir.as_deref()).display()), false);
+        }
+        plan.step("add --force-new-cluster", manifest.path.display().to_string(), true);
+        plan.step("wait", "etcd restarted as a one-member cluster", false);
+    }
+    plan.step("remove --force-new-cluster", manifest.path.display().to_string(), true);
+    plan.step("wait and verify", format!("{url} healthy, one voter, revision >= {}", before.revision), false);
+    if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
+        return Ok(code);
+    }
+    cli::confirm(args.yes, &format!("force {} into a new one-member cluster", before.member_id))?;
+
+    let mut backup_path = None;
+    if !interrupted {
+        if !args.no_backup {
+            let b = backup::new_backup_dir(&backup::backup_root(&shared, args.backup_dir.as_deref()))?;
+            let to = b.join(dir.file_name().unwrap_or(std::ffi::OsStr::new("etcd")));
+            copy_tree(&dir, &to).map_err(|e| anyhow!("copy {} to {}: {e}", dir.display(), to.display()))?;
+            steps.push(format!("data dir copied to {}", to.display()));
+            backup_path = Some(to.display().to_string());
+        }
+        let pod = pod_of(&crictl);
+        manifest.set_flag("force-new-cluster", "true")?;
+        manifest.save()?;
+        steps.push("--force-new-cluster added to the manifest".into());
+        common::failpoint::hit("recover-flag-in");
+        let forced = wait_restart(&crictl, &pod, &shared, &url, timeout).and_then(|_| {
+            let seen = members_seen_by(&shared, &url)?;
+            if seen.len() != 1 {
+                return Err(anyhow!("after the forced start {url} still lists {} members: {}", seen.len(), seen.join(", ")));
+            }
+            Ok(())
+        });
+        if let Err(e) = forced {
+            // Never leave the flag in: the next restart would force again.
+            let undo = manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save());
+            let state = match undo {
+                Ok(()) => "the flag is out of the manifest again".to_string(),
+                Err(u) => format!("the flag could NOT be taken out ({u:#}): remove --force-new-cluster from {} by hand", manifest.path.display()),
+            };
+            return Err(coded(
+                exit::code_of(&e),
+                format!("{e:#}; {state}; data dir {} {}", dir.display(), backup_path.as_ref().map(|b| format!("(copy in {b})")).unwrap_or_default()),
+            ));
+        }
+        steps.push(format!("{url} restarted as a one-member cluster"));
+    }
+    let pod = pod_of(&crictl);
+    manifest.remove_flag("force-new-cluster")?;
+    manifest.save()?;
+    steps.push("--force-new-cluster removed from the manifest".into());
+    common::failpoint::hit("recover-flag-out");
+    let revision = wait_restart(&crictl, &pod, &shared, &url, timeout)?;
+    let seen = members_seen_by(&shared, &url)?;
+    if seen.len() != 1 || revision < before.revision {
+        return Err(anyhow!("after the recovery {url} lists {} members at revision {revision} (data had {})", seen.len(), before.revision));
+    }
+    steps.push(format!("{url} healthy, one voter, revision {revision}"));
+    let doc = QuorumRecovery {
+        kind: "QuorumRecovery".into(),
+        survivor: if before.name.is_empty() { before.member_id.clone() } else { before.name.clone() },
+        steps,
+        members_to_rejoin: others,
+        manifest_restored: !Manifest::load(&shared.manifest)?.force_new_cluster(),
+        backup: backup_path,
+    };
+    cli::emit(&doc, shared.output, |d| {
+        let mut out = format!("recovered {} as a one-member cluster\n", d.survivor);
+        for s in &d.steps {
+            out += &format!("  - {s}\n");
+        }
+        if !d.members_to_rejoin.is_empty() {
+            out += &format!("now, on each of {}: etcd-member clean --yes, then etcd-member join --yes\n", d.members_to_rejoin.join(", "));
+        }
+        out
+    });
+    Ok(exit::OK)
+}

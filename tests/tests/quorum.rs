@@ -1,0 +1,137 @@
+//! etcd-quorum on the lab: offline inspection agrees with the server, the survivor choice follows
+//! raft's rule, and a two-of-three loss is recovered through the manifest, flag taken out again.
+
+use etcd_lab::{Cluster, Spec};
+use serde_json::Value;
+
+fn put(c: &Cluster, n: usize) {
+    for i in 0..n {
+        c.etcdctl_ok(&["put", &format!("/registry/pods/p{i}"), &format!("pod-{i}")]);
+    }
+}
+
+fn keys_on(c: &Cluster, k: usize) -> usize {
+    let out = c.etcdctl(&c.node(k).client_url(), &["get", "--prefix", "/registry/pods/", "--keys-only", "--consistency=s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
+/// Stops node `k` the way a dead host stops: its container killed, its manifest kept away.
+fn lose(c: &Cluster, k: usize) {
+    c.stop_node(k);
+}
+
+fn recover(version: &str) {
+    let c = Cluster::start(Spec::new(3, version));
+    put(&c, 25);
+    // What the server says just before the stop, to check inspect against.
+    let out = c.etcdctl(&c.node(1).client_url(), &["endpoint", "status", "-w", "json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let revision = status[0]["Status"]["header"]["revision"].as_i64().unwrap();
+    let own_id = format!("{:016x}", status[0]["Status"]["header"]["member_id"].as_u64().unwrap());
+    let cluster_id = format!("{:016x}", members["header"]["cluster_id"].as_u64().unwrap());
+
+    lose(&c, 2);
+    lose(&c, 3);
+    let s = c.run_json("etcd-status", 1, &[], None);
+    assert_eq!(s.code, 4, "{}", s.stderr);
+
+    // A live majority is needed for nothing here; inspect works while node1's etcd runs.
+    let i = c.run_json("etcd-quorum", 1, &["inspect"], None);
+    assert_eq!(i.code, 0, "{}", i.stderr);
+    assert_eq!(i.json["kind"], "DataDirInspection");
+    assert_eq!(i.json["memberId"], own_id.as_str());
+    assert_eq!(i.json["clusterId"], cluster_id.as_str());
+    assert_eq!(i.json["revision"], revision);
+    assert_eq!(i.json["name"], "node1");
+    assert_eq!(i.json["walCrcOk"], true);
+    assert!(i.json["lastIndex"].as_u64().unwrap() >= i.json["commitIndex"].as_u64().unwrap().min(1));
+
+    let dry = c.run_json("etcd-quorum", 1, &["recover", "--dry-run"], None);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["kind"], "QuorumRecovery");
+    assert_eq!(r.json["manifestRestored"], true);
+    assert!(std::path::Path::new(r.json["backup"].as_str().unwrap()).join("member/snap/db").is_file());
+    let mut rejoin: Vec<String> = r.json["membersToRejoin"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    rejoin.sort();
+    assert_eq!(rejoin, ["node2", "node3"]);
+    let manifest = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+    assert!(!manifest.contains("force-new-cluster"), "{manifest}");
+    assert_eq!(keys_on(&c, 1), 25);
+    let s = c.run_json("etcd-status", 1, &["--endpoints", &c.node(1).client_url()], None);
+    assert_eq!(s.json["members"].as_array().unwrap().len(), 1, "{}", s.json);
+    assert_eq!(s.json["clusterId"], cluster_id.as_str(), "force-new-cluster keeps the cluster ID");
+
+    for k in [2, 3] {
+        let r = c.run_json("etcd-member", k, &["clean", "--yes"], None);
+        assert_eq!(r.code, 0, "clean node{k}: {}", r.stderr);
+        let template = c.node(k).parked_manifest();
+        let r = c.run_json("etcd-member", k, &["join", "--yes", "--template", template.to_str().unwrap()], None);
+        assert_eq!(r.code, 0, "join node{k}: {}\n{}", r.stderr, r.stdout);
+    }
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    for k in 1..=3 {
+        assert_eq!(keys_on(&c, k), 25, "node{k}");
+    }
+    let s = c.run_json("etcd-status", 1, &[], None);
+    assert_eq!(s.code, 0, "{}\n{}", s.stderr, s.stdout);
+}
+
+#[test]
+fn recover_3_4_23() {
+    recover("3.4.23");
+}
+
+#[test]
+fn recover_3_5_30() {
+    recover("3.5.30");
+}
+
+/// A live majority: recover is refused and nothing changes.
+#[test]
+fn live_majority_is_refused() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes"], None);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("splits it"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), before);
+    assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
+}
+
+/// Five nodes; node4 stopped early (behind), then nodes 1-3 lost: pick prefers node5.
+#[test]
+fn pick_prefers_the_most_up_to_date() {
+    let c = Cluster::start(Spec::new(5, "3.5.30"));
+    put(&c, 5);
+    c.stop_node(4);
+    put(&c, 20);
+    for k in [1, 2, 3, 5] {
+        c.stop_node(k);
+    }
+    let mut all = String::new();
+    for k in [4, 5] {
+        let mut cmd = c.tool("etcd-quorum", k);
+        cmd.args(["inspect", "-w", "json", "--manifest"]).arg(c.node(k).parked_manifest());
+        let r = etcd_lab::run(cmd, None);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        all += &r.stdout;
+    }
+    let p = c.run_json("etcd-quorum", 1, &["pick"], Some(&all));
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    assert_eq!(p.json["survivor"], "node5", "{}", p.json);
+    let loser = p.json["candidates"].as_array().unwrap().iter().find(|x| x["name"] == "node4").unwrap();
+    assert!(loser["why"].as_str().unwrap().contains("<"), "{loser}");
+    // Documents of another cluster are refused.
+    let docs: Vec<Value> = serde_json::Deserializer::from_str(&all).into_iter::<Value>().map(Result::unwrap).collect();
+    assert_eq!(docs.len(), 2);
+    let mut other = docs[0].clone();
+    other["clusterId"] = Value::String("0123456789abcdef".into());
+    let mixed = format!("{all}\n{other}");
+    let p = c.run_json("etcd-quorum", 1, &["pick"], Some(&mixed));
+    assert_eq!(p.code, 5, "{}", p.stderr);
+    assert!(p.stderr.contains("different clusters"), "{}", p.stderr);
+}
