@@ -23,7 +23,9 @@ pub(crate) fn data_dir(flag: Option<&str>, shared: &Shared, manifest: Option<&Ma
     match (flag, manifest) {
         (Some(d), _) => Ok(PathBuf::from(d)),
         (None, Some(m)) => Ok(m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into()))),
-        (None, None) => Err(coded(exit::USAGE, format!("no --data-dir and no manifest at {}", shared.manifest.display()))),
+        (None, None) => {
+            Err(coded(exit::USAGE, format!("no --data-dir and no manifest at {}", shared.manifest.display())))
+        }
     }
 }
 
@@ -37,7 +39,12 @@ pub(crate) fn inspection(dir: &Path, manifest: Option<&Manifest>) -> Result<Data
     let mut members: Vec<DiskMember> = db
         .members
         .iter()
-        .map(|(id, name, urls)| DiskMember { id: hex_id(*id), name: name.clone(), peer_urls: urls.clone(), is_learner: false })
+        .map(|(id, name, urls)| DiskMember {
+            id: hex_id(*id),
+            name: name.clone(),
+            peer_urls: urls.clone(),
+            is_learner: false,
+        })
         .collect();
     if members.is_empty()
         && let Some(s) = &i.snap

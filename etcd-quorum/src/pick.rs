@@ -98,7 +98,8 @@ pub fn run(args: PickArgs) -> Result<u8> {
     }
     let clusters: std::collections::BTreeSet<&str> = docs.iter().map(|d| d.cluster_id.as_str()).collect();
     if clusters.len() > 1 {
-        let list: Vec<String> = docs.iter().map(|d| format!("{} ({}): cluster {}", d.name, d.member_id, d.cluster_id)).collect();
+        let list: Vec<String> =
+            docs.iter().map(|d| format!("{} ({}): cluster {}", d.name, d.member_id, d.cluster_id)).collect();
         return Err(coded(exit::REFUSED, format!("documents of different clusters: {}", list.join("; "))));
     }
     // The best rank; on ties the first listed (max_by_key would take the last).

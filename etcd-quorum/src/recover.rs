@@ -90,7 +90,11 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
     let mut manifest = Manifest::load(&shared.manifest)?;
     let dir = data_dir(args.data_dir.as_deref(), &shared, Some(&manifest))?;
-    let url = manifest.client_urls().into_iter().next().ok_or_else(|| anyhow!("manifest {}: no client URL", manifest.path.display()))?;
+    let url = manifest
+        .client_urls()
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("manifest {}: no client URL", manifest.path.display()))?;
     let crictl = Crictl::new(&shared.crictl);
     let mut steps = Vec::new();
     let interrupted = manifest.force_new_cluster();
@@ -104,7 +108,11 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
 
     let mut plan = Plan::new("etcd-quorum recover");
     if interrupted {
-        plan.check("an interrupted recovery", true, format!("--force-new-cluster is in {}: it will be taken out", manifest.path.display()));
+        plan.check(
+            "an interrupted recovery",
+            true,
+            format!("--force-new-cluster is in {}: it will be taken out", manifest.path.display()),
+        );
     } else {
         let survey = common::cluster::survey(&shared, Some(&manifest))?;
         let q = survey.status.quorum;
@@ -112,14 +120,29 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             "a majority of voters is NOT reachable",
             !q.has_quorum || args.force,
             if q.has_quorum {
-                format!("{} of {} voters answer: forcing a new cluster next to a live majority splits it", q.reachable_voters, q.voters)
+                format!(
+                    "{} of {} voters answer: forcing a new cluster next to a live majority splits it",
+                    q.reachable_voters, q.voters
+                )
             } else {
                 format!("{} of {} voters reachable, {} needed", q.reachable_voters, q.voters, q.needed)
             },
         );
-        plan.check("data dir readable", before.problems.is_empty(), format!("{}: member {}, revision {}", dir.display(), before.member_id, before.revision));
+        plan.check(
+            "data dir readable",
+            before.problems.is_empty(),
+            format!("{}: member {}, revision {}", dir.display(), before.member_id, before.revision),
+        );
         if !args.no_backup {
-            plan.step("copy data dir", format!("{} -> {}/<timestamp>/", dir.display(), backup::backup_root(&shared, args.backup_dir.as_deref()).display()), false);
+            plan.step(
+                "copy data dir",
+                format!(
+                    "{} -> {}/<timestamp>/",
+                    dir.display(),
+                    backup::backup_root(&shared, args.backup_dir.as_deref()).display()
+                ),
+                false,
+            );
         }
         plan.step("add --force-new-cluster", manifest.path.display().to_string(), true);
         plan.step("wait", "etcd restarted as a one-member cluster", false);
@@ -148,7 +171,11 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         let forced = wait_restart(&crictl, &pod, &shared, &url, timeout).and_then(|_| {
             let seen = members_seen_by(&shared, &url)?;
             if seen.len() != 1 {
-                return Err(anyhow!("after the forced start {url} still lists {} members: {}", seen.len(), seen.join(", ")));
+                return Err(anyhow!(
+                    "after the forced start {url} still lists {} members: {}",
+                    seen.len(),
+                    seen.join(", ")
+                ));
             }
             Ok(())
         });
@@ -157,11 +184,18 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             let undo = manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save());
             let state = match undo {
                 Ok(()) => "the flag is out of the manifest again".to_string(),
-                Err(u) => format!("the flag could NOT be taken out ({u:#}): remove --force-new-cluster from {} by hand", manifest.path.display()),
+                Err(u) => format!(
+                    "the flag could NOT be taken out ({u:#}): remove --force-new-cluster from {} by hand",
+                    manifest.path.display()
+                ),
             };
             return Err(coded(
                 exit::code_of(&e),
-                format!("{e:#}; {state}; data dir {} {}", dir.display(), backup_path.as_ref().map(|b| format!("(copy in {b})")).unwrap_or_default()),
+                format!(
+                    "{e:#}; {state}; data dir {} {}",
+                    dir.display(),
+                    backup_path.as_ref().map(|b| format!("(copy in {b})")).unwrap_or_default()
+                ),
             ));
         }
         steps.push(format!("{url} restarted as a one-member cluster"));
@@ -174,7 +208,11 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     let revision = wait_restart(&crictl, &pod, &shared, &url, timeout)?;
     let seen = members_seen_by(&shared, &url)?;
     if seen.len() != 1 || revision < before.revision {
-        return Err(anyhow!("after the recovery {url} lists {} members at revision {revision} (data had {})", seen.len(), before.revision));
+        return Err(anyhow!(
+            "after the recovery {url} lists {} members at revision {revision} (data had {})",
+            seen.len(),
+            before.revision
+        ));
     }
     steps.push(format!("{url} healthy, one voter, revision {revision}"));
     let doc = QuorumRecovery {
@@ -191,7 +229,10 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             out += &format!("  - {s}\n");
         }
         if !d.members_to_rejoin.is_empty() {
-            out += &format!("now, on each of {}: etcd-member clean --yes, then etcd-member join --yes\n", d.members_to_rejoin.join(", "));
+            out += &format!(
+                "now, on each of {}: etcd-member clean --yes, then etcd-member join --yes\n",
+                d.members_to_rejoin.join(", ")
+            );
         }
         out
     });

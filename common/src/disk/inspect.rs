@@ -57,7 +57,9 @@ pub struct Inspection {
 
 fn sorted_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect())
+        .map(|d| {
+            d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -183,7 +185,10 @@ pub fn read_db(path: &Path) -> Result<DbState, String> {
                         let Ok(m) = serde_json::from_slice::<serde_json::Value>(v) else { continue };
                         let id = m["id"].as_u64().unwrap_or(0);
                         let name = m["name"].as_str().unwrap_or("").to_string();
-                        let urls = m["peerURLs"].as_array().map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect()).unwrap_or_default();
+                        let urls = m["peerURLs"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect())
+                            .unwrap_or_default();
                         st.members.push((id, name, urls));
                     }
                 }
