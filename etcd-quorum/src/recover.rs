@@ -35,7 +35,100 @@ common::with_shared_flags! {
         /// how long each restart may take (default 120s)
         #[argh(option, default = "String::from(\"120s\")")]
         pub timeout: String,
+        /// instead of --force-new-cluster: restore this member's own db (new cluster ID), as the etcd
+        /// maintainers favour; keeps only what was applied to the db
+        #[argh(switch)]
+        pub via_restore: bool,
+        /// with --via-restore: raise the revision by N (needs --mark-compacted), so watchers are not
+        /// fooled by revisions going back
+        #[argh(option)]
+        pub bump_revision: Option<u64>,
+        /// with --via-restore: mark the revisions before the bump as compacted
+        #[argh(switch)]
+        pub mark_compacted: bool,
     }
+}
+
+/// `--via-restore`: this member's `member/snap/db` copied aside, then restored into this node
+/// through etcd-restore's swap (hash check skipped: a live db has no trailer).
+fn via_restore(
+    args: &RecoverArgs,
+    shared: &Shared,
+    dir: &Path,
+    before: &common::report::DataDirInspection,
+    others: Vec<String>,
+) -> Result<u8> {
+    use argh::FromArgs;
+    let root = backup::backup_root(shared, args.backup_dir.as_deref());
+    let copy = if args.dry_run {
+        dir.join("member/snap/db")
+    } else {
+        let b = backup::new_backup_dir(&root)?;
+        let to = b.join("db");
+        std::fs::copy(dir.join("member/snap/db"), &to)
+            .map_err(|e| anyhow!("copy {}/member/snap/db: {e}", dir.display()))?;
+        to
+    };
+    let snapshot = copy.display().to_string();
+    let mut argv = vec!["--swap", "--snapshot", &snapshot, "--skip-hash-check", "--timeout", &args.timeout];
+    let bump = args.bump_revision.map(|b| b.to_string());
+    if let Some(b) = &bump {
+        argv.extend(["--bump-revision", b]);
+    }
+    if args.mark_compacted {
+        argv.push("--mark-compacted");
+    }
+    if args.dry_run {
+        argv.push("--dry-run");
+    }
+    if args.yes {
+        argv.push("--yes");
+    }
+    let mut r = etcd_restore::Args::from_args(&["etcd-restore"], &argv)
+        .map_err(|e| coded(exit::USAGE, e.output.trim().to_string()))?;
+    let flags = args.shared_flags();
+    (r.endpoints, r.cacert, r.cert, r.key) = (flags.endpoints, flags.cacert, flags.cert, flags.key);
+    (r.dial_timeout, r.command_timeout, r.write_out) = (flags.dial_timeout, flags.command_timeout, flags.write_out);
+    (r.rootfs, r.manifest, r.crictl, r.backup_dir) =
+        (flags.rootfs, flags.manifest, flags.crictl, args.backup_dir.clone());
+    let done = match etcd_restore::swap(&r, shared, &snapshot)? {
+        etcd_restore::Swapped::Planned(code) => return Ok(code),
+        etcd_restore::Swapped::Done(doc) => doc,
+    };
+    let doc = QuorumRecovery {
+        kind: "QuorumRecovery".into(),
+        survivor: if before.name.is_empty() { before.member_id.clone() } else { before.name.clone() },
+        steps: vec![
+            format!("member/snap/db copied to {snapshot}"),
+            format!(
+                "restored into {} as member {} of new cluster {}, revision {}{}",
+                done.data_dir,
+                done.member_id,
+                done.cluster_id,
+                done.revision,
+                done.bumped_revision.map(|b| format!(" bumped to {b}")).unwrap_or_default()
+            ),
+        ],
+        members_to_rejoin: others,
+        manifest_restored: true,
+        backup: Some(snapshot),
+    };
+    cli::emit(&doc, shared.output, render);
+    Ok(exit::OK)
+}
+
+fn render(d: &QuorumRecovery) -> String {
+    let mut out = format!("recovered {} as a one-member cluster\n", d.survivor);
+    for s in &d.steps {
+        out += &format!("  - {s}\n");
+    }
+    if !d.members_to_rejoin.is_empty() {
+        out += &format!(
+            "now, on each of {}: etcd-member clean --yes, then etcd-member join --yes\n",
+            d.members_to_rejoin.join(", ")
+        );
+    }
+    out
 }
 
 /// Copies a directory tree (files through the kernel's copy: reflinks where the filesystem has them).
@@ -147,6 +240,13 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         plan.step("add --force-new-cluster", manifest.path.display().to_string(), true);
         plan.step("wait", "etcd restarted as a one-member cluster", false);
     }
+    if args.via_restore && !interrupted {
+        // The live-majority check above still guards; the rest is etcd-restore's swap and its plan.
+        if !args.dry_run {
+            cli::plan_gate(&plan, shared.output, false)?;
+        }
+        return via_restore(&args, &shared, &dir, &before, others);
+    }
     plan.step("remove --force-new-cluster", manifest.path.display().to_string(), true);
     plan.step("wait and verify", format!("{url} healthy, one voter, revision >= {}", before.revision), false);
     if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
@@ -223,18 +323,6 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         manifest_restored: !Manifest::load(&shared.manifest)?.force_new_cluster(),
         backup: backup_path,
     };
-    cli::emit(&doc, shared.output, |d| {
-        let mut out = format!("recovered {} as a one-member cluster\n", d.survivor);
-        for s in &d.steps {
-            out += &format!("  - {s}\n");
-        }
-        if !d.members_to_rejoin.is_empty() {
-            out += &format!(
-                "now, on each of {}: etcd-member clean --yes, then etcd-member join --yes\n",
-                d.members_to_rejoin.join(", ")
-            );
-        }
-        out
-    });
+    cli::emit(&doc, shared.output, render);
     Ok(exit::OK)
 }

@@ -5,6 +5,8 @@
 mod plan;
 mod swap;
 
+pub use swap::{Swapped, swap};
+
 use anyhow::{Result, anyhow};
 use argh::FromArgs;
 use common::cli::{self, HasShared};

@@ -15,7 +15,7 @@ use common::backup;
 use common::cli::{self, Shared};
 use common::exit::{self, coded};
 use common::manifest::Manifest;
-use common::report::Plan;
+use common::report::{Plan, Restore};
 use common::runtime::Crictl;
 use std::path::{Path, PathBuf};
 
@@ -116,7 +116,24 @@ fn leftover_restores(data_dir: &Path, backup_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What a swap did: only printed its plan (`--dry-run`, or refused), or swapped the data in.
+pub enum Swapped {
+    Planned(u8),
+    Done(Restore),
+}
+
 pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
+    match swap(args, shared, snapshot_arg)? {
+        Swapped::Planned(code) => Ok(code),
+        Swapped::Done(doc) => {
+            cli::emit(&doc, shared.output, render);
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// The swap itself, without printing its result (etcd-quorum recover --via-restore uses it).
+pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
     let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
     // An interrupted earlier run: its journal says where the original manifest went.
@@ -196,7 +213,7 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
     );
     plan.step("verify", format!("{client_url} healthy with revision >= {}", verified.status.revision), false);
     if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
-        return Ok(code);
+        return Ok(Swapped::Planned(code));
     }
     cli::confirm(args.yes, &format!("replace this node's etcd data ({}) with {path}", data_dir.display()))?;
 
@@ -270,8 +287,7 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
                 .flatten()
                 .map(|p| p.display().to_string())
                 .collect();
-            cli::emit(&doc, shared.output, render);
-            Ok(exit::OK)
+            Ok(Swapped::Done(doc))
         }
         Err(e) => {
             let state = undo(&done, &original, &data_dir, &backup_dir, &crictl, timeout);
