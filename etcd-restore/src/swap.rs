@@ -119,7 +119,7 @@ fn leftover_restores(data_dir: &Path, backup_dir: &Path) -> Result<()> {
 /// What a swap did: only printed its plan (`--dry-run`, or refused), or swapped the data in.
 pub enum Swapped {
     Planned(u8),
-    Done(Restore),
+    Done(Box<Restore>),
 }
 
 pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
@@ -287,7 +287,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
                 .flatten()
                 .map(|p| p.display().to_string())
                 .collect();
-            Ok(Swapped::Done(doc))
+            Ok(Swapped::Done(Box::new(doc)))
         }
         Err(e) => {
             let state = undo(&done, &original, &data_dir, &backup_dir, &crictl, timeout);
