@@ -126,7 +126,7 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
     match swap(args, shared, snapshot_arg)? {
         Swapped::Planned(code) => Ok(code),
         Swapped::Done(doc) => {
-            cli::emit(&doc, shared.output, render);
+            cli::emit(doc.as_ref(), shared.output, render);
             Ok(exit::OK)
         }
     }
