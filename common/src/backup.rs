@@ -12,6 +12,30 @@ pub fn backup_root(shared: &crate::cli::Shared, flag: Option<&str>) -> PathBuf {
     flag.map(PathBuf::from).unwrap_or_else(|| crate::cli::host_path(&shared.rootfs, BACKUP_ROOT))
 }
 
+/// Bytes of all files under `p`.
+pub fn tree_size(p: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(p) else { return 0 };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    std::fs::read_dir(p).map(|d| d.filter_map(Result::ok).map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
+}
+
+/// Free bytes on the filesystem that holds `p` (or its nearest existing parent), from `df`.
+pub fn free_bytes(p: &Path) -> Option<u64> {
+    let mut at = p;
+    while !at.exists() {
+        at = at.parent()?;
+    }
+    let out = crate::runtime::run_with_timeout(&["df", "-P", "-B1", at.to_str()?], std::time::Duration::from_secs(10))
+        .ok()?;
+    // POSIX format: a header line, then "fs blocks used available capacity mount".
+    String::from_utf8_lossy(&out.stdout).lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Creates `<root>/<UTC timestamp>/` (0700), or `<root>/<ts>-N/` when that exists already.
 pub fn new_backup_dir(root: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
@@ -81,6 +105,17 @@ const fn libc_exdev() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_free_space() {
+        let dir = std::env::temp_dir().join(format!("backup-size-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/f"), [0u8; 1000]).unwrap();
+        std::fs::write(dir.join("g"), [0u8; 24]).unwrap();
+        assert_eq!(tree_size(&dir), 1024);
+        assert!(free_bytes(&dir.join("not/yet/there")).is_some_and(|f| f > 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn moves_files_and_dirs_into_a_fresh_backup_dir() {

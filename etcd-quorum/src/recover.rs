@@ -227,6 +227,17 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             format!("{}: member {}, revision {}", dir.display(), before.member_id, before.revision),
         );
         if !args.no_backup {
+            let root = backup::backup_root(&shared, args.backup_dir.as_deref());
+            let need = backup::tree_size(&dir);
+            let free = backup::free_bytes(&root);
+            plan.check(
+                "disk room for the copy",
+                free.is_none_or(|f| f > need),
+                match free {
+                    Some(f) => format!("{need} bytes to copy, {f} free where {} is", root.display()),
+                    None => format!("{need} bytes to copy; free space unknown (df failed)"),
+                },
+            );
             plan.step(
                 "copy data dir",
                 format!(
