@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Wall time and peak RSS of one run of a command; it must succeed.
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
-fn measure(cmd: &mut Command) -> (Duration, u64) {
+fn measure(cmd: &mut Command, must_succeed: bool) -> (Duration, u64) {
     let start = Instant::now();
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
     let mut status = 0;
@@ -17,7 +17,8 @@ fn measure(cmd: &mut Command) -> (Duration, u64) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let took = start.elapsed();
-    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed ({status})");
+    assert!(pid > 0 && libc::WIFEXITED(status), "{cmd:?} did not exit ({status})");
+    assert!(!must_succeed || libc::WEXITSTATUS(status) == 0, "{cmd:?} failed ({status})");
     (took, usage.ru_maxrss as u64 * 1024)
 }
 
@@ -36,12 +37,22 @@ struct Measured {
 /// Runs the commands round-robin `runs` times (rotating who goes first); medians of time,
 /// maximum of RSS. The first command is ours.
 fn compare(what: &str, runs: usize, cmds: &mut [(&str, &mut dyn FnMut() -> Command)]) -> (String, Vec<Measured>) {
+    compare_exits(what, runs, true, cmds)
+}
+
+/// [`compare`], where the commands may also exit non-zero (reporting an unhealthy cluster).
+fn compare_exits(
+    what: &str,
+    runs: usize,
+    must_succeed: bool,
+    cmds: &mut [(&str, &mut dyn FnMut() -> Command)],
+) -> (String, Vec<Measured>) {
     let mut times: Vec<Vec<Duration>> = vec![vec![]; cmds.len()];
     let mut rss = vec![0u64; cmds.len()];
     for i in 0..runs {
         for k in 0..cmds.len() {
             let j = (i + k) % cmds.len();
-            let (t, r) = measure(&mut (cmds[j].1)());
+            let (t, r) = measure(&mut (cmds[j].1)(), must_succeed);
             times[j].push(t);
             rss[j] = rss[j].max(r);
         }
@@ -206,6 +217,66 @@ fn main() {
     let _ = std::fs::remove_dir_all(&restored);
     let _ = std::fs::remove_file(&copy);
 
+    // Offline inspection of the loaded member's data dir, etcd stopped (etcd has no such tool;
+    // etcdutl's status of its db is the nearest, and it would wait forever for the running
+    // server's bbolt lock).
+    c.stop_node(1);
+    let data = c.node(1).root.join("var/lib/etcd");
+    let mut ours_inspect = || {
+        let mut cmd = Command::new(etcd_lab::bin("etcd-quorum"));
+        cmd.args(["inspect", "--data-dir", data.to_str().unwrap(), "-w", "json", "--manifest", "/nonexistent"]);
+        cmd
+    };
+    let mut their_db_status = || {
+        let mut cmd = Command::new(etcd.join("etcdutl"));
+        cmd.args(["snapshot", "status", data.join("member/snap/db").to_str().unwrap(), "-w", "json"]);
+        cmd
+    };
+    let inspect = compare(
+        "inspect a 1 GiB data dir",
+        runs,
+        &mut [("etcd-quorum inspect", &mut ours_inspect), ("etcdutl snapshot status of its db", &mut their_db_status)],
+    );
+
+    // Status of 5 members with 2 frozen (SIGSTOP): every member asked in parallel.
+    let five = Cluster::start(Spec::new(5, version));
+    let frozen = [five.freeze(4), five.freeze(5)];
+    let five_eps = five.endpoints();
+    let five_tls = [
+        format!("--cacert={}", five.node(1).pki().join("ca.crt").display()),
+        format!("--cert={}", five.node(1).pki().join("healthcheck-client.crt").display()),
+        format!("--key={}", five.node(1).pki().join("healthcheck-client.key").display()),
+    ];
+    let mut ours_status = || {
+        let mut cmd = five.tool("etcd-status", 1);
+        cmd.args(["--endpoints", &five_eps, "-w", "json"]).args(&five_tls);
+        cmd
+    };
+    let first = five.node(1).client_url();
+    let mut their_status_cluster = || {
+        let mut cmd = Command::new(etcd.join("etcdctl"));
+        cmd.args(["--endpoints", &first]).args(&five_tls).args(["endpoint", "status", "--cluster", "-w", "json"]);
+        cmd
+    };
+    let status = compare_exits(
+        "status, 5 members, 2 frozen",
+        runs,
+        false,
+        &mut [("etcd-status", &mut ours_status), ("etcdctl endpoint status --cluster", &mut their_status_cluster)],
+    );
+    for pid in frozen {
+        five.thaw(pid);
+    }
+
+    // Binary sizes: ours from dist/ (./build-dist), theirs from the Debian packages.
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let ours_sizes: Vec<(String, u64)> = ["etcd-status", "etcd-member", "etcd-snap", "etcd-restore", "etcd-quorum"]
+        .iter()
+        .map(|t| (t.to_string(), size(&etcd_lab::workspace_root().join("dist").join(t))))
+        .collect();
+    let theirs_sizes: Vec<(String, u64)> =
+        ["etcdctl", "etcdutl"].iter().map(|t| (t.to_string(), size(&etcd.join(t)))).collect();
+
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -238,7 +309,7 @@ fn main() {
     .unwrap();
     writeln!(md, "| what | tool | median time | peak RSS | time ratio (ours / this) |").unwrap();
     writeln!(md, "|---|---|---|---|---|").unwrap();
-    for (what, rows) in [&save, &verify, &restore] {
+    for (what, rows) in [&save, &verify, &restore, &inspect, &status] {
         let ours = rows[0].time.as_secs_f64();
         for r in rows {
             let ratio =
@@ -246,6 +317,13 @@ fn main() {
             writeln!(md, "| {what} | {} | {:.2} s | {} | {ratio} |", r.name, r.time.as_secs_f64(), mib(r.rss)).unwrap();
         }
     }
+    writeln!(md, "\n| binary | size |\n|---|---|").unwrap();
+    for (name, bytes) in ours_sizes.iter().chain(&theirs_sizes) {
+        writeln!(md, "| {name} | {} |", mib(*bytes)).unwrap();
+    }
+    let total = |v: &[(String, u64)]| v.iter().map(|(_, b)| b).sum::<u64>();
+    writeln!(md, "| all five tools | {} |", mib(total(&ours_sizes))).unwrap();
+    writeln!(md, "| etcdctl + etcdutl | {} |", mib(total(&theirs_sizes))).unwrap();
     let out = etcd_lab::workspace_root().join("BENCHMARKS.md");
     std::fs::write(&out, &md).unwrap();
     print!("{md}");
