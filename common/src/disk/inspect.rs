@@ -75,8 +75,38 @@ pub fn read_wal(dir: &Path) -> Result<WalState, String> {
     let mut entries_last: Option<(u64, u64)> = None;
     for (i, f) in files.iter().enumerate() {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let read = wal::read_segment(&bytes);
+        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let mut meta = (0, 0);
+        let mut state = (st.term, st.vote, st.commit);
+        let mut snapshots = Vec::new();
+        let read = wal::scan_segment(std::io::BufReader::with_capacity(1 << 20, file), |r| {
+            let Some(f) = pb::fields(&r.data) else { return };
+            match r.typ {
+                wal::METADATA => meta = (pb::uint_of(&f, 1), pb::uint_of(&f, 2)),
+                wal::STATE => {
+                    // An empty HardState (force-new-cluster appends one) changes nothing.
+                    let s = (pb::uint_of(&f, 1), pb::uint_of(&f, 2), pb::uint_of(&f, 3));
+                    if s != (0, 0, 0) {
+                        state = s;
+                    }
+                }
+                // A lower or equal index overwrites the tail: later writes win.
+                wal::ENTRY => entries_last = Some((pb::uint_of(&f, 3), pb::uint_of(&f, 2))),
+                wal::SNAPSHOT => {
+                    let (index, term) = (pb::uint_of(&f, 1), pb::uint_of(&f, 2));
+                    snapshots.push((index, term));
+                    if entries_last.is_none_or(|(i, _)| i < index) {
+                        entries_last = Some((index, term));
+                    }
+                }
+                _ => {}
+            }
+        });
+        if meta != (0, 0) {
+            (st.member_id, st.cluster_id) = meta;
+        }
+        (st.term, st.vote, st.commit) = state;
+        st.snapshots.extend(snapshots);
         if let Some(at) = read.crc_mismatch_at
             && st.crc_mismatch.is_none()
         {
@@ -86,34 +116,6 @@ pub fn read_wal(dir: &Path) -> Result<WalState, String> {
             st.torn_tail = Some((name.clone(), at));
             if i + 1 < files.len() && st.crc_mismatch.is_none() {
                 st.crc_mismatch = Some((name.clone(), at));
-            }
-        }
-        for r in &read.records {
-            let Some(f) = pb::fields(&r.data) else { continue };
-            match r.typ {
-                wal::METADATA => {
-                    st.member_id = pb::uint_of(&f, 1);
-                    st.cluster_id = pb::uint_of(&f, 2);
-                }
-                wal::STATE => {
-                    // An empty HardState (force-new-cluster appends one) changes nothing.
-                    let (t, v, c) = (pb::uint_of(&f, 1), pb::uint_of(&f, 2), pb::uint_of(&f, 3));
-                    if (t, v, c) != (0, 0, 0) {
-                        (st.term, st.vote, st.commit) = (t, v, c);
-                    }
-                }
-                wal::ENTRY => {
-                    // A lower or equal index overwrites the tail: later writes win.
-                    entries_last = Some((pb::uint_of(&f, 3), pb::uint_of(&f, 2)));
-                }
-                wal::SNAPSHOT => {
-                    let (index, term) = (pb::uint_of(&f, 1), pb::uint_of(&f, 2));
-                    st.snapshots.push((index, term));
-                    if entries_last.is_none_or(|(i, _)| i < index) {
-                        entries_last = Some((index, term));
-                    }
-                }
-                _ => {}
             }
         }
     }

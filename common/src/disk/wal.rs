@@ -100,39 +100,97 @@ pub struct Read {
 
 /// Reads records until the zero tail (or the end), checking the CRC chain.
 pub fn read_segment(b: &[u8]) -> Read {
-    let mut r = Read::default();
-    let mut at = 0usize;
-    while at + 8 <= b.len() {
-        let field = u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let mut records = Vec::new();
+    let mut out = scan_segment(b, |r| records.push(r.clone()));
+    out.records = records;
+    out
+}
+
+/// [`read_segment`] from a reader, handing each record to `each` instead of keeping it: memory
+/// holds one record, not the 64 MB segment. The result's `records` is empty.
+pub fn scan_segment(mut r: impl std::io::Read, mut each: impl FnMut(&Record)) -> Read {
+    let mut out = Read::default();
+    let mut at = 0u64;
+    let mut rec = Vec::new();
+    loop {
+        let mut len_field = [0u8; 8];
+        if r.read_exact(&mut len_field).is_err() {
+            break;
+        }
+        let field = u64::from_le_bytes(len_field);
         if field == 0 {
             break;
         }
         let len = (field & 0x00ff_ffff_ffff_ffff) as usize;
         let pad = if field >> 63 == 1 { ((field >> 56) & 7) as usize } else { 0 };
-        let Some(rec) = b.get(at + 8..at + 8 + len) else {
-            r.torn_at = Some(at as u64);
-            return r;
-        };
-        let Some(f) = pb::fields(rec) else {
-            r.torn_at = Some(at as u64);
-            return r;
+        // A length no segment can hold is a torn or damaged tail, not an allocation to make.
+        if len as u64 > SEGMENT_BYTES * 2 {
+            out.torn_at = Some(at);
+            return out;
+        }
+        rec.resize(len + pad, 0);
+        if r.read_exact(&mut rec).is_err() {
+            out.torn_at = Some(at);
+            return out;
+        }
+        let Some(f) = pb::fields(&rec[..len]) else {
+            out.torn_at = Some(at);
+            return out;
         };
         let typ = pb::uint_of(&f, 1);
         let crc = pb::uint_of(&f, 2) as u32;
         let data = pb::bytes_of(&f, 3).unwrap_or(&[]).to_vec();
         if typ == CRC {
-            if r.crc != 0 && r.crc != crc && r.crc_mismatch_at.is_none() {
-                r.crc_mismatch_at = Some(at as u64);
+            if out.crc != 0 && out.crc != crc && out.crc_mismatch_at.is_none() {
+                out.crc_mismatch_at = Some(at);
             }
-            r.crc = crc;
+            out.crc = crc;
         } else {
-            r.crc = crc32c::crc32c_append(r.crc, &data);
-            if r.crc != crc && r.crc_mismatch_at.is_none() {
-                r.crc_mismatch_at = Some(at as u64);
+            out.crc = crc32c::crc32c_append(out.crc, &data);
+            if out.crc != crc && out.crc_mismatch_at.is_none() {
+                out.crc_mismatch_at = Some(at);
             }
         }
-        r.records.push(Record { typ, crc, data });
-        at += 8 + len + pad;
+        each(&Record { typ, crc, data });
+        at += (8 + len + pad) as u64;
     }
-    r
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment() -> Vec<u8> {
+        let members = [WalMember { id: 1, json: "{\"id\":1}" }, WalMember { id: 2, json: "{\"id\":2}" }];
+        restore_segment(1, 99, &members, true)
+    }
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let mut b = segment();
+        b.resize(b.len() + 4096, 0);
+        let r = read_segment(&b);
+        assert_eq!(
+            r.records.iter().map(|r| r.typ).collect::<Vec<_>>(),
+            [CRC, METADATA, SNAPSHOT, ENTRY, ENTRY, STATE, SNAPSHOT]
+        );
+        assert_eq!((r.torn_at, r.crc_mismatch_at), (None, None));
+    }
+
+    #[test]
+    fn torn_tail_and_bad_crc_are_reported() {
+        let b = segment();
+        let torn = read_segment(&b[..b.len() - 20]);
+        assert!(torn.torn_at.is_some());
+        assert_eq!(torn.records.len(), 6, "the whole records before the tear");
+        // A flipped byte inside the metadata record's data: its CRC no longer follows the chain.
+        let mut bad = b.clone();
+        let data = [0x1a, 0x04, 0x08, 0x01, 0x10, 99];
+        let at = bad.windows(6).position(|w| w == data).expect("metadata data") + 5;
+        bad[at] ^= 0x01;
+        let r = read_segment(&bad);
+        assert_eq!(r.crc_mismatch_at, Some(16), "the metadata record follows the 16-byte crc record");
+        assert_eq!(r.torn_at, None);
+    }
 }
