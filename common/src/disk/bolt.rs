@@ -269,18 +269,7 @@ impl Bolt {
         };
         let root = u64_at(value, 0);
         if root == 0 {
-            let image = &value[16..];
-            if image.len() < PAGE_HEADER {
-                return Err(corrupt("inline bucket cut short"));
-            }
-            let page = Page {
-                id: 0,
-                flags: u16_at(image, 8),
-                count: u16_at(image, 10) as usize,
-                data: image.to_vec(),
-                len: image.len(),
-            };
-            return last_of_leaf(&page);
+            return last_of_leaf(&inline_page(value, "last key")?);
         }
         let mut id = root;
         loop {
@@ -303,19 +292,7 @@ impl Bolt {
         let mut last: Option<Vec<u8>> = None;
         let mut emit = |k: &[u8], val: &[u8], is_bucket: bool| v.entry(k, val, is_bucket);
         if root == 0 {
-            // Inline bucket: a leaf page image follows the header.
-            let image = &header[16..];
-            if image.len() < PAGE_HEADER {
-                return Err(corrupt(format!("bucket {name:?}: inline page cut short")));
-            }
-            let page = Page {
-                id: 0,
-                flags: u16_at(image, 8),
-                count: u16_at(image, 10) as usize,
-                data: image.to_vec(),
-                len: image.len(),
-            };
-            return leaf_entries(&page, name, &mut last, &mut emit).map(drop);
+            return leaf_entries(&inline_page(header, name)?, name, &mut last, &mut emit).map(drop);
         }
         self.walk_tree(root, name, &mut last, &mut emit)
     }
@@ -352,6 +329,19 @@ impl Bolt {
         }
         Ok(())
     }
+}
+
+/// An inline bucket's leaf: the page image after the 16-byte bucket header.
+fn inline_page(value: &[u8], name: &str) -> Result<Page> {
+    let image = value.get(16..).filter(|i| i.len() >= PAGE_HEADER);
+    let image = image.ok_or_else(|| corrupt(format!("bucket {name:?}: inline page cut short")))?;
+    Ok(Page {
+        id: 0,
+        flags: u16_at(image, 8),
+        count: u16_at(image, 10) as usize,
+        data: image.to_vec(),
+        len: image.len(),
+    })
 }
 
 fn slice<'a>(page: &'a Page, from: usize, len: usize, what: &str, name: &str) -> Result<&'a [u8]> {
