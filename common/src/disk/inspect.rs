@@ -73,13 +73,15 @@ pub fn read_wal(dir: &Path) -> Result<WalState, String> {
     }
     let mut st = WalState { files: files.len(), ..Default::default() };
     let mut entries_last: Option<(u64, u64)> = None;
+    // The CRC chain runs on from one segment into the next.
+    let mut chain = 0u32;
     for (i, f) in files.iter().enumerate() {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let mut meta = (0, 0);
         let mut state = (st.term, st.vote, st.commit);
         let mut snapshots = Vec::new();
-        let read = wal::scan_segment(std::io::BufReader::with_capacity(1 << 20, file), |r| {
+        let read = wal::scan_segment(std::io::BufReader::with_capacity(1 << 20, file), chain, |r| {
             let Some(f) = pb::fields(&r.data) else { return };
             match r.typ {
                 wal::METADATA => meta = (pb::uint_of(&f, 1), pb::uint_of(&f, 2)),
@@ -102,6 +104,7 @@ pub fn read_wal(dir: &Path) -> Result<WalState, String> {
                 _ => {}
             }
         });
+        chain = read.crc;
         if meta != (0, 0) {
             (st.member_id, st.cluster_id) = meta;
         }

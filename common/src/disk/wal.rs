@@ -101,15 +101,16 @@ pub struct Read {
 /// Reads records until the zero tail (or the end), checking the CRC chain.
 pub fn read_segment(b: &[u8]) -> Read {
     let mut records = Vec::new();
-    let mut out = scan_segment(b, |r| records.push(r.clone()));
+    let mut out = scan_segment(b, 0, |r| records.push(r.clone()));
     out.records = records;
     out
 }
 
 /// [`read_segment`] from a reader, handing each record to `each` instead of keeping it: memory
-/// holds one record, not the 64 MB segment. The result's `records` is empty.
-pub fn scan_segment(mut r: impl std::io::Read, mut each: impl FnMut(&Record)) -> Read {
-    let mut out = Read::default();
+/// holds one record, not the 64 MB segment. The result's `records` is empty. `prev_crc` is the
+/// previous segment's last CRC (0 for the first), which this segment's CRC record must carry.
+pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnMut(&Record)) -> Read {
+    let mut out = Read { crc: prev_crc, ..Read::default() };
     let mut at = 0u64;
     let mut rec = Vec::new();
     loop {
@@ -176,6 +177,19 @@ mod tests {
             [CRC, METADATA, SNAPSHOT, ENTRY, ENTRY, STATE, SNAPSHOT]
         );
         assert_eq!((r.torn_at, r.crc_mismatch_at), (None, None));
+    }
+
+    #[test]
+    fn the_chain_runs_across_segments() {
+        let first = read_segment(&segment());
+        let mut next = Writer::new(first.crc);
+        next.record(STATE, &Msg::default().uint(1, 1).uint(2, 0).uint(3, 2).into_bytes());
+        let ok = scan_segment(next.buf.as_slice(), first.crc, |_| {});
+        assert_eq!(ok.crc_mismatch_at, None);
+        let mut wrong = Writer::new(first.crc ^ 1);
+        wrong.record(STATE, &Msg::default().uint(1, 1).uint(2, 0).uint(3, 2).into_bytes());
+        let bad = scan_segment(wrong.buf.as_slice(), first.crc, |_| {});
+        assert_eq!(bad.crc_mismatch_at, Some(0), "a segment that does not continue the previous one");
     }
 
     #[test]
