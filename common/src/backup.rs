@@ -12,6 +12,14 @@ pub fn backup_root(shared: &crate::cli::Shared, flag: Option<&str>) -> PathBuf {
     flag.map(PathBuf::from).unwrap_or_else(|| crate::cli::host_path(&shared.rootfs, BACKUP_ROOT))
 }
 
+/// A directory that is absent or has nothing in it (a safe target to create or fill).
+pub fn empty_or_absent(p: &Path) -> bool {
+    match std::fs::read_dir(p) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Bytes of all files under `p`.
 pub fn tree_size(p: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(p) else { return 0 };

@@ -187,7 +187,7 @@ impl SharedFlags {
         let duration = |flag: &Option<String>, name: &str, var: &str, default: Duration| -> Result<Duration> {
             match flag.clone().or_else(|| env(var)) {
                 None => Ok(default),
-                Some(v) => parse_duration(&v).map_err(|m| coded(exit::USAGE, format!("--{name}: {m}"))),
+                Some(v) => duration_flag(name, &v),
             }
         };
         Ok(Shared {
@@ -230,6 +230,18 @@ pub fn check_url(url: &str) -> Result<(), String> {
         Some(p) if !p.is_empty() && p.parse::<u16>().is_ok() && !hostport.contains('/') => Ok(()),
         _ => Err(format!("{url:?} has no host:port")),
     }
+}
+
+/// A duration flag's value, or the usage error naming the flag (`--timeout: invalid duration ...`).
+pub fn duration_flag(flag: &str, value: &str) -> Result<Duration> {
+    parse_duration(value).map_err(|m| coded(exit::USAGE, format!("--{flag}: {m}")))
+}
+
+/// The host of a URL: no scheme, port, trailing slash or IPv6 brackets.
+pub fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r).trim_end_matches('/');
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Go-style durations as etcdctl takes them: `2s`, `500ms`, `1m30s`, `1.5s`.
@@ -421,6 +433,13 @@ mod tests {
             split_assignments(&args),
             ["--endpoints", "https://a:2379,https://b:2379", "-w", "json", "x=y", "--", "--not=split"]
         );
+    }
+
+    #[test]
+    fn hosts_of_urls() {
+        assert_eq!(url_host("https://10.0.0.1:2379"), "10.0.0.1");
+        assert_eq!(url_host("https://[fd00::1]:2380/"), "fd00::1");
+        assert_eq!(url_host("node1"), "node1");
     }
 
     #[test]

@@ -203,8 +203,8 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
             let members = probes
                 .iter()
                 .map(|p| {
-                    let host = host_of(&p.url);
-                    let named = names.iter().find(|(_, peer)| host_of(peer) == host);
+                    let host = crate::cli::url_host(&p.url);
+                    let named = names.iter().find(|(_, peer)| crate::cli::url_host(peer) == host);
                     MemberStatus {
                         member: MemberRef {
                             id: String::new(),
@@ -237,12 +237,7 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
     }
 
     for m in &members {
-        let who = match (m.name.is_empty(), m.id.is_empty()) {
-            (false, false) => format!("{} ({})", m.name, m.id),
-            (false, true) => m.name.clone(),
-            (true, false) => m.id.clone(),
-            (true, true) => m.endpoint.url.clone(),
-        };
+        let who = m.label();
         if !m.started {
             warnings.push(format!("member {who} was added but never started"));
         } else if let Some(err) = &m.endpoint.error {
@@ -275,11 +270,6 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
         local: None,
         warnings,
     }
-}
-
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.rsplit_once(':').map_or(rest, |(h, _)| h)
 }
 
 /// The whole picture and how the asking went.

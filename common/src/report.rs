@@ -42,6 +42,18 @@ pub struct MemberStatus {
     pub endpoint: EndpointStatus,
 }
 
+impl MemberStatus {
+    /// How people see a member in messages: `name (id)`, or what is known of it.
+    pub fn label(&self) -> String {
+        match (self.name.is_empty(), self.id.is_empty()) {
+            (false, false) => format!("{} ({})", self.name, self.id),
+            (false, true) => self.name.clone(),
+            (true, false) => self.id.clone(),
+            (true, true) => self.endpoint.url.clone(),
+        }
+    }
+}
+
 /// Member fields read straight through (`m.name`), as they sit flat in the JSON.
 impl std::ops::Deref for MemberStatus {
     type Target = MemberRef;

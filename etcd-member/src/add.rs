@@ -2,13 +2,13 @@
 //! manifest themselves.
 
 use crate::join::{add_learner, initial_cluster, list, promote};
-use crate::remove::{find_member, who};
+use crate::remove::find_member;
 use anyhow::{Result, anyhow};
 use common::cli::{self, HasShared, Shared};
 use common::client::Dialer;
 use common::cluster::{self, Survey};
 use common::exit::{self, coded};
-use common::report::{MemberChange, Plan, hex_id, parse_hex_id};
+use common::report::{MemberChange, MemberStatus, Plan, hex_id, parse_hex_id};
 use std::time::Instant;
 
 common::with_shared_flags! {
@@ -62,7 +62,7 @@ fn gate(plan: &Plan, shared: &Shared, dry_run: bool, yes: bool, question: &str) 
 
 pub fn run_add(args: AddArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let timeout = cli::duration_flag("timeout", &args.timeout)?;
     cli::check_url(&args.peer_url).map_err(|m| coded(exit::USAGE, format!("peer URL: {m}")))?;
     let survey = live(&shared)?;
     let s = &survey.status;
@@ -72,10 +72,15 @@ pub fn run_add(args: AddArgs) -> Result<u8> {
         s.quorum.has_quorum,
         format!("{} of {} voters reachable", s.quorum.reachable_voters, s.quorum.voters),
     );
-    let pending: Vec<String> = s.members.iter().filter(|m| m.is_learner || !m.started).map(who).collect();
+    let pending: Vec<String> =
+        s.members.iter().filter(|m| m.is_learner || !m.started).map(MemberStatus::label).collect();
     plan.check("no learner pending", pending.is_empty(), pending.join(", "));
-    let clash: Vec<String> =
-        s.members.iter().filter(|m| m.name == args.name || m.peer_urls.contains(&args.peer_url)).map(who).collect();
+    let clash: Vec<String> = s
+        .members
+        .iter()
+        .filter(|m| m.name == args.name || m.peer_urls.contains(&args.peer_url))
+        .map(MemberStatus::label)
+        .collect();
     plan.check("name and peer URL are new", clash.is_empty(), clash.join(", "));
     plan.step("member add --learner", format!("{} {}", args.name, args.peer_url), true);
     if let Some(code) =
@@ -111,7 +116,7 @@ pub fn run_add(args: AddArgs) -> Result<u8> {
 
 pub fn run_promote(args: PromoteArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let survey = live(&shared)?;
     let s = &survey.status;
     let target = find_member(s, &args.member)?;
@@ -125,11 +130,11 @@ pub fn run_promote(args: PromoteArgs) -> Result<u8> {
     plan.check(
         "member is a learner",
         target.is_learner,
-        if target.is_learner { who(target) } else { format!("{} is a voter already", who(target)) },
+        if target.is_learner { target.label() } else { format!("{} is a voter already", target.label()) },
     );
-    plan.step("member promote", format!("{} once in sync with the leader", who(target)), true);
+    plan.step("member promote", format!("{} once in sync with the leader", target.label()), true);
     if !target.is_learner {
-        eprintln!("etcd-member: {} is a voter already; nothing to do", who(target));
+        eprintln!("etcd-member: {} is a voter already; nothing to do", target.label());
         let members = s.members.iter().map(cluster::member_ref).collect();
         let change = MemberChange {
             kind: "MemberChange".into(),
@@ -142,7 +147,7 @@ pub fn run_promote(args: PromoteArgs) -> Result<u8> {
         cli::emit(&change, shared.output, crate::remove::render);
         return Ok(exit::OK);
     }
-    if let Some(code) = gate(&plan, &shared, args.dry_run, args.yes, &format!("promote {}", who(target)))? {
+    if let Some(code) = gate(&plan, &shared, args.dry_run, args.yes, &format!("promote {}", target.label()))? {
         return Ok(code);
     }
     let dialer = Dialer::new(&shared, true)?;

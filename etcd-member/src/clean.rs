@@ -33,7 +33,7 @@ common::with_shared_flags! {
 
 pub fn run(args: CleanArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let manifest_present = shared.manifest.exists();
     // A broken manifest is one reason to clean a node: it still goes aside, the data dir then
     // comes from --data-dir or the kubeadm default.

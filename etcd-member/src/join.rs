@@ -49,12 +49,6 @@ fn last_cleaned_manifest(root: &Path) -> Option<PathBuf> {
     dirs.into_iter().rev().map(|d| d.join("etcd.yaml")).find(|m| m.is_file())
 }
 
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r).trim_end_matches('/');
-    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']').to_string()
-}
-
 /// An IP as it appears in a URL (IPv6 in brackets).
 fn url_host(ip: &IpAddr) -> String {
     match ip {
@@ -65,13 +59,6 @@ fn url_host(ip: &IpAddr) -> String {
 
 fn url(ip: &IpAddr, port: u16) -> String {
     format!("https://{}:{port}", url_host(ip))
-}
-
-fn dir_is_empty_or_absent(p: &Path) -> bool {
-    match std::fs::read_dir(p) {
-        Ok(mut d) => d.next().is_none(),
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    }
 }
 
 /// Without a template: the manifest `kubeadm join` would write, for --name and --advertise-address.
@@ -144,7 +131,7 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
         Some(n) if !n.is_empty() => n,
         _ => return Err(coded(exit::USAGE, "no member name: give --name")),
     };
-    let old_host = m.flag("initial-advertise-peer-urls").map(|u| host_of(&u)).unwrap_or_default();
+    let old_host = m.flag("initial-advertise-peer-urls").map(|u| cli::url_host(&u).to_string()).unwrap_or_default();
     let ip_text = args.advertise_address.clone().unwrap_or_else(|| old_host.clone());
     let ip: IpAddr = ip_text
         .parse()
@@ -209,7 +196,11 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
     if matches!(existing, Existing::StartedLearner(_) | Existing::Voter) {
         plan.check("data dir", true, format!("{} belongs to the member being joined", data_dir.display()));
     } else {
-        plan.check("data dir is empty or absent", dir_is_empty_or_absent(&data_dir), data_dir.display().to_string());
+        plan.check(
+            "data dir is empty or absent",
+            common::backup::empty_or_absent(&data_dir),
+            data_dir.display().to_string(),
+        );
         plan.check(
             "no manifest in place",
             !manifest_in_place,
@@ -335,7 +326,7 @@ pub(crate) async fn promote(dialer: &Dialer, client: &mut Client, id: u64, deadl
 
 pub fn run(args: JoinArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let root = backup_root(&shared, args.backup_dir.as_deref());
     let template_path = args.template.as_ref().map(PathBuf::from).or_else(|| last_cleaned_manifest(&root));
     let template = template_path.as_deref().map(Manifest::load).transpose()?;

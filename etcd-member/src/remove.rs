@@ -31,10 +31,6 @@ common::with_shared_flags! {
     }
 }
 
-pub(crate) fn who(m: &MemberStatus) -> String {
-    if m.name.is_empty() { m.id.clone() } else { format!("{} ({})", m.name, m.id) }
-}
-
 /// Reads and checks a `ClusterStatus` document: its kind and its age.
 fn read_status_doc(source: &str, max_age: Duration) -> Result<ClusterStatus> {
     let source = if cli::is_stdin(source) { "-" } else { source };
@@ -90,7 +86,7 @@ pub(crate) fn find_member<'a>(live: &'a ClusterStatus, name: &str) -> Result<&'a
             parse_hex_id(name).and_then(|id| live.members.iter().find(|m| parse_hex_id(&m.id) == Some(id)))
         });
     found.ok_or_else(|| {
-        let known: Vec<String> = live.members.iter().map(who).collect();
+        let known: Vec<String> = live.members.iter().map(MemberStatus::label).collect();
         coded(exit::USAGE, format!("unknown member {name:?}; members: {}", known.join(", ")))
     })
 }
@@ -129,7 +125,7 @@ fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, ta
     for m in targets {
         let healthy = m.endpoint.reachable && m.endpoint.errors.is_empty();
         p.check(
-            &format!("{} is not a healthy member", who(m)),
+            &format!("{} is not a healthy member", m.label()),
             !healthy || args.force,
             if healthy {
                 "it answers at its endpoint (use --force to remove it anyway)".into()
@@ -137,7 +133,7 @@ fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, ta
                 m.endpoint.error.clone().unwrap_or_else(|| "reports errors".into())
             },
         );
-        p.step("member remove", format!("{} peer {}", who(m), m.peer_urls.join(",")), true);
+        p.step("member remove", format!("{} peer {}", m.label(), m.peer_urls.join(",")), true);
     }
     p
 }
@@ -150,7 +146,7 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
     if args.status.is_some() && !args.unreachable {
         return Err(coded(exit::USAGE, "--status goes with --unreachable"));
     }
-    let max_age = cli::parse_duration(&args.max_age).map_err(|m| coded(exit::USAGE, format!("--max-age: {m}")))?;
+    let max_age = cli::duration_flag("max-age", &args.max_age)?;
     let doc = args.status.as_deref().map(|s| read_status_doc(s, max_age)).transpose()?;
     let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
     let survey = cluster::survey(&shared, manifest.as_ref())?;
@@ -176,7 +172,7 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
         cli::emit(&change, shared.output, render);
         return Ok(exit::OK);
     }
-    let names: Vec<String> = targets.iter().map(|m| who(m)).collect();
+    let names: Vec<String> = targets.iter().map(|m| m.label()).collect();
     cli::confirm(args.yes, &format!("remove member(s) {}", names.join(", ")))?;
 
     let dialer = common::client::Dialer::new(&shared, true)?;
@@ -188,8 +184,8 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
             dialer
                 .call(client.member_remove(id))
                 .await
-                .map_err(|e| anyhow!("member remove {} through {via}: {e}", who(m)))?;
-            eprintln!("etcd-member: removed {}", who(m));
+                .map_err(|e| anyhow!("member remove {} through {via}: {e}", m.label()))?;
+            eprintln!("etcd-member: removed {}", m.label());
         }
         let list = dialer.call(client.member_list()).await.map_err(|e| anyhow!("member list through {via}: {e}"))?;
         anyhow::Ok(cluster::member_refs(list.members()))

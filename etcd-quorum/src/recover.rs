@@ -180,7 +180,7 @@ fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
 
 pub fn run(args: RecoverArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let mut manifest = Manifest::load(&shared.manifest)?;
     let dir = data_dir(args.data_dir.as_deref(), &shared, Some(&manifest))?;
     let url = manifest

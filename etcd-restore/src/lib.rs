@@ -148,11 +148,9 @@ pub(crate) fn checked_snapshot(arg: &str, skip_hash_check: bool) -> Result<(Stri
     Ok((path, v))
 }
 
-pub(crate) fn empty_or_absent(p: &Path) -> bool {
-    match std::fs::read_dir(p) {
-        Ok(mut d) => d.next().is_none(),
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    }
+/// A new cluster token: new member and cluster IDs, so nothing of the old cluster talks to the new one.
+pub(crate) fn new_token() -> String {
+    format!("restore-{}", common::time::compact_utc(std::time::SystemTime::now()).to_lowercase())
 }
 
 /// Restores into a temp dir beside `data_dir` (same filesystem), which it returns with the outcome.
@@ -226,7 +224,7 @@ pub fn run(args: Args) -> Result<u8> {
         &need(&args.name, "--name")?,
         &need(&args.initial_advertise_peer_urls, "--initial-advertise-peer-urls")?,
     )?;
-    if !empty_or_absent(&data_dir) {
+    if !common::backup::empty_or_absent(&data_dir) {
         return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));
     }
     // The hash check and the rewrite (which checks the structure) run side by side, one per core;

@@ -64,9 +64,7 @@ pub fn run(args: PlanArgs) -> Result<u8> {
     if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
         return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
     }
-    let token = args.initial_cluster_token.clone().unwrap_or_else(|| {
-        format!("restore-{}", common::time::compact_utc(std::time::SystemTime::now()).to_lowercase())
-    });
+    let token = args.initial_cluster_token.clone().unwrap_or_else(crate::new_token);
     let members =
         ids::parse_initial_cluster(&args.initial_cluster, &token).map_err(|e| coded(exit::USAGE, format!("{e:#}")))?;
     let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());

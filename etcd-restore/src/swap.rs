@@ -134,7 +134,7 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
 
 /// The swap itself, without printing its result (etcd-quorum recover --via-restore uses it).
 pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
-    let timeout = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
+    let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
     // An interrupted earlier run: its journal says where the original manifest went.
     let journal: Option<Journal> = std::fs::read(root.join(JOURNAL)).ok().and_then(|b| serde_json::from_slice(&b).ok());
@@ -165,11 +165,11 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         .initial_cluster
         .clone()
         .unwrap_or_else(|| cli::split_list(&peer).iter().map(|u| format!("{name}={u}")).collect::<Vec<_>>().join(","));
-    // A new token gives new member and cluster IDs: nothing of the old cluster can talk to the new one.
-    let token =
-        args.initial_cluster_token.clone().or_else(|| journal.as_ref().map(|j| j.token.clone())).unwrap_or_else(|| {
-            format!("restore-{}", common::time::compact_utc(std::time::SystemTime::now()).to_lowercase())
-        });
+    let token = args
+        .initial_cluster_token
+        .clone()
+        .or_else(|| journal.as_ref().map(|j| j.token.clone()))
+        .unwrap_or_else(crate::new_token);
     let m: Membership = membership(&initial, &token, &name, &peer)?;
     let client_url = original
         .client_urls()

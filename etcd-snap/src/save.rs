@@ -181,9 +181,8 @@ async fn stream(
 }
 
 fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
-    let total = cli::parse_duration(&args.timeout).map_err(|m| coded(exit::USAGE, format!("--timeout: {m}")))?;
-    let stall =
-        cli::parse_duration(&args.stall_timeout).map_err(|m| coded(exit::USAGE, format!("--stall-timeout: {m}")))?;
+    let total = cli::duration_flag("timeout", &args.timeout)?;
+    let stall = cli::duration_flag("stall-timeout", &args.stall_timeout)?;
     let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
     let from = args.from.as_deref();
     let urls = match from {
@@ -201,7 +200,8 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
     let taken = common::time::compact_utc(std::time::SystemTime::now());
     let mut errors = Vec::new();
     for (url, name) in urls {
-        let member = if name.is_empty() { url_host(&url) } else { name };
+        // A member known only by its URL is named after its host (no ':' in file names).
+        let member = if name.is_empty() { cli::url_host(&url).replace(':', "_") } else { name };
         let part_path = match target {
             Target::Dir(d) => d.join(store::part_name(&taken, &member)),
             Target::File(f) => PathBuf::from(format!("{}.part", f.display())),
@@ -273,11 +273,6 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
         });
     }
     Err(coded(exit::QUORUM_LOST, format!("no member gave a snapshot: {}", errors.join("; "))))
-}
-
-fn url_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.rsplit_once(':').map_or(rest, |(h, _)| h).trim_matches(|c| c == '[' || c == ']').replace(':', "_")
 }
 
 pub enum Target {

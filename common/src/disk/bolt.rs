@@ -257,6 +257,20 @@ impl Bolt {
         self.walk_bucket(value, &String::from_utf8_lossy(name), v)
     }
 
+    /// A (small) bucket's entries as a map.
+    pub fn bucket_map(&mut self, name: &[u8], value: &[u8]) -> Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+        struct Collect(std::collections::BTreeMap<Vec<u8>, Vec<u8>>);
+        impl Visitor for Collect {
+            fn bucket(&mut self, _: &[u8]) {}
+            fn entry(&mut self, key: &[u8], value: &[u8], _: bool) {
+                self.0.insert(key.to_vec(), value.to_vec());
+            }
+        }
+        let mut c = Collect(Default::default());
+        self.bucket_entries(name, value, &mut c)?;
+        Ok(c.0)
+    }
+
     /// The last key of a bucket, down its rightmost path (pages read are marked as visited).
     pub fn last_key(&mut self, value: &[u8]) -> Result<Option<Vec<u8>>> {
         if value.len() < 16 {

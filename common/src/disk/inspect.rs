@@ -3,10 +3,9 @@
 //! revision, compaction, members). Read-only; works while etcd is stopped (and, best effort, while
 //! it runs: the files are only read).
 
-use super::bolt::{Bolt, OpenError, Visitor};
+use super::bolt::{Bolt, OpenError};
 use super::pb;
 use super::wal;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -150,15 +149,6 @@ pub fn read_snap(dir: &Path) -> Result<Option<SnapState>, String> {
     Ok(None)
 }
 
-struct Collect(BTreeMap<Vec<u8>, Vec<u8>>);
-
-impl Visitor for Collect {
-    fn bucket(&mut self, _: &[u8]) {}
-    fn entry(&mut self, k: &[u8], v: &[u8], _: bool) {
-        self.0.insert(k.to_vec(), v.to_vec());
-    }
-}
-
 fn be_u64(v: Option<&Vec<u8>>) -> u64 {
     v.and_then(|b| b.get(..8)).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
 }
@@ -179,14 +169,13 @@ pub fn read_db(path: &Path) -> Result<DbState, String> {
                 st.revision = be_u64(last.as_ref()) as i64;
             }
             b"meta" | b"members" => {
-                let mut c = Collect(BTreeMap::new());
-                bolt.bucket_entries(&name, &value, &mut c).map_err(|e| format!("{}: {e}", path.display()))?;
+                let entries = bolt.bucket_map(&name, &value).map_err(|e| format!("{}: {e}", path.display()))?;
                 if name == b"meta" {
-                    st.consistent_index = be_u64(c.0.get(b"consistent_index".as_slice()));
-                    st.term = be_u64(c.0.get(b"term".as_slice()));
-                    st.compact_revision = be_u64(c.0.get(b"finishedCompactRev".as_slice())) as i64;
+                    st.consistent_index = be_u64(entries.get(b"consistent_index".as_slice()));
+                    st.term = be_u64(entries.get(b"term".as_slice()));
+                    st.compact_revision = be_u64(entries.get(b"finishedCompactRev".as_slice())) as i64;
                 } else {
-                    for v in c.0.values() {
+                    for v in entries.values() {
                         let Ok(m) = serde_json::from_slice::<serde_json::Value>(v) else { continue };
                         let id = m["id"].as_u64().unwrap_or(0);
                         let name = m["name"].as_str().unwrap_or("").to_string();

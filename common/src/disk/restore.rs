@@ -105,16 +105,6 @@ fn changed_entries(
     }
 }
 
-/// Collects a (small) bucket's entries.
-struct Collect(BTreeMap<Vec<u8>, Vec<u8>>);
-
-impl Visitor for Collect {
-    fn bucket(&mut self, _: &[u8]) {}
-    fn entry(&mut self, key: &[u8], value: &[u8], _: bool) {
-        self.0.insert(key.to_vec(), value.to_vec());
-    }
-}
-
 /// Streams the source db into the writer, with the restore's changes.
 struct Rewrite<'a> {
     w: BoltWriter,
@@ -252,11 +242,9 @@ fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64)
             buckets.push((name, value));
             continue;
         }
-        let mut old = Collect(BTreeMap::new());
-        if !value.is_empty() {
-            bolt.bucket_entries(&name, &value, &mut old).map_err(Error::Corrupt)?;
-        }
-        let entries = if changes(&name, opts) { changed_entries(&name, old.0, opts, n, None) } else { old.0 };
+        let old =
+            if value.is_empty() { BTreeMap::new() } else { bolt.bucket_map(&name, &value).map_err(Error::Corrupt)? };
+        let entries = if changes(&name, opts) { changed_entries(&name, old, opts, n, None) } else { old };
         for (k, v) in entries {
             w.put(&k, &v)?;
         }
