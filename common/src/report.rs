@@ -400,6 +400,59 @@ impl ErrorDoc {
     }
 }
 
+/// A document the tools read back from each other: its `kind` field names its type.
+pub trait Document: serde::de::DeserializeOwned {
+    const KIND: &'static str;
+    fn kind(&self) -> &str;
+}
+
+macro_rules! documents {
+    ($($t:ident),*) => {$(
+        impl Document for $t {
+            const KIND: &'static str = stringify!($t);
+            fn kind(&self) -> &str {
+                &self.kind
+            }
+        }
+    )*};
+}
+documents!(ClusterStatus, Snapshot, DataDirInspection);
+
+/// Every `T` in a text: one object, concatenated objects, or arrays of them (so `ssh a ...; ssh b ...`
+/// output and `jq -s` output both work). Errors are usage errors (exit 2) naming `source`.
+pub fn read_documents<T: Document>(text: &str, source: &str) -> anyhow::Result<Vec<T>> {
+    use crate::exit::{USAGE, coded};
+    let mut out = Vec::new();
+    for v in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
+        let v = v.map_err(|e| coded(USAGE, format!("{source}: not JSON: {e}")))?;
+        let items = if let serde_json::Value::Array(a) = v { a } else { vec![v] };
+        for item in items {
+            // The kind first: "a Plan document" says more than a missing field would.
+            match item.get("kind").and_then(|k| k.as_str()) {
+                Some(k) if k == T::KIND => {}
+                Some(k) => return Err(coded(USAGE, format!("{source}: a {k} document, not {}", T::KIND))),
+                None => return Err(coded(USAGE, format!("{source}: not a {} document (no kind)", T::KIND))),
+            }
+            let doc: T = serde_json::from_value(item)
+                .map_err(|e| coded(USAGE, format!("{source}: not a {} document: {e}", T::KIND)))?;
+            out.push(doc);
+        }
+    }
+    Ok(out)
+}
+
+/// Exactly one `T` in a text.
+pub fn read_document<T: Document>(text: &str, source: &str) -> anyhow::Result<T> {
+    let mut docs = read_documents::<T>(text, source)?;
+    match docs.len() {
+        1 => Ok(docs.remove(0)),
+        n => Err(crate::exit::coded(
+            crate::exit::USAGE,
+            format!("{source}: {n} {} documents, expected exactly one", T::KIND),
+        )),
+    }
+}
+
 pub fn print_json<T: Serialize>(doc: &T) {
     // Serializing our own plain structs cannot fail.
     let text = serde_json::to_string_pretty(doc).expect("document serializes");
@@ -487,5 +540,20 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(20480), "20 kB");
         assert_eq!(human_bytes(1_234_567), "1.2 MB");
+    }
+
+    #[test]
+    fn documents_are_read_by_kind() {
+        let one = serde_json::to_string(&Snapshot { kind: "Snapshot".into(), ..Default::default() }).unwrap();
+        assert_eq!(read_documents::<Snapshot>(&format!("[{one},{one}]\n{one}"), "f").unwrap().len(), 3);
+        let bad = |text: &str| format!("{:#}", read_documents::<Snapshot>(text, "stdin").unwrap_err());
+        assert!(bad(r#"{"kind":"Plan"}"#).contains("stdin: a Plan document, not Snapshot"));
+        assert!(bad("{}").contains("stdin: not a Snapshot document (no kind)"));
+        assert!(bad("{").contains("stdin: not JSON"));
+        assert!(bad("[1]").contains("no kind"));
+        let e = read_document::<Snapshot>(&format!("{one}{one}"), "f").unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), crate::exit::USAGE);
+        assert!(format!("{e}").contains("f: 2 Snapshot documents, expected exactly one"));
+        assert!(read_document::<Snapshot>("", "f").is_err());
     }
 }

@@ -42,11 +42,7 @@ fn read_status_doc(source: &str, max_age: Duration) -> Result<ClusterStatus> {
         std::fs::read_to_string(source)
             .map_err(|e| coded(exit::USAGE, format!("--status {source}: cannot read: {e}")))?
     };
-    let doc: ClusterStatus = serde_json::from_str(&text)
-        .map_err(|e| coded(exit::USAGE, format!("--status {source}: not a ClusterStatus document: {e}")))?;
-    if doc.kind != "ClusterStatus" {
-        return Err(coded(exit::USAGE, format!("--status {source}: a {} document, not ClusterStatus", doc.kind)));
-    }
+    let doc: ClusterStatus = report::read_document(&text, &format!("--status {source}"))?;
     let taken = common::time::parse_rfc3339(&doc.taken_at)
         .ok_or_else(|| coded(exit::USAGE, format!("--status {source}: bad takenAt {:?}", doc.taken_at)))?;
     let age = common::time::now_secs() - taken;

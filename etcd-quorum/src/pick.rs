@@ -4,7 +4,7 @@
 use anyhow::Result;
 use common::cli::{self, HasShared};
 use common::exit::{self, coded};
-use common::report::DataDirInspection;
+use common::report::{self, DataDirInspection};
 use serde::Serialize;
 use std::io::Read;
 
@@ -43,24 +43,6 @@ struct SurvivorChoice {
     candidates: Vec<Candidate>,
 }
 
-/// Every document in a text: concatenated objects or arrays of them.
-fn documents(text: &str, source: &str) -> Result<Vec<DataDirInspection>> {
-    let mut out = Vec::new();
-    for v in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
-        let v = v.map_err(|e| coded(exit::USAGE, format!("{source}: not JSON: {e}")))?;
-        let items = if let serde_json::Value::Array(a) = v { a } else { vec![v] };
-        for item in items {
-            let d: DataDirInspection = serde_json::from_value(item)
-                .map_err(|e| coded(exit::USAGE, format!("{source}: not a DataDirInspection document: {e}")))?;
-            if d.kind != "DataDirInspection" {
-                return Err(coded(exit::USAGE, format!("{source}: a {} document, not DataDirInspection", d.kind)));
-            }
-            out.push(d);
-        }
-    }
-    Ok(out)
-}
-
 /// The ordering key: raft's up-to-date rule, then what is applied, then the revision.
 fn rank(d: &DataDirInspection) -> (u64, u64, u64, i64) {
     (d.last_term, d.last_index, d.commit_index.max(d.applied_index), d.revision)
@@ -87,11 +69,11 @@ pub fn run(args: PickArgs) -> Result<u8> {
     if args.files.is_empty() || args.files.iter().any(|f| cli::is_stdin(f)) {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        docs.extend(documents(&text, "stdin")?);
+        docs.extend(report::read_documents::<DataDirInspection>(&text, "stdin")?);
     }
     for f in args.files.iter().filter(|f| !cli::is_stdin(f)) {
         let text = std::fs::read_to_string(f).map_err(|e| coded(exit::USAGE, format!("{f}: cannot read: {e}")))?;
-        docs.extend(documents(&text, f)?);
+        docs.extend(report::read_documents::<DataDirInspection>(&text, f)?);
     }
     if docs.is_empty() {
         return Err(coded(exit::USAGE, "no DataDirInspection documents given"));

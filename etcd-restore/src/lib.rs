@@ -13,7 +13,7 @@ use common::cli::{self, HasShared};
 use common::disk::ids::{self, InitialMember};
 use common::disk::{restore, snapshot};
 use common::exit::{self, coded};
-use common::report::{Restore, Snapshot, hex_id};
+use common::report::{self, Restore, Snapshot, hex_id};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -124,8 +124,7 @@ fn snapshot_source(arg: &str) -> Result<(String, Option<String>)> {
     }
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
-    let doc: Snapshot = serde_json::from_str(&text)
-        .map_err(|e| coded(exit::USAGE, format!("--snapshot -: not a Snapshot document: {e}")))?;
+    let doc: Snapshot = report::read_document(&text, "--snapshot -")?;
     Ok((doc.path.clone(), Some(doc.sha256)))
 }
 

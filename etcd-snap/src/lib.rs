@@ -11,7 +11,7 @@ use argh::FromArgs;
 use common::cli::{self, HasShared, SharedFlags};
 use common::disk::snapshot;
 use common::exit::{self, coded};
-use common::report::Snapshot;
+use common::report::{self, Snapshot};
 use std::io::Read;
 use std::path::Path;
 
@@ -81,12 +81,7 @@ fn verify(args: VerifyArgs) -> Result<u8> {
     let recorded: Option<Snapshot> = if cli::is_stdin(&args.file) {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        let doc: Snapshot = serde_json::from_str(&text)
-            .map_err(|e| coded(exit::USAGE, format!("stdin: not a Snapshot document: {e}")))?;
-        if doc.kind != "Snapshot" {
-            return Err(coded(exit::USAGE, format!("stdin: a {} document, not Snapshot", doc.kind)));
-        }
-        Some(doc)
+        Some(report::read_document::<Snapshot>(&text, "stdin")?)
     } else {
         None
     };

@@ -5,6 +5,7 @@
 
 use super::bolt::{Bolt, OpenError};
 use super::pb;
+use super::snapfile;
 use super::wal;
 use std::path::{Path, PathBuf};
 
@@ -129,21 +130,13 @@ pub fn read_wal(dir: &Path) -> Result<WalState, String> {
 pub fn read_snap(dir: &Path) -> Result<Option<SnapState>, String> {
     for f in sorted_files(dir, "snap").into_iter().rev() {
         let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let Some(outer) = pb::fields(&bytes) else { continue };
-        let crc = pb::uint_of(&outer, 1) as u32;
-        let Some(data) = pb::bytes_of(&outer, 2) else { continue };
-        if crc == 0 || crc32c::crc32c(data) != crc {
-            continue;
-        }
-        let Some(snap) = pb::fields(data) else { continue };
-        let Some(meta) = pb::bytes_of(&snap, 2).and_then(pb::fields) else { continue };
-        let cs = pb::bytes_of(&meta, 1).and_then(pb::fields).unwrap_or_default();
+        let Some(m) = snapfile::parse(&bytes) else { continue };
         return Ok(Some(SnapState {
             file: f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            index: pb::uint_of(&meta, 2),
-            term: pb::uint_of(&meta, 3),
-            voters: pb::uints_of(&cs, 1),
-            learners: pb::uints_of(&cs, 2),
+            index: m.index,
+            term: m.term,
+            voters: m.voters,
+            learners: m.learners,
         }));
     }
     Ok(None)

@@ -1,7 +1,7 @@
 //! `member/snap/<term>-<index>.snap` (ETCD-DISK-FORMAT.md §7): the raft snapshot a restored member
 //! starts from, holding the v2 store JSON with the members, byte for byte as etcd writes it.
 
-use super::pb::Msg;
+use super::pb::{self, Msg};
 use super::wal::conf_state;
 
 /// A string as Go's encoding/json writes it (HTML-safe: <, >, & escaped).
@@ -101,6 +101,34 @@ pub fn snap_file(v2_json: &str, voters: &[u64], index: u64, term: u64) -> Vec<u8
     Msg::default().uint(1, u64::from(crc)).bytes(2, &data).into_bytes()
 }
 
+/// What a `.snap` file says: its raft index, term and membership.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapMeta {
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+/// Decodes a `.snap` file; None when it is not one or its CRC does not hold.
+pub fn parse(bytes: &[u8]) -> Option<SnapMeta> {
+    let outer = pb::fields(bytes)?;
+    let crc = pb::uint_of(&outer, 1) as u32;
+    let data = pb::bytes_of(&outer, 2)?;
+    if crc == 0 || crc32c::crc32c(data) != crc {
+        return None;
+    }
+    let snap = pb::fields(data)?;
+    let meta = pb::bytes_of(&snap, 2).and_then(pb::fields)?;
+    let cs = pb::bytes_of(&meta, 1).and_then(pb::fields).unwrap_or_default();
+    Some(SnapMeta {
+        index: pb::uint_of(&meta, 2),
+        term: pb::uint_of(&meta, 3),
+        voters: pb::uints_of(&cs, 1),
+        learners: pb::uints_of(&cs, 2),
+    })
+}
+
 pub fn snap_name(term: u64, index: u64) -> String {
     format!("{term:016x}-{index:016x}.snap")
 }
@@ -108,6 +136,18 @@ pub fn snap_name(term: u64, index: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_reads_back_what_snap_file_writes() {
+        let b = snap_file("{}", &[7, 9], 12, 3);
+        assert_eq!(parse(&b), Some(SnapMeta { index: 12, term: 3, voters: vec![7, 9], learners: vec![] }));
+        let mut flipped = b.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(parse(&flipped), None, "the CRC catches a flipped byte");
+        assert_eq!(parse(&b[..b.len() - 1]), None);
+        assert_eq!(parse(b""), None);
+    }
 
     #[test]
     fn go_escaping() {
