@@ -44,18 +44,35 @@ pub fn free_bytes(p: &Path) -> Option<u64> {
     String::from_utf8_lossy(&out.stdout).lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
 }
 
+/// Creates the directory `p`, 0700 whatever the umask (a umask only narrows a mode: 0777 would
+/// leave a dir nobody can enter, so the mode is set again explicitly). Fails when it exists.
+pub fn private_dir(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(0o700).create(p)?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+}
+
+/// `p` and its missing parents as private dirs; existing ones are left as they are.
+pub fn private_dir_all(p: &Path) -> std::io::Result<()> {
+    if p.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = p.parent().filter(|q| !q.as_os_str().is_empty()) {
+        private_dir_all(parent)?;
+    }
+    match private_dir(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => Ok(()),
+        r => r,
+    }
+}
+
 /// Creates `<root>/<UTC timestamp>/` (0700), or `<root>/<ts>-N/` when that exists already.
 pub fn new_backup_dir(root: &Path) -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
-        .map_err(|e| anyhow!("backup dir {}: {e}", root.display()))?;
+    private_dir_all(root).map_err(|e| anyhow!("backup dir {}: {e}", root.display()))?;
     let ts = crate::time::compact_utc(std::time::SystemTime::now());
     for n in 0..100 {
         let dir = if n == 0 { root.join(&ts) } else { root.join(format!("{ts}-{n}")) };
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        match private_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => bail!("backup dir {}: {e}", dir.display()),
@@ -110,6 +127,59 @@ const fn libc_exdev() -> i32 {
     18
 }
 
+/// The mount point of the filesystem that holds `p` (or its nearest existing parent) when that
+/// filesystem is read-only; None when it is writable or cannot be told. Reads /proc/self/mountinfo,
+/// so that a `--dry-run` can say it without writing anything.
+pub fn read_only_mount(p: &Path) -> Option<PathBuf> {
+    let mut at = p;
+    while !at.exists() {
+        at = at.parent()?;
+    }
+    let real = std::fs::canonicalize(at).ok()?;
+    read_only_in(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, &real)
+}
+
+/// [`read_only_mount`] over a mountinfo text: the last (topmost) of the longest mount points above
+/// `real` decides; read-only for the mount (field 6) or for the whole filesystem (super options,
+/// e.g. ext4 after `errors=remount-ro`).
+fn read_only_in(mountinfo: &str, real: &Path) -> Option<PathBuf> {
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(mount), Some(opts)) = (fields.get(4), fields.get(5)) else { continue };
+        let sep = fields.iter().position(|f| *f == "-");
+        let sb_opts = sep.and_then(|s| fields.get(s + 3)).copied().unwrap_or("");
+        let mount = PathBuf::from(unescape_octal(mount));
+        let deeper = best.as_ref().is_none_or(|(b, _)| mount.as_os_str().len() >= b.as_os_str().len());
+        if real.starts_with(&mount) && deeper {
+            let ro = |o: &str| o.split(',').any(|x| x == "ro");
+            best = Some((mount, ro(opts) || ro(sb_opts)));
+        }
+    }
+    best.filter(|(_, ro)| *ro).map(|(m, _)| m)
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\040`-style octal escapes.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +193,21 @@ mod tests {
         assert_eq!(tree_size(&dir), 1024);
         assert!(free_bytes(&dir.join("not/yet/there")).is_some_and(|f| f > 0));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn read_only_mounts_from_mountinfo() {
+        let info = "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n\
+                    30 22 0:40 / /var/lib rw,relatime shared:2 - ext4 /dev/vdb1 ro,errors=remount-ro\n\
+                    31 22 0:41 / /mnt/read\\040only ro,relatime shared:3 - tmpfs tmpfs ro,size=1024k\n\
+                    32 31 0:42 / /mnt/read\\040only/rw rw,relatime shared:4 - tmpfs tmpfs rw\n";
+        let ro = |p: &str| read_only_in(info, Path::new(p));
+        assert_eq!(ro("/etc/kubernetes"), None);
+        assert_eq!(ro("/var/lib/etcd-recovery"), Some(PathBuf::from("/var/lib")), "read-only filesystem");
+        assert_eq!(ro("/mnt/read only/x"), Some(PathBuf::from("/mnt/read only")), "read-only mount, escaped space");
+        assert_eq!(ro("/mnt/read only/rw/x"), None, "a writable mount on top");
+        assert_eq!(ro("/mnt/read onlyx"), None, "a longer name is another path");
+        assert_eq!(read_only_mount(&std::env::temp_dir().join("not/yet/there")), None);
     }
 
     #[test]

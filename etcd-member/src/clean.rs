@@ -48,11 +48,21 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     } else {
         None
     };
-    let data_dir = match (&args.data_dir, &manifest) {
+    let root = backup::backup_root(&shared, args.backup_dir.as_deref());
+    // No manifest: a clean killed after moving it aside is finished from the manifest it left in
+    // its backup dir (the data dir it names, that same backup dir).
+    let resumed = if manifest_present || args.data_dir.is_some() {
+        None
+    } else {
+        crate::last_cleaned_manifest(&root).and_then(|p| Some((p.parent()?.to_path_buf(), Manifest::load(&p).ok()?)))
+    };
+    let data_dir = match (&args.data_dir, manifest.as_ref().or(resumed.as_ref().map(|r| &r.1))) {
         (Some(d), _) => PathBuf::from(d),
         (None, Some(m)) => m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into())),
         (None, None) => cli::host_path(&shared.rootfs, "/var/lib/etcd"),
     };
+    let resumed_dir =
+        resumed.map(|r| r.0).filter(|d| data_dir.exists() && data_dir.file_name().is_some_and(|n| !d.join(n).exists()));
 
     let mut plan = Plan::new("etcd-member clean");
     // Guard: never clean a node whose member still answers.
@@ -100,7 +110,6 @@ pub fn run(args: CleanArgs) -> Result<u8> {
             vec![]
         }
     };
-    let root = backup::backup_root(&shared, args.backup_dir.as_deref());
     if manifest_present {
         plan.step("move manifest", format!("{} -> {}/<timestamp>/", shared.manifest.display(), root.display()), true);
     }
@@ -110,7 +119,20 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     }
     let data_present = data_dir.exists();
     if data_present {
-        plan.step("move data dir", format!("{} -> {}/<timestamp>/", data_dir.display(), root.display()), true);
+        let to = resumed_dir.as_ref().map_or(format!("{}/<timestamp>/", root.display()), |d| {
+            format!("{}/ (where the interrupted clean put the manifest)", d.display())
+        });
+        plan.step("move data dir", format!("{} -> {to}", data_dir.display()), true);
+    }
+    if manifest_present || data_present {
+        // Checked before anything moves: a backup dir that cannot be written is found out here,
+        // not after the manifest is gone.
+        let ro = backup::read_only_mount(&root);
+        let detail = match &ro {
+            Some(m) => format!("{}: on a read-only filesystem (mounted at {})", root.display(), m.display()),
+            None => root.display().to_string(),
+        };
+        plan.check("backup dir writable", ro.is_none(), detail);
     }
     if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
         return Ok(code);
@@ -123,11 +145,15 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     }
     cli::confirm(args.yes, &format!("clean this node (manifest and {} moved aside)", data_dir.display()))?;
 
-    let backup_dir = backup::new_backup_dir(&root)?;
+    let backup_dir = match resumed_dir {
+        Some(d) => d,
+        None => backup::new_backup_dir(&root)?,
+    };
     if manifest_present {
         let to = backup::move_aside(&shared.manifest, &backup_dir)?;
         eprintln!("etcd-member: manifest moved to {}", to.display());
         done.manifest_backup = Some(to.display().to_string());
+        common::failpoint::hit("clean-manifest-moved");
     }
     // The kubelet stops the pod once its manifest is gone; wait for every etcd container to exit.
     let containers = crictl.wait_stopped(timeout).map_err(|running| {
@@ -145,6 +171,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         crictl.remove(&c.id)?;
         done.container_removed.push(c.id.clone());
     }
+    common::failpoint::hit("clean-containers-removed");
     if data_present {
         let to = backup::move_aside(&data_dir, &backup_dir)?;
         eprintln!("etcd-member: data dir moved to {}", to.display());

@@ -42,13 +42,6 @@ common::with_shared_flags! {
     }
 }
 
-/// The newest `<backup root>/<timestamp>/etcd.yaml`.
-fn last_cleaned_manifest(root: &Path) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    dirs.sort();
-    dirs.into_iter().rev().map(|d| d.join("etcd.yaml")).find(|m| m.is_file())
-}
-
 /// An IP as it appears in a URL (IPv6 in brackets).
 fn url_host(ip: &IpAddr) -> String {
     match ip {
@@ -110,7 +103,7 @@ enum Existing {
     None,
     /// Added but never started: reuse it.
     Unstarted(u64),
-    /// A previous join got as far as starting the learner: promote it.
+    /// A previous join got as far as writing the manifest or starting the learner: promote it.
     StartedLearner(u64),
     /// Joined already.
     Voter,
@@ -155,10 +148,19 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
     m.set_flag("name", &name)?;
     let data_dir = m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into()));
     let manifest_in_place = shared.manifest.exists();
+    // The manifest an interrupted join of this same member wrote (killed before the learner started).
+    let ours_in_place = Manifest::load(&shared.manifest).ok().is_some_and(|m| {
+        m.flag("initial-cluster-state").as_deref() == Some("existing")
+            && m.flag("initial-advertise-peer-urls").as_deref() == Some(peer_url.as_str())
+            && m.flag("name").as_deref() == Some(name.as_str())
+    });
 
     let mine = live.members.iter().find(|x| x.peer_urls.contains(&peer_url));
     let existing = match mine {
         None => Existing::None,
+        Some(x) if !x.started && ours_in_place => {
+            Existing::StartedLearner(common::report::parse_hex_id(&x.id).unwrap_or(0))
+        }
         Some(x) if !x.started => Existing::Unstarted(common::report::parse_hex_id(&x.id).unwrap_or(0)),
         Some(x) if x.is_learner && manifest_in_place => {
             Existing::StartedLearner(common::report::parse_hex_id(&x.id).unwrap_or(0))
@@ -328,7 +330,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let root = backup_root(&shared, args.backup_dir.as_deref());
-    let template_path = args.template.as_ref().map(PathBuf::from).or_else(|| last_cleaned_manifest(&root));
+    let template_path = args.template.as_ref().map(PathBuf::from).or_else(|| crate::last_cleaned_manifest(&root));
     let template = template_path.as_deref().map(Manifest::load).transpose()?;
     let survey = cluster::survey(&shared, template.as_ref())?;
     if survey.nobody_answered() {
@@ -368,6 +370,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         Existing::None => rt.block_on(add_learner(&dialer, &mut client, &p.peer_url, deadline))?,
         Existing::Voter => unreachable!("handled above"),
     };
+    common::failpoint::hit("join-learner-added");
     eprintln!("etcd-member: learner {} ({}) in the member list", hex_id(id), p.peer_url);
     let members = rt.block_on(list(&dialer, &mut client))?;
     let ic = initial_cluster(&members, &hex_id(id), &p.name);
@@ -379,6 +382,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         manifest.path = shared.manifest.clone();
         manifest.save()?;
         eprintln!("etcd-member: manifest written to {}", shared.manifest.display());
+        common::failpoint::hit("join-manifest-written");
     }
 
     if let Err(e) = rt.block_on(promote(&dialer, &mut client, id, deadline)) {
@@ -401,6 +405,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         ));
     }
     eprintln!("etcd-member: {} promoted to voter", p.name);
+    common::failpoint::hit("join-promoted");
 
     // Verify from the cluster's side: a started, reachable voter, a healthy cluster.
     loop {

@@ -46,6 +46,13 @@ impl HasShared for Args {
     }
 }
 
+/// The newest `<backup root>/<timestamp>/etcd.yaml`: what the last clean moved aside.
+pub(crate) fn last_cleaned_manifest(root: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    dirs.into_iter().rev().map(|d| d.join("etcd.yaml")).find(|m| m.is_file())
+}
+
 pub fn run(args: Args) -> Result<u8> {
     match args.cmd {
         Cmd::Remove(a) => remove::run(a),

@@ -177,10 +177,18 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
         let (mut client, via) = cluster::connect_healthy(&dialer, live).await?;
         for m in &targets {
             let id = parse_hex_id(&m.id).ok_or_else(|| anyhow!("bad member id {:?}", m.id))?;
-            dialer
-                .call(client.member_remove(id))
-                .await
-                .map_err(|e| anyhow!("member remove {} through {via}: {e}", m.label()))?;
+            // etcd refuses member changes for ~5 s after a voter (re)connects: wait that out.
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                match dialer.call(client.member_remove(id)).await {
+                    Ok(_) => break,
+                    Err(e) if e.message.contains("unhealthy cluster") && std::time::Instant::now() < deadline => {
+                        log::info!("member remove: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(anyhow!("member remove {} through {via}: {e}", m.label())),
+                }
+            }
             eprintln!("etcd-member: removed {}", m.label());
         }
         let list = dialer.call(client.member_list()).await.map_err(|e| anyhow!("member list through {via}: {e}"))?;

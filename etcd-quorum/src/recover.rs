@@ -133,8 +133,7 @@ fn render(d: &QuorumRecovery) -> String {
 
 /// Copies a directory tree (files through the kernel's copy: reflinks where the filesystem has them).
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().mode(0o700).create(to)?;
+    common::backup::private_dir(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
         let dest = to.join(e.file_name());
@@ -147,13 +146,19 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::File::open(to)?.sync_all()
 }
 
-/// Waits until the kubelet runs a new etcd pod (not `old_pod`), then until it answers.
-fn wait_restart(crictl: &Crictl, old_pod: &str, shared: &Shared, url: &str, timeout: Duration) -> Result<i64> {
+/// Waits until the kubelet runs a new etcd container (`is_new`), then until it answers.
+fn wait_restart(
+    crictl: &Crictl,
+    is_new: impl Fn(&common::runtime::Container) -> bool,
+    shared: &Shared,
+    url: &str,
+    timeout: Duration,
+) -> Result<i64> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(c)) = crictl.find_etcd()
             && c.running()
-            && c.pod_uid != old_pod
+            && is_new(&c)
         {
             break;
         }
@@ -279,7 +284,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         manifest.save()?;
         steps.push("--force-new-cluster added to the manifest".into());
         common::failpoint::hit("recover-flag-in");
-        let forced = wait_restart(&crictl, &pod, &shared, &url, timeout).and_then(|_| {
+        let forced = wait_restart(&crictl, |c| c.pod_uid != pod, &shared, &url, timeout).and_then(|_| {
             let seen = members_seen_by(&shared, &url)?;
             if seen.len() != 1 {
                 return Err(anyhow!(
@@ -310,13 +315,25 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             ));
         }
         steps.push(format!("{url} restarted as a one-member cluster"));
+    } else if members_seen_by(&shared, &url).map_or(true, |m| m.len() != 1) {
+        // Interrupted before the forced start was seen: the kubelet may not have applied the flag
+        // yet (it polls), and taking it out now would leave the old manifest and nothing forced.
+        // Wait for a container started after the manifest was written.
+        let written = std::fs::metadata(&shared.manifest)
+            .and_then(|m| m.modified())
+            .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos())
+            .unwrap_or(0);
+        wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout).map_err(|e| {
+            coded(exit::code_of(&e), format!("{e:#}; --force-new-cluster is still in {}", manifest.path.display()))
+        })?;
+        steps.push(format!("{url} restarted as a one-member cluster (the interrupted run's flag)"));
     }
     let pod = pod_of(&crictl);
     manifest.remove_flag("force-new-cluster")?;
     manifest.save()?;
     steps.push("--force-new-cluster removed from the manifest".into());
     common::failpoint::hit("recover-flag-out");
-    let revision = wait_restart(&crictl, &pod, &shared, &url, timeout)?;
+    let revision = wait_restart(&crictl, |c| c.pod_uid != pod, &shared, &url, timeout)?;
     let seen = members_seen_by(&shared, &url)?;
     if seen.len() != 1 || revision < before.revision {
         return Err(anyhow!(

@@ -37,7 +37,7 @@ fn save_journal(root: &Path, j: &Journal) -> Result<()> {
 /// Moves a leftover of an interrupted run aside (into `<backup>/restore-failed/`), never deleting it.
 fn set_aside(p: &Path, backup_dir: &Path) -> Result<PathBuf> {
     let failed = backup_dir.join("restore-failed");
-    std::fs::create_dir_all(&failed)?;
+    backup::private_dir_all(&failed)?;
     let dest = failed.join(format!(
         "{}.{}",
         p.file_name().map_or("x".into(), |n| n.to_string_lossy().into_owned()),
@@ -222,7 +222,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         None => Journal { backup_dir: backup::new_backup_dir(&root)?, token: token.clone(), ..Default::default() },
     };
     let backup_dir = j.backup_dir.clone();
-    std::fs::create_dir_all(&backup_dir)?;
+    backup::private_dir_all(&backup_dir)?;
     save_journal(&root, &j)?;
     let mut done = Done::default();
     let result = (|| -> Result<(common::disk::restore::Outcome, i64)> {

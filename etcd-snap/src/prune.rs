@@ -1,5 +1,5 @@
 //! `list` and `prune`: only files with the tool's own names are touched; the newest snapshot that
-//! verifies is never removed; `.part` leftovers older than an hour go.
+//! verifies is never removed; `.part` leftovers of killed saves (no live save holds their lock) go.
 
 use crate::store::{self, Rules};
 use anyhow::{Result, anyhow};
@@ -40,9 +40,6 @@ common::with_shared_flags! {
     }
 }
 
-/// `.part` files older than this are leftovers of a killed save.
-const STALE_PART_SECS: u64 = 3600;
-
 fn listing(dir: &Path) -> Result<Vec<report::SnapshotEntry>> {
     store::list(dir).map_err(|e| coded(exit::USAGE, format!("--dir {}: {e}", dir.display())))
 }
@@ -66,10 +63,7 @@ pub fn prune(dir: &Path, rules: Rules, dry_run: bool) -> Result<SnapshotList> {
         }
         removed.push(s.path);
     }
-    for p in store::stale_parts(dir, STALE_PART_SECS) {
-        if !dry_run {
-            std::fs::remove_file(&p).map_err(|e| anyhow!("remove {}: {e}", p.display()))?;
-        }
+    for p in store::remove_dead_parts(dir, dry_run)? {
         removed.push(p.display().to_string());
     }
     Ok(SnapshotList { kind: "SnapshotList".into(), snapshots: kept, removed })

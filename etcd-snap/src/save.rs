@@ -13,7 +13,7 @@ use common::exit::{self, coded};
 use common::report::{MemberStatus, Snapshot, hex_id};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,9 @@ common::with_shared_flags! {
         /// node_exporter textfile to update, on failure too
         #[argh(option)]
         pub metrics_file: Option<String>,
+        /// write even into a world-writable directory (anyone there could swap a snapshot)
+        #[argh(switch)]
+        pub force: bool,
     }
 }
 
@@ -69,11 +72,7 @@ impl Drop for Part {
 }
 
 pub fn make_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| anyhow!("--dir {}: cannot create: {e}", dir.display()))
+    common::backup::private_dir_all(dir).map_err(|e| anyhow!("--dir {}: cannot create: {e}", dir.display()))
 }
 
 /// An exclusive lock on the snapshot dir for the whole run.
@@ -207,14 +206,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             Target::File(f) => PathBuf::from(format!("{}.part", f.display())),
         };
         let mut part = Part { path: part_path.clone(), keep: false };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&part_path)
-            .map_err(|e| anyhow!("{}: cannot create: {e}", part_path.display()))?;
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let mut file = store::open_part(&part_path)?;
         let mut check = StreamCheck::default();
         let streamed = rt.block_on(async {
             match tokio::time::timeout(total, stream(&dialer, &url, &mut file, &mut check, stall)).await {
@@ -305,7 +297,25 @@ pub fn run(args: SaveArgs) -> Result<u8> {
         Target::File(f) => f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
     };
     make_dir(&dir)?;
+    let mode = std::fs::metadata(&dir).map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o002 != 0 && !args.force {
+        return Err(coded(
+            exit::REFUSED,
+            format!(
+                "{}: world-writable (mode {:o}): anyone could replace or read a snapshot there; \
+                 use a private directory or --force",
+                dir.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
     let _lock = if args.lock { Some(lock_dir(&dir)?) } else { None };
+    // Leftovers of killed runs go first, whatever their age: no live save holds their lock.
+    if matches!(target, Target::Dir(_)) {
+        for p in store::remove_dead_parts(&dir, false)? {
+            eprintln!("etcd-snap: removed {}, left by an interrupted save", p.display());
+        }
+    }
     let result = save(&args, &shared, &target);
     if let Some(m) = &args.metrics_file {
         let outcome = match &result {

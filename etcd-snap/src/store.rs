@@ -1,11 +1,16 @@
 //! A snapshot directory: the tool's own naming, listing and retention. Only files named by this
 //! tool are ever touched.
 
+use anyhow::{Result, anyhow, bail};
 use common::disk::snapshot;
+use common::exit::{self, coded};
 use common::report::SnapshotEntry;
 use common::time;
 use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const PREFIX: &str = "etcd-snapshot-";
 
@@ -89,24 +94,73 @@ pub fn newest_verified(snaps: &[SnapshotEntry]) -> Option<usize> {
     snaps.iter().position(|s| snapshot::verify(Path::new(&s.path), false).is_ok())
 }
 
-/// `.part` files of this tool older than `age_secs`: leftovers of a killed save.
-pub fn stale_parts(dir: &Path, age_secs: u64) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with(PREFIX) && n.ends_with(".part")
-        })
-        .filter(|e| {
-            e.metadata()
+/// `.part` files whose lock cannot be tested (a filesystem without flock) count as dead after this.
+const STALE_PART_SECS: u64 = 3600;
+
+/// Opens a `.part` for writing and holds an exclusive lock on it for the whole save: the lock dies
+/// with the process (kill -9 too), which is how a cleaner tells a dead run's leftover from a live one.
+pub fn open_part(path: &Path) -> Result<File> {
+    for _ in 0..20 {
+        // No truncate before the lock: the file may be another live save's.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| anyhow!("{}: cannot create: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            // A cleaner holds it for a moment before removing it; a live save for longer.
+            Err(TryLockError::WouldBlock) => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(TryLockError::Error(e)) => bail!("{}: cannot lock: {e}", path.display()),
+        }
+        // A cleaner may have removed the file between our open and our lock: only a file still
+        // under its name counts.
+        let same = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let ours = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+        if same.is_some() && same == ours {
+            file.set_len(0)?;
+            // The umask may have narrowed, or an old leftover widened, the mode.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            return Ok(file);
+        }
+    }
+    Err(coded(exit::REFUSED, format!("{}: another etcd-snap save is writing it", path.display())))
+}
+
+/// Removes the `.part` files of this tool that no live save holds (leftovers of killed runs, any
+/// age), each while holding its lock; returns them. With `dry_run`, only lists them.
+pub fn remove_dead_parts(dir: &Path, dry_run: bool) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(vec![]) };
+    let mut removed = Vec::new();
+    for e in entries.filter_map(Result::ok) {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !(n.starts_with(PREFIX) && n.ends_with(".part")) {
+            continue;
+        }
+        let Ok(file) = File::open(e.path()) else { continue };
+        let dead = match file.try_lock() {
+            Ok(()) => true,
+            Err(TryLockError::WouldBlock) => false,
+            Err(TryLockError::Error(_)) => e
+                .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() >= age_secs)
-        })
-        .map(|e| e.path())
-        .collect()
+                .is_some_and(|age| age.as_secs() >= STALE_PART_SECS),
+        };
+        if dead {
+            if !dry_run {
+                std::fs::remove_file(e.path()).map_err(|err| anyhow!("remove {}: {err}", e.path().display()))?;
+            }
+            removed.push(e.path());
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

@@ -133,7 +133,8 @@ fn faults_mid_stream_leave_nothing() {
     // A 1 MiB filesystem for a 4 MB snapshot.
     let small = c.base.join("small");
     std::fs::create_dir_all(&small).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&small).status().unwrap();
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"]).arg(&small).status().unwrap();
     assert!(mounted.success(), "mounting a small tmpfs needs root");
     let r = snap(&c, 1, &["save", "--dir", small.to_str().unwrap()]);
     let listed = files(&small);
@@ -184,7 +185,7 @@ fn verify_bad_files() {
 }
 
 /// Retention by the names' timestamps; foreign files untouched; the newest verified kept always;
-/// old .part leftovers removed.
+/// the .part leftovers of dead saves removed (whatever their age), a live save's kept.
 #[test]
 fn prune_keeps_what_the_rules_say() {
     let dir = std::env::temp_dir().join(format!("snap-prune-{}", std::process::id()));
@@ -203,14 +204,12 @@ fn prune_keeps_what_the_rules_say() {
         std::fs::write(dir.join(n), &good).unwrap();
     }
     std::fs::write(dir.join("my-own-backup.db"), &good).unwrap();
+    // A killed save's leftover (a second old), and a live save's file: it holds the lock.
     std::fs::write(dir.join("etcd-snapshot-20261123T110000Z-cp1.part"), b"partial").unwrap();
-    std::fs::write(dir.join("etcd-snapshot-20261123T130000Z-cp1.part"), b"partial, running now").unwrap();
-    let touched = Command::new("touch")
-        .args(["-d", "2 hours ago"])
-        .arg(dir.join("etcd-snapshot-20261123T110000Z-cp1.part"))
-        .status()
-        .unwrap();
-    assert!(touched.success());
+    let live = dir.join("etcd-snapshot-20261123T130000Z-cp1.part");
+    std::fs::write(&live, b"partial, running now").unwrap();
+    let live_writer = std::fs::File::open(&live).unwrap();
+    live_writer.lock().unwrap();
     let prune = |args: &[&str]| {
         let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
         cmd.args(["prune", "--dir", dir.to_str().unwrap(), "-w", "json"]).args(args);
@@ -243,6 +242,7 @@ fn prune_keeps_what_the_rules_say() {
     let left = files(&dir);
     assert!(left.contains(&names[0].to_string()) && left.contains(&names[3].to_string()), "{left:?}");
     assert!(!left.contains(&names[2].to_string()), "{left:?}");
+    drop(live_writer);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -11,9 +11,10 @@ use super::bolt::{Bolt, Corrupt, OpenError, Visitor};
 use super::boltw::BoltWriter;
 use super::ids::{InitialMember, cluster_id};
 use super::{snapfile, wal};
+use crate::backup::private_dir as mkdir;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Buckets every restored db has (created empty when the source lacks them).
@@ -252,10 +253,6 @@ fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64)
     }
     w.finish(buckets)?;
     Ok((revision, None))
-}
-
-fn mkdir(p: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new().mode(0o700).create(p)
 }
 
 fn sync_dir(p: &Path) -> std::io::Result<()> {

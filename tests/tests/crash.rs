@@ -1,0 +1,292 @@
+//! Crash sweeps: the procedures killed with SIGKILL at random moments and at every step boundary
+//! (failpoints abort there, as kill -9 would). Afterwards the old state is intact or running the
+//! same command again converges; no snapshot under a final name fails to verify; no data dir is
+//! lost; a `--force-new-cluster` left behind is reported and finished by the next run.
+//!
+//! ETCD_CRASH_RUNS sets the number of random kills of `etcd-snap save` (default 50; more for a long
+//! run), ETCD_CRASH_SEED replays a sequence.
+
+use common::disk::snapshot;
+use etcd_lab::{Cluster, Node, Run, Spec};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// xorshift64*: reproducible from the printed seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("ETCD_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("crash sweep seed: ETCD_CRASH_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A duration in [0, max).
+    fn below(&mut self, max: Duration) -> Duration {
+        Duration::from_micros(self.next() % (max.as_micros() as u64).max(1))
+    }
+}
+
+/// Starts `cmd`, kills it with SIGKILL after `after` (if it is still running); true if it was killed.
+fn kill_after(mut cmd: Command, after: Duration) -> bool {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + after;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1).min(deadline - Instant::now()));
+    }
+}
+
+/// How long a command takes when left alone.
+fn timed(cmd: Command) -> Duration {
+    let t = Instant::now();
+    let r = etcd_lab::run(cmd, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    t.elapsed()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn put(c: &Cluster, prefix: &str, n: usize, size: usize) {
+    let value = "x".repeat(size);
+    for i in 0..n {
+        c.etcdctl_ok(&["put", &format!("{prefix}{i}"), &value]);
+    }
+}
+
+fn count(c: &Cluster, k: usize, prefix: &str) -> usize {
+    let out = c.etcdctl(&c.node(k).client_url(), &["get", "--prefix", prefix, "--keys-only", "-w", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["count"].as_u64().unwrap_or(0) as usize
+}
+
+/// Only etcd.yaml may ever be in a manifests dir: the kubelet runs every other file too.
+fn manifests_dir_clean(n: &Node) -> bool {
+    names(&n.root.join("etc/kubernetes/manifests")).iter().all(|f| f == "etcd.yaml")
+}
+
+/// `etcd-snap save` killed at random moments, plain and in cron mode: never a final file that fails
+/// to verify, never a `.part` that outlives the next cron run, the metrics file always whole.
+#[test]
+fn snap_save_killed_at_random_moments() {
+    let c = Cluster::start(Spec::new(1, "3.5.30"));
+    // ~10 MB: the stream takes a good part of a run, so kills land before, in and after it.
+    put(&c, "/registry/configmaps/c", 100, 100_000);
+    let dir = c.base.join("backups");
+    let metrics = c.base.join("etcd_snapshot.prom");
+    let save = |cron: bool| {
+        let mut cmd = c.tool("etcd-snap", 1);
+        cmd.args(["save", "--dir", dir.to_str().unwrap()]);
+        if cron {
+            cmd.args(["--lock", "--keep", "3", "--metrics-file", metrics.to_str().unwrap()]);
+        }
+        cmd
+    };
+    let full = timed(save(false)).max(timed(save(true)));
+    let runs: usize = std::env::var("ETCD_CRASH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let mut rng = Rng::from_env();
+    let (mut killed, mut parts_left) = (0, 0);
+    for i in 0..runs {
+        let cron = i % 2 == 1;
+        let at = rng.below(full + full / 5);
+        killed += usize::from(kill_after(save(cron), at));
+        let listed = names(&dir);
+        parts_left += usize::from(listed.iter().any(|n| n.ends_with(".part")));
+        for n in listed.iter().filter(|n| n.ends_with(".db")) {
+            let v = snapshot::verify(&dir.join(n), false);
+            assert!(v.is_ok(), "run {i} (killed at {at:?}): {n} is under a final name and fails: {:?}", v.err());
+        }
+        if let Ok(text) = std::fs::read_to_string(&metrics) {
+            assert!(
+                text.contains("etcd_snapshot_failures_total") && text.ends_with('\n'),
+                "run {i}: metrics file torn:\n{text}"
+            );
+        }
+        // Every few kills, the next cron run: it succeeds and no leftover survives it.
+        if i % 5 == 4 {
+            let r = etcd_lab::run(save(true), None);
+            assert_eq!(r.code, 0, "run {i}: the cron run after a kill: {}", r.stderr);
+            let listed = names(&dir);
+            assert!(listed.iter().all(|n| !n.ends_with(".part")), "run {i}: {listed:?}");
+            assert!(listed.iter().filter(|n| n.ends_with(".db")).count() <= 3, "run {i}: --keep 3: {listed:?}");
+        }
+    }
+    eprintln!("{runs} runs: {killed} killed, {parts_left} left a .part behind");
+    // The sweep has to hit the stream itself, or it proves nothing.
+    assert!(killed >= runs / 2 && parts_left >= 3, "{killed} killed, {parts_left} mid-stream of {runs}");
+}
+
+/// `etcd-restore --swap` killed at random moments: the old data dir is in place or in the backup the
+/// journal names, and the same command run again finishes the swap.
+#[test]
+fn swap_killed_at_random_moments_3_5_30() {
+    let c = Cluster::start(Spec::new(1, "3.5.30"));
+    put(&c, "/registry/pods/p", 10, 10);
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "random-kill"];
+    let root = c.node(1).root.clone();
+    let journal = root.join("var/lib/etcd-recovery/swap-in-progress.json");
+    let swap = || {
+        let mut cmd = c.tool("etcd-restore", 1);
+        cmd.args(args);
+        cmd
+    };
+    let full = timed(swap());
+    let mut rng = Rng::from_env();
+    for i in 0..4 {
+        put(&c, "/registry/secrets/marker", 1, 10);
+        let at = rng.below(full);
+        let killed = kill_after(swap(), at);
+        if killed && let Ok(bytes) = std::fs::read(&journal) {
+            let j: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let old_safe = match j["oldDataBackup"].as_str() {
+                Some(p) => Path::new(p).join("member/snap/db").is_file(),
+                None => root.join("var/lib/etcd/member/snap/db").is_file(),
+            };
+            assert!(old_safe, "kill {i} at {at:?}: old data lost ({j})");
+        }
+        assert!(manifests_dir_clean(c.node(1)), "kill {i} at {at:?}");
+        let r = c.run_json("etcd-restore", 1, &args, None);
+        assert_eq!(r.code, 0, "kill {i} at {at:?}: rerun: {}\n{}", r.stderr, r.stdout);
+        assert!(!journal.exists());
+        assert_eq!(count(&c, 1, "/registry/pods/"), 10, "kill {i}: the snapshot's keys");
+        assert_eq!(count(&c, 1, "/registry/secrets/"), 0, "kill {i}: the marker is not in the snapshot");
+    }
+}
+
+fn tool_with(c: &Cluster, name: &str, k: usize, args: &[&str], failpoint: Option<&str>) -> Option<Run> {
+    let mut cmd = c.tool(name, k);
+    cmd.args(args).args(["-w", "json"]);
+    match failpoint {
+        Some(p) => {
+            cmd.env(common::failpoint::VAR, p);
+            let code = etcd_lab::run_status(cmd);
+            assert!(code.is_none(), "{p}: the failpoint did not stop it (exit {code:?})");
+            None
+        }
+        None => Some(etcd_lab::run(cmd, None)),
+    }
+}
+
+/// Every data dir under the node's backup root that holds a db (the moved-aside ones).
+fn backed_up_data_dirs(n: &Node) -> Vec<PathBuf> {
+    let root = n.root.join("var/lib/etcd-recovery");
+    names(&root).into_iter().map(|d| root.join(d).join("etcd")).filter(|d| d.join("member/snap/db").is_file()).collect()
+}
+
+/// The runbook's remove / clean / join, with clean and join killed at each of their steps: the
+/// rerun of the same command converges, the failed node's data dir is never lost.
+#[test]
+fn clean_and_join_killed_at_each_step_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    put(&c, "/registry/pods/p", 20, 10);
+    let n3 = c.node(3);
+    let cases = [
+        (Some("clean-manifest-moved"), "join-learner-added"),
+        (Some("clean-containers-removed"), "join-manifest-written"),
+        (None, "join-promoted"),
+    ];
+    for (round, (clean_point, join_point)) in cases.into_iter().enumerate() {
+        // node3 given up for good: removed (--force: it still answers), its etcd then exits and crash-loops.
+        let status = c.run_json("etcd-status", 1, &[], None);
+        let id3 = status.json["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = tool_with(&c, "etcd-member", 1, &["remove", &id3, "--force", "--yes"], None).unwrap();
+        assert_eq!(r.code, 0, "round {round}: remove: {}\n{}", r.stderr, r.stdout);
+        let before = backed_up_data_dirs(n3).len();
+
+        if let Some(p) = clean_point {
+            tool_with(&c, "etcd-member", 3, &["clean", "--yes"], Some(p));
+            assert!(manifests_dir_clean(n3), "{p}");
+            let data = n3.root.join("var/lib/etcd/member/snap/db");
+            assert!(data.is_file() || backed_up_data_dirs(n3).len() > before, "{p}: the data dir is gone");
+        }
+        let r = tool_with(&c, "etcd-member", 3, &["clean", "--yes"], None).unwrap();
+        assert_eq!(r.code, 0, "round {round}: clean (rerun): {}\n{}", r.stderr, r.stdout);
+        assert!(!n3.manifest().exists());
+        assert!(!n3.root.join("var/lib/etcd").exists(), "round {round}: data dir still in place");
+        assert_eq!(backed_up_data_dirs(n3).len(), before + 1, "round {round}: one more data dir in the backups");
+        if clean_point.is_some() {
+            // Finished in the backup dir the interrupted run started: manifest and data dir together.
+            let dir = backed_up_data_dirs(n3).pop().unwrap();
+            assert!(dir.parent().unwrap().join("etcd.yaml").is_file(), "{}", dir.display());
+        }
+
+        tool_with(&c, "etcd-member", 3, &["join", "--yes"], Some(join_point));
+        assert!(manifests_dir_clean(n3), "{join_point}");
+        // After a kill etcd-status still tells the truth: a learner or a voter short of healthy.
+        let s = c.run_json("etcd-status", 1, &[], None);
+        assert!([0, 3].contains(&s.code), "{join_point}: etcd-status: {}", s.stderr);
+        let r = tool_with(&c, "etcd-member", 3, &["join", "--yes"], None).unwrap();
+        assert!([0, 3].contains(&r.code), "{join_point}: rerun: {}\n{}", r.stderr, r.stdout);
+        c.wait_healthy(&[1, 2, 3], Duration::from_secs(60));
+        let members = c.run_json("etcd-status", 1, &[], None).json["members"].clone();
+        let voters = members.as_array().unwrap().iter().filter(|m| m["isLearner"] == false).count();
+        assert_eq!(voters, 3, "{join_point}: {members}");
+        assert_eq!(count(&c, 3, "/registry/pods/"), 20, "{join_point}: node3 has the data");
+    }
+}
+
+/// `etcd-quorum recover` killed with the flag in the manifest: etcd-status says so, the next run
+/// finishes (flag out, one healthy voter with the data). Killed after the flag is out: the state is
+/// final and a rerun refuses to force a healthy cluster.
+#[test]
+fn recover_killed_at_each_step_3_5_30() {
+    for point in ["recover-flag-in", "recover-flag-out"] {
+        let c = Cluster::start(Spec::new(3, "3.5.30"));
+        put(&c, "/registry/pods/p", 15, 10);
+        c.stop_node(2);
+        c.stop_node(3);
+        tool_with(&c, "etcd-quorum", 1, &["recover", "--yes"], Some(point));
+        assert!(manifests_dir_clean(c.node(1)));
+        let manifest = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+        if point == "recover-flag-in" {
+            assert!(manifest.contains("--force-new-cluster"), "{point}");
+            let s = c.run_json("etcd-status", 1, &[], None);
+            assert!(s.stdout.contains("--force-new-cluster is still in"), "{point}: etcd-status: {}", s.stdout);
+            let r = tool_with(&c, "etcd-quorum", 1, &["recover", "--yes"], None).unwrap();
+            c.wait_healthy(&[1], Duration::from_secs(30));
+            assert_eq!(r.code, 0, "{point}: rerun: {}\n{}", r.stderr, r.stdout);
+            assert_eq!(r.json["manifestRestored"], true);
+        } else {
+            assert!(!manifest.contains("--force-new-cluster"), "{point}");
+            c.wait_healthy(&[1], Duration::from_secs(30));
+            let r = tool_with(&c, "etcd-quorum", 1, &["recover", "--yes"], None).unwrap();
+            assert_eq!(r.code, 5, "{point}: rerun: {}\n{}", r.stderr, r.stdout);
+            assert!(r.stderr.contains("1 of 1 voters answer"), "{}", r.stderr);
+        }
+        c.wait_healthy(&[1], Duration::from_secs(30));
+        assert!(!std::fs::read_to_string(c.node(1).manifest()).unwrap().contains("--force-new-cluster"));
+        assert_eq!(count(&c, 1, "/registry/pods/"), 15, "{point}");
+        let s = c.run_json("etcd-status", 1, &[], None);
+        assert_eq!(s.json["members"].as_array().unwrap().len(), 1, "{point}: {}", s.stdout);
+    }
+}
