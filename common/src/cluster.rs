@@ -46,7 +46,7 @@ async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
     };
     let (mut c1, mut c2) = (client.clone(), client);
     let status = async {
-        let s = dialer.call(c1.status()).await?;
+        let s = dialer.call(c1.status()).await.map_err(|e| closed_after_handshake(&url, e))?;
         let member_id = s.header().map_or(0, |h| h.member_id());
         Ok(StatusInfo {
             member_id,
@@ -74,7 +74,7 @@ async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
             return None;
         }
         // etcd-client asks for a serializable list, which a member answers without quorum.
-        Some(dialer.call(c2.member_list()).await.map(|r| {
+        Some(dialer.call(c2.member_list()).await.map_err(|e| closed_after_handshake(&url, e)).map(|r| {
             let list = r
                 .members()
                 .iter()
@@ -91,6 +91,23 @@ async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
     };
     let (status, members) = tokio::join!(status, members);
     Probe { url, status, members }
+}
+
+/// etcd drops the connection of a client certificate it does not accept (another CA, wrong
+/// usage); over TLS 1.3 the client's handshake is already done then, and its first request only
+/// sees the connection closed. That is a TLS failure, not a dead member.
+fn closed_after_handshake(url: &str, e: EndpointError) -> EndpointError {
+    if url.starts_with("https://") && e.kind == FailKind::Other && e.message.contains("connection closed") {
+        return EndpointError {
+            kind: FailKind::Tls,
+            message: format!(
+                "the server closed the connection after the TLS handshake, as etcd does when it rejects the \
+                 client certificate ({})",
+                e.message
+            ),
+        };
+    }
+    e
 }
 
 /// Where to start: the given endpoints, else the manifest's client URLs plus a guess at the other
@@ -302,6 +319,14 @@ impl Survey {
 
     pub fn all_failed_with(&self, kind: FailKind) -> bool {
         self.nobody_answered() && self.failures().iter().all(|e| e.kind == kind)
+    }
+
+    /// The error of a procedure that needs a live cluster when none answered: exit 7 when every
+    /// endpoint timed out (frozen or unroutable members may come back), else 4.
+    pub fn unreachable(&self) -> anyhow::Error {
+        let code =
+            if self.all_failed_with(FailKind::Timeout) { crate::exit::TIMEOUT } else { crate::exit::QUORUM_LOST };
+        crate::exit::coded(code, format!("no endpoint reachable: {}", self.describe_failures()))
     }
 }
 

@@ -46,7 +46,7 @@ fn live(shared: &Shared) -> Result<Survey> {
     let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
     let survey = cluster::survey(shared, manifest.as_ref())?;
     if survey.nobody_answered() {
-        return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
+        return Err(survey.unreachable());
     }
     Ok(survey)
 }

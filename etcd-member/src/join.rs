@@ -334,7 +334,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let template = template_path.as_deref().map(Manifest::load).transpose()?;
     let survey = cluster::survey(&shared, template.as_ref())?;
     if survey.nobody_answered() {
-        return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
+        return Err(survey.unreachable());
     }
     let live = survey.status;
     let template = match template {

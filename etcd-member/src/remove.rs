@@ -147,7 +147,7 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
     let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
     let survey = cluster::survey(&shared, manifest.as_ref())?;
     if survey.nobody_answered() {
-        return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
+        return Err(survey.unreachable());
     }
     let live = &survey.status;
     let targets = targets(&args, live, doc.as_ref())?;

@@ -161,7 +161,12 @@ async fn stream(
     let mut progress = Progress { on: std::io::stderr().is_terminal(), start: Instant::now(), last: Instant::now() };
     loop {
         match tokio::time::timeout(stall, s.message()).await {
-            Err(_) => bail!("{url}: snapshot stalled: no bytes for {stall:?} after {} bytes", check.total()),
+            Err(_) => {
+                return Err(coded(
+                    exit::TIMEOUT,
+                    format!("{url}: snapshot stalled: no bytes for {stall:?} after {} bytes", check.total()),
+                ));
+            }
             Ok(Err(e)) => bail!(
                 "{url}: snapshot stream broken after {} bytes: {}",
                 check.total(),
@@ -189,7 +194,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
         _ => {
             let survey = common::cluster::survey(shared, manifest.as_ref())?;
             if survey.nobody_answered() {
-                return Err(coded(exit::QUORUM_LOST, format!("no endpoint reachable: {}", survey.describe_failures())));
+                return Err(survey.unreachable());
             }
             candidates(from, &survey.status.members)?
         }
