@@ -82,7 +82,30 @@ pub fn load_tls(paths: &TlsPaths) -> Result<TlsOptions> {
     if !String::from_utf8_lossy(&key).contains("PRIVATE KEY-----") {
         return Err(anyhow!("--key {}: no PEM private key in it", paths.key.display()));
     }
-    Ok(TlsOptions::new().ca_certificate(Certificate::from_pem(ca)).identity(Identity::from_pem(cert, key)))
+    // etcd rejects a client certificate outside its validity, and the rejection reaches a TLS 1.3
+    // client only as a closed connection: say what is wrong before asking anyone.
+    let (not_before, not_after) = crate::pki::validity(&paths.cert).map_err(|e| anyhow!("--cert {e:#}"))?;
+    let now = crate::time::now_secs();
+    if now < not_before {
+        let from = crate::time::rfc3339_secs(not_before);
+        return Err(anyhow!("--cert {}: not valid before {from} (the client certificate)", paths.cert.display()));
+    }
+    if now > not_after {
+        let until = crate::time::rfc3339_secs(not_after);
+        return Err(anyhow!("--cert {}: expired on {until} (the client certificate)", paths.cert.display()));
+    }
+    let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca)).identity(Identity::from_pem(cert, key));
+    // The TLS setup is built here once (as every connection builds it) to catch a key that is not
+    // the certificate's, which would otherwise fail each endpoint on its own.
+    tonic::transport::Endpoint::from_static("https://127.0.0.1:2379").tls_config(tls.clone()).map_err(|e| {
+        let why = error_chain(&e);
+        if why.contains("KeyMismatch") {
+            anyhow!("--key {} does not match --cert {} ({why})", paths.key.display(), paths.cert.display())
+        } else {
+            anyhow!("--cert {} / --key {}: {why}", paths.cert.display(), paths.key.display())
+        }
+    })?;
+    Ok(tls)
 }
 
 impl Dialer {
@@ -98,7 +121,10 @@ impl Dialer {
         let mut ep = tonic::transport::Endpoint::from_shared(url.to_string())
             .map_err(|e| classify(format!("bad URL {url}: {}", error_chain(&e))))?
             .connect_timeout(self.dial_timeout);
-        if url.starts_with("https://") {
+        if !url.starts_with("https://") {
+            // Never silently: a plaintext URL means no encryption and no check of the server.
+            log::warn!("{url} is plaintext: no TLS, the server is not verified");
+        } else {
             let tls = self.tls.clone().ok_or_else(|| classify(format!("{url}: no TLS configuration")))?;
             ep = ep.tls_config(tls).map_err(|e| classify(error_chain(&e)))?;
         }

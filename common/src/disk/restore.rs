@@ -261,6 +261,8 @@ fn sync_dir(p: &Path) -> std::io::Result<()> {
 
 fn write_file(p: &Path, data: &[u8], mode: u32, len: Option<u64>) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(p)?;
+    // Exactly `mode`, whatever the umask.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     f.write_all(data)?;
     if let Some(len) = len {
         f.set_len(len)?;
@@ -299,7 +301,7 @@ pub fn restore(snapshot: &Path, data_dir: &Path, opts: &Options) -> Result<Outco
 
     let v2 = snapfile::v2_store_json(&sorted.iter().map(|m| (m.id, m.peer_urls.clone())).collect::<Vec<_>>());
     let snap = snapfile::snap_file(&v2, &ids, n, 1);
-    write_file(&member.join("snap").join(snapfile::snap_name(1, n)), &snap, 0o644, None)?;
+    write_file(&member.join("snap").join(snapfile::snap_name(1, n)), &snap, 0o600, None)?;
     sync_dir(&member.join("snap"))?;
 
     let jsons: Vec<String> = sorted.iter().map(|m| snapfile::member_json(m.id, &m.name, &m.peer_urls)).collect();
