@@ -225,10 +225,17 @@ pub fn check_url(url: &str) -> Result<(), String> {
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
     let hostport = rest.trim_end_matches('/');
-    let port = hostport.rsplit_once(':').map(|(_, p)| p);
-    match port {
-        Some(p) if !p.is_empty() && p.parse::<u16>().is_ok() && !hostport.contains('/') => Ok(()),
-        _ => Err(format!("{url:?} has no host:port")),
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, ""));
+    if port.is_empty() || port.parse::<u16>().is_err() || hostport.contains('/') || host.is_empty() {
+        return Err(format!("{url:?} has no host:port"));
+    }
+    // An IPv6 address goes in brackets: in https://::1:2379 the port cannot be told apart.
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ip) if ip.parse::<std::net::Ipv6Addr>().is_err() => Err(format!("{url:?}: {ip:?} is not an IPv6 address")),
+        None if host.contains([':', '[', ']']) => {
+            Err(format!("{url:?}: an IPv6 address needs brackets, e.g. https://[::1]:2379"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -369,7 +376,9 @@ pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> 
             exit::OK
         }
         Err(()) => {
-            eprintln!("{cmd}: {}", early.output.trim_end());
+            // One line, like every other error: argh lists missing options on lines of their own.
+            let lines: Vec<&str> = early.output.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            eprintln!("{cmd}: {}", lines.join(" "));
             exit::USAGE
         }
     })
@@ -449,6 +458,12 @@ mod tests {
         assert!(check_url("127.0.0.1:2379").is_err());
         assert!(check_url("https://host").is_err());
         assert!(check_url("https://host:99999").is_err());
+        assert!(check_url("https://[fd00::1]:2380/").is_ok());
+        let unbracketed = check_url("https://::1:2379").unwrap_err();
+        assert!(unbracketed.contains("needs brackets"), "{unbracketed}");
+        assert!(check_url("https://[fd00::zz]:2380").unwrap_err().contains("not an IPv6 address"));
+        assert!(check_url("https://[::1:2379").is_err());
+        assert!(check_url("https://:2379").is_err());
     }
 
     #[test]

@@ -299,6 +299,15 @@ pub(crate) async fn add_learner(
                 log::info!("member add: {e}; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            // A slow commit: the add may have gone through all the same. Asked again only if not.
+            Err(e) if e.kind == common::client::FailKind::Timeout && Instant::now() < deadline => {
+                log::info!("member add: {e}; checking the member list");
+                if let Ok(members) = list(dialer, client).await
+                    && let Some(m) = members.iter().find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+                {
+                    return common::report::parse_hex_id(&m.id).context("member add: bad member id in the list");
+                }
+            }
             Err(e) => return Err(anyhow!("member add --learner {peer_url}: {e}")),
         }
     }

@@ -31,6 +31,11 @@ pub(crate) fn data_dir(flag: Option<&str>, shared: &Shared, manifest: Option<&Ma
 
 /// Inspects `dir`; errors when nothing identifies the member (no readable WAL).
 pub(crate) fn inspection(dir: &Path, manifest: Option<&Manifest>) -> Result<DataDirInspection> {
+    inspection_and_crc(dir, manifest).map(|(doc, _)| doc)
+}
+
+/// [`inspection`], and where the WAL's CRC chain broke (file, offset), if it did.
+fn inspection_and_crc(dir: &Path, manifest: Option<&Manifest>) -> Result<(DataDirInspection, Option<(String, u64)>)> {
     let i = inspect::inspect(dir);
     let Some(wal) = &i.wal else {
         return Err(coded(exit::INTEGRITY, format!("{}: {}", dir.display(), i.problems.join("; "))));
@@ -56,7 +61,7 @@ pub(crate) fn inspection(dir: &Path, manifest: Option<&Manifest>) -> Result<Data
         .and_then(|m| m.flag("name"))
         .or_else(|| db.members.iter().find(|(id, _, _)| *id == wal.member_id).map(|(_, n, _)| n.clone()))
         .unwrap_or_default();
-    Ok(DataDirInspection {
+    let doc = DataDirInspection {
         kind: "DataDirInspection".into(),
         data_dir: dir.display().to_string(),
         name,
@@ -77,18 +82,35 @@ pub(crate) fn inspection(dir: &Path, manifest: Option<&Manifest>) -> Result<Data
         force_new_cluster: manifest.is_some_and(Manifest::force_new_cluster),
         inspected_at: common::time::rfc3339_secs(common::time::now_secs()),
         problems: i.problems.clone(),
-    })
+    };
+    Ok((doc, wal.crc_mismatch.clone()))
 }
 
 pub fn run(args: InspectArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     let manifest = if shared.manifest.exists() { Some(Manifest::load(&shared.manifest)?) } else { None };
     let dir = data_dir(args.data_dir.as_deref(), &shared, manifest.as_ref())?;
-    let doc = inspection(&dir, manifest.as_ref())?;
+    let (doc, crc) = inspection_and_crc(&dir, manifest.as_ref())?;
     if doc.force_new_cluster {
         eprintln!("etcd-quorum: WARNING: --force-new-cluster is still in {}", shared.manifest.display());
     }
+    // The document goes out whatever was found, so that `pick` sees every node.
     cli::emit(&doc, shared.output, render);
+    if let Some((file, at)) = crc {
+        // Damage, not a crash: etcd refuses to start from it ("walpb: crc mismatch").
+        eprintln!(
+            "etcd-quorum: {}: WAL CRC mismatch in {file} at byte {at}: the WAL is corrupt, etcd will not start from it",
+            dir.display()
+        );
+        return Ok(exit::INTEGRITY);
+    }
+    if let Some(t) = &doc.torn_tail {
+        // What a crash mid-write leaves; etcd cuts it off when it starts.
+        eprintln!(
+            "etcd-quorum: {}: torn WAL tail in {t} (a write cut short by a crash; etcd repairs it at start)",
+            dir.display()
+        );
+    }
     Ok(exit::OK)
 }
 

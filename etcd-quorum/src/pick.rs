@@ -1,5 +1,6 @@
 //! `pick`: the survivor by raft's up-to-date rule (last entry term, then index), then by what is
-//! applied (commit/applied index, revision); documents of different clusters are refused.
+//! applied (commit/applied index, revision); documents of different clusters are refused, and a
+//! member whose WAL is corrupt is never chosen.
 
 use anyhow::Result;
 use common::cli::{self, HasShared};
@@ -84,8 +85,17 @@ pub fn run(args: PickArgs) -> Result<u8> {
             docs.iter().map(|d| format!("{} ({}): cluster {}", d.name, d.member_id, d.cluster_id)).collect();
         return Err(coded(exit::REFUSED, format!("documents of different clusters: {}", list.join("; "))));
     }
+    // A corrupt WAL (CRC chain broken) is not a survivor: etcd refuses to start from it.
+    let sound: Vec<usize> = (0..docs.len()).filter(|&i| docs[i].wal_crc_ok).collect();
+    if sound.is_empty() {
+        return Err(coded(
+            exit::REFUSED,
+            "every WAL given is corrupt (CRC mismatch): no member can be forced; restore the db with \
+             highest revision: etcd-quorum recover --via-restore on that node",
+        ));
+    }
     // The best rank; on ties the first listed (max_by_key would take the last).
-    let best = (0..docs.len()).fold(0, |b, i| if rank(&docs[i]) > rank(&docs[b]) { i } else { b });
+    let best = sound.iter().copied().fold(sound[0], |b, i| if rank(&docs[i]) > rank(&docs[b]) { i } else { b });
     let winner = docs[best].clone();
     let candidates = docs
         .iter()
@@ -100,7 +110,13 @@ pub fn run(args: PickArgs) -> Result<u8> {
             applied_index: d.applied_index,
             revision: d.revision,
             chosen: i == best,
-            why: if i == best { "most up to date".into() } else { why_lost(d, &winner) },
+            why: if i == best {
+                "most up to date".into()
+            } else if !d.wal_crc_ok {
+                "its WAL is corrupt (CRC mismatch): etcd will not start from it".into()
+            } else {
+                why_lost(d, &winner)
+            },
         })
         .collect();
     let choice = SurvivorChoice {

@@ -29,7 +29,8 @@ common::with_shared_flags! {
         /// do not copy the data dir first
         #[argh(switch)]
         pub no_backup: bool,
-        /// recover even though a majority of voters answers (splits the cluster: only if you know why)
+        /// recover even though a majority of voters answers (splits the cluster) or the WAL looks corrupt:
+        /// only if you know why
         #[argh(switch)]
         pub force: bool,
         /// how long each restart may take (default 120s)
@@ -226,6 +227,17 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
                 format!("{} of {} voters reachable, {} needed", q.reachable_voters, q.voters, q.needed)
             },
         );
+        if !args.via_restore {
+            plan.check(
+                "WAL intact",
+                before.wal_crc_ok || args.force,
+                if before.wal_crc_ok {
+                    "CRC chain holds".to_string()
+                } else {
+                    "CRC mismatch: etcd will not start from this WAL; use --via-restore (restores the db)".to_string()
+                },
+            );
+        }
         plan.check(
             "data dir readable",
             before.problems.is_empty(),

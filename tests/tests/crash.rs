@@ -290,3 +290,86 @@ fn recover_killed_at_each_step_3_5_30() {
         assert_eq!(s.json["members"].as_array().unwrap().len(), 1, "{point}: {}", s.stdout);
     }
 }
+
+/// clean and join killed at random moments: the reruns converge to three voters with the data.
+#[test]
+fn clean_and_join_killed_at_random_moments_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    put(&c, "/registry/pods/p", 20, 10);
+    let n3 = c.node(3);
+    let mut rng = Rng::from_env();
+    let run = |args: &[&str]| {
+        let mut cmd = c.tool("etcd-member", 3);
+        cmd.args(args);
+        cmd
+    };
+    // How long each takes when left alone, measured on a first pass.
+    let mut took = (Duration::ZERO, Duration::ZERO);
+    for round in 0..3 {
+        let status = c.run_json("etcd-status", 1, &[], None);
+        let id3 = status.json["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = tool_with(&c, "etcd-member", 1, &["remove", &id3, "--force", "--yes"], None).unwrap();
+        assert_eq!(r.code, 0, "round {round}: remove: {}", r.stderr);
+        let before = backed_up_data_dirs(n3).len();
+        if round == 0 {
+            took.0 = timed(run(&["clean", "--yes"]));
+        } else {
+            let at = rng.below(took.0);
+            kill_after(run(&["clean", "--yes"]), at);
+            assert!(manifests_dir_clean(n3), "clean killed at {at:?}");
+            let r = tool_with(&c, "etcd-member", 3, &["clean", "--yes"], None).unwrap();
+            assert_eq!(r.code, 0, "clean killed at {at:?}, rerun: {}\n{}", r.stderr, r.stdout);
+        }
+        assert!(!n3.root.join("var/lib/etcd").exists(), "round {round}");
+        assert_eq!(backed_up_data_dirs(n3).len(), before + 1, "round {round}: the data dir is in the backups");
+        if round == 0 {
+            took.1 = timed(run(&["join", "--yes"]));
+        } else {
+            let at = rng.below(took.1);
+            kill_after(run(&["join", "--yes"]), at);
+            assert!(manifests_dir_clean(n3), "join killed at {at:?}");
+            let r = tool_with(&c, "etcd-member", 3, &["join", "--yes"], None).unwrap();
+            assert!([0, 3].contains(&r.code), "join killed at {at:?}, rerun: {}\n{}", r.stderr, r.stdout);
+        }
+        c.wait_healthy(&[1, 2, 3], Duration::from_secs(60));
+        let members = c.run_json("etcd-status", 1, &[], None).json["members"].clone();
+        let voters = members.as_array().unwrap().iter().filter(|m| m["isLearner"] == false).count();
+        assert_eq!(voters, 3, "round {round}: {members}");
+        assert_eq!(count(&c, 3, "/registry/pods/"), 20, "round {round}");
+    }
+}
+
+/// recover killed at a random moment: the flag never stays in without the next run finishing it,
+/// the data survives, and the survivor ends as one healthy voter.
+#[test]
+fn recover_killed_at_random_moments_3_5_30() {
+    let mut rng = Rng::from_env();
+    // The first round measures a whole run.
+    let mut full = Duration::ZERO;
+    for round in 0..3 {
+        let c = Cluster::start(Spec::new(3, "3.5.30"));
+        put(&c, "/registry/pods/p", 15, 10);
+        c.stop_node(2);
+        c.stop_node(3);
+        let mut cmd = c.tool("etcd-quorum", 1);
+        cmd.args(["recover", "--yes"]);
+        if round == 0 {
+            full = timed(cmd);
+        } else {
+            let at = rng.below(full);
+            kill_after(cmd, at);
+            assert!(manifests_dir_clean(c.node(1)), "killed at {at:?}");
+            let r = tool_with(&c, "etcd-quorum", 1, &["recover", "--yes"], None).unwrap();
+            // 5: the kill came after the flag was out, and the member already answers alone.
+            assert!([0, 5].contains(&r.code), "killed at {at:?}: rerun: {}\n{}", r.stderr, r.stdout);
+        }
+        c.wait_healthy(&[1], Duration::from_secs(30));
+        assert!(!std::fs::read_to_string(c.node(1).manifest()).unwrap().contains("--force-new-cluster"));
+        assert_eq!(count(&c, 1, "/registry/pods/"), 15, "round {round}");
+        let s = c.run_json("etcd-status", 1, &[], None);
+        assert_eq!(s.json["members"].as_array().unwrap().len(), 1, "round {round}: {}", s.stdout);
+    }
+}

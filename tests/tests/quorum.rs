@@ -138,6 +138,21 @@ fn pick_prefers_the_most_up_to_date() {
     let p = c.run_json("etcd-quorum", 1, &["pick"], Some(&mixed));
     assert_eq!(p.code, 5, "{}", p.stderr);
     assert!(p.stderr.contains("different clusters"), "{}", p.stderr);
+    // The most up-to-date member with a corrupt WAL is passed over; all corrupt: refused.
+    let doc = |v: &Value, ok: bool| {
+        let mut v = v.clone();
+        v["walCrcOk"] = Value::Bool(ok);
+        v.to_string()
+    };
+    let (d4, d5) = if docs[0]["name"] == "node4" { (&docs[0], &docs[1]) } else { (&docs[1], &docs[0]) };
+    let p = c.run_json("etcd-quorum", 1, &["pick"], Some(&format!("{}{}", doc(d4, true), doc(d5, false))));
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    assert_eq!(p.json["survivor"], "node4", "{}", p.json);
+    let passed = p.json["candidates"].as_array().unwrap().iter().find(|x| x["name"] == "node5").unwrap();
+    assert!(passed["why"].as_str().unwrap().contains("WAL is corrupt"), "{passed}");
+    let p = c.run_json("etcd-quorum", 1, &["pick"], Some(&format!("{}{}", doc(d4, false), doc(d5, false))));
+    assert_eq!(p.code, 5, "{}", p.stderr);
+    assert!(p.stderr.contains("--via-restore"), "{}", p.stderr);
 }
 
 /// A survivor that cannot start with the flag (its WAL damaged): the flag is taken out again, the
@@ -161,7 +176,13 @@ fn survivor_that_cannot_start_keeps_no_flag() {
         *b ^= 0x5a;
     }
     std::fs::write(&first, &bytes).unwrap();
+    // The plan sees the damage and refuses, changing nothing.
     let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--timeout", "15s"], None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("WAL intact") && r.stderr.contains("--via-restore"), "{}", r.stderr);
+    assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
+    // Forced anyway: etcd cannot start from it, and the flag comes out again.
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--force", "--timeout", "15s"], None);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stderr.contains("the flag is out of the manifest again"), "{}", r.stderr);
     let manifest = std::fs::read_to_string(c.node(1).manifest()).unwrap();

@@ -135,7 +135,11 @@ pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnM
             return out;
         }
         let Some(f) = pb::fields(&rec[..len]) else {
-            out.torn_at = Some(at);
+            if torn_write(&rec, at + 8) {
+                out.torn_at = Some(at);
+            } else if out.crc_mismatch_at.is_none() {
+                out.crc_mismatch_at = Some(at);
+            }
             return out;
         };
         let typ = pb::uint_of(&f, 1);
@@ -147,7 +151,14 @@ pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnM
             }
             out.crc = crc;
         } else {
-            out.crc = crc32c::crc32c_append(out.crc, &data);
+            let chained = crc32c::crc32c_append(out.crc, &data);
+            if chained != crc && torn_write(&rec, at + 8) {
+                // The sectors of a write cut short by a crash read back as zeros: the end of the
+                // log (etcd repairs it at start), not damage.
+                out.torn_at = Some(at);
+                return out;
+            }
+            out.crc = chained;
             if out.crc != crc && out.crc_mismatch_at.is_none() {
                 out.crc_mismatch_at = Some(at);
             }
@@ -156,6 +167,20 @@ pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnM
         at += (8 + len + pad) as u64;
     }
     out
+}
+
+/// etcd's test for a torn write (wal/decoder.go `isTornEntry`): some part of the record between
+/// two 512-byte sector boundaries of the file is all zeros. `file_off` is where `rec` starts.
+fn torn_write(rec: &[u8], file_off: u64) -> bool {
+    let (mut off, mut rest) = (file_off, rec);
+    while !rest.is_empty() {
+        let n = ((512 - off % 512) as usize).min(rest.len());
+        if rest[..n].iter().all(|&b| b == 0) {
+            return true;
+        }
+        (off, rest) = (off + n as u64, &rest[n..]);
+    }
+    false
 }
 
 #[cfg(test)]
@@ -206,5 +231,28 @@ mod tests {
         let r = read_segment(&bad);
         assert_eq!(r.crc_mismatch_at, Some(16), "the metadata record follows the 16-byte crc record");
         assert_eq!(r.torn_at, None);
+    }
+
+    #[test]
+    fn zeroed_sectors_of_the_last_record_are_a_torn_tail() {
+        // A 2000-byte entry last: its sectors after the first boundary never reached the disk.
+        let mut w = Writer::new(0);
+        w.record(METADATA, &Msg::default().uint(1, 1).uint(2, 99).into_bytes());
+        let at = w.buf.len();
+        w.record(ENTRY, &Msg::default().uint(1, 1).uint(2, 1).bytes(4, &[7u8; 2000]).into_bytes());
+        let mut b = w.buf.clone();
+        let boundary = (at / 512 + 1) * 512;
+        b[boundary..].fill(0);
+        b.resize(b.len() + 4096, 0);
+        let r = read_segment(&b);
+        assert_eq!((r.torn_at, r.crc_mismatch_at), (Some(at as u64), None));
+        assert_eq!(r.records.len(), 2, "the records before the torn one");
+        // The same entry with one byte changed and no zero sector: damage, not a torn write.
+        let mut bad = w.buf.clone();
+        bad[boundary + 10] ^= 0x01;
+        let r = read_segment(&bad);
+        assert_eq!((r.torn_at, r.crc_mismatch_at), (None, Some(at as u64)));
+        assert!(!torn_write(&[1, 0, 2], 510), "zeros, but no whole chunk of them");
+        assert!(torn_write(&[1, 1, 0, 0], 510), "the chunk after the boundary is zeros");
     }
 }
