@@ -181,6 +181,10 @@ fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
     let mut only = shared.clone();
     only.endpoints = Some(vec![url.to_string()]);
     let s = common::cluster::survey(&only, None)?;
+    // Unanswered, the survey's list is only the endpoint itself: that is no answer.
+    if s.nobody_answered() {
+        return Err(s.unreachable());
+    }
     Ok(s.status.members.iter().map(|m| if m.name.is_empty() { m.id.clone() } else { m.name.clone() }).collect())
 }
 
