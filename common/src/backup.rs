@@ -127,6 +127,17 @@ const fn libc_exdev() -> i32 {
     18
 }
 
+/// The "backup dir writable" precondition: checked before anything moves, so that a read-only
+/// backup filesystem is found out in the plan, not after the manifest is gone.
+pub fn writable_check(plan: &mut crate::report::Plan, root: &Path) {
+    let ro = read_only_mount(root);
+    let detail = match &ro {
+        Some(m) => format!("{}: on a read-only filesystem (mounted at {})", root.display(), m.display()),
+        None => root.display().to_string(),
+    };
+    plan.check("backup dir writable", ro.is_none(), detail);
+}
+
 /// The mount point of the filesystem that holds `p` (or its nearest existing parent) when that
 /// filesystem is read-only; None when it is writable or cannot be told. Reads /proc/self/mountinfo,
 /// so that a `--dry-run` can say it without writing anything.

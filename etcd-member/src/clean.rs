@@ -125,14 +125,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         plan.step("move data dir", format!("{} -> {to}", data_dir.display()), true);
     }
     if manifest_present || data_present {
-        // Checked before anything moves: a backup dir that cannot be written is found out here,
-        // not after the manifest is gone.
-        let ro = backup::read_only_mount(&root);
-        let detail = match &ro {
-            Some(m) => format!("{}: on a read-only filesystem (mounted at {})", root.display(), m.display()),
-            None => root.display().to_string(),
-        };
-        plan.check("backup dir writable", ro.is_none(), detail);
+        backup::writable_check(&mut plan, &root);
     }
     if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
         return Ok(code);

@@ -249,6 +249,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         );
         if !args.no_backup {
             let root = backup::backup_root(&shared, args.backup_dir.as_deref());
+            backup::writable_check(&mut plan, &root);
             let need = backup::tree_size(&dir);
             let free = backup::free_bytes(&root);
             plan.check(

@@ -192,6 +192,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         crictl_ok.as_ref().map_or_else(|e| format!("{e:#}"), |l| format!("{} etcd container(s)", l.len())),
     );
     plan.check("data dir parent exists", data_dir.parent().is_some_and(Path::is_dir), data_dir.display().to_string());
+    backup::writable_check(&mut plan, &root);
     plan.step("move manifest", format!("{} -> {}/<timestamp>/", original.path.display(), root.display()), true);
     plan.step("wait", format!("until the kubelet has stopped etcd (at most {timeout:?})"), false);
     plan.step(

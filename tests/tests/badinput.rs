@@ -791,6 +791,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let spaces = c.base.join("with space");
     let ro = c.base.join("read-only backups");
     let ro_mount = ReadOnlyMount::new(&ro);
+    let parked3 = s(&c.node(3).parked_manifest());
 
     let ctx = Ctx { c: &c, empty_root, vars: RefCell::new(BTreeMap::new()), prints: Prints::default() };
     let off = On::Offline;
@@ -1089,6 +1090,20 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &["clean", "--backup-dir", &s(&ro), "--yes"],
         )
         .fails(5, &["refused: backup dir writable: ", "read-only backups: on a read-only filesystem"]),
+        row(
+            "restore --swap: backup dir on a read-only filesystem",
+            "etcd-restore",
+            &node3,
+            &["--swap", "--snapshot", &snap("good"), "--backup-dir", &s(&ro), "--manifest", &parked3, "--yes"],
+        )
+        .fails(5, &["backup dir writable: ", "read-only backups: on a read-only filesystem"]),
+        row(
+            "quorum recover: backup dir on a read-only filesystem",
+            "etcd-quorum",
+            &node3,
+            &["recover", "--backup-dir", &s(&ro), "--manifest", &parked3, "--yes"],
+        )
+        .fails(5, &["backup dir writable: ", "read-only backups: on a read-only filesystem"]),
         // --- usage
         row("usage: unknown flag", "etcd-snap", &off, &["verify", "--bogus", &snap("good")])
             .fails(2, &["Unrecognized argument: --bogus"]),
