@@ -204,3 +204,36 @@ pub fn inspect(data_dir: &Path) -> Inspection {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(prev_crc: u32, index: u64) -> Vec<u8> {
+        let mut w = wal::Writer::new(prev_crc);
+        let entry = pb::Msg::default().uint(2, 1).uint(3, index).into_bytes();
+        w.record(wal::ENTRY, &entry);
+        w.buf
+    }
+
+    /// Two segments: the second's CRC record carries the first's last CRC; a second segment that
+    /// starts a chain of its own is a mismatch at its first byte (as etcd's reader says).
+    #[test]
+    fn the_crc_chain_runs_from_file_to_file() {
+        let dir = std::env::temp_dir().join(format!("wal-chain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = segment(0, 1);
+        let chain = wal::read_segment(&first).crc;
+        std::fs::write(dir.join("0000000000000000-0000000000000000.wal"), &first).unwrap();
+        let second = dir.join("0000000000000001-0000000000000002.wal");
+        std::fs::write(&second, segment(chain, 2)).unwrap();
+        let st = read_wal(&dir).unwrap();
+        assert_eq!((st.files, st.crc_mismatch.clone(), st.last_index), (2, None, 2), "{st:?}");
+
+        std::fs::write(&second, segment(0, 2)).unwrap();
+        let st = read_wal(&dir).unwrap();
+        assert_eq!(st.crc_mismatch, Some(("0000000000000001-0000000000000002.wal".to_string(), 0)), "{st:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
