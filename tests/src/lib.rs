@@ -523,3 +523,13 @@ impl Drop for Proxy {
         let _ = std::net::TcpStream::connect(self.url.trim_start_matches("https://"));
     }
 }
+
+/// The names in a directory, sorted, without etcd-snap's lock file (empty when it does not exist).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| n != ".etcd-snap.lock");
+    v.sort();
+    v
+}

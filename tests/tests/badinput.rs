@@ -398,32 +398,9 @@ fn write_snapshot(path: &Path, db: &[u8]) {
     std::fs::OpenOptions::new().append(true).open(path).unwrap().write_all(&sha).unwrap();
 }
 
-/// The file offset of the root page of the `key` bucket (a branch in the test snapshots), from the
-/// meta page through the root bucket, as a reader finds it.
-fn key_bucket_root(bytes: &[u8]) -> usize {
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    let root = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize * 4096;
-    let count = u16::from_le_bytes([bytes[root + 10], bytes[root + 11]]) as usize;
-    for i in 0..count {
-        let el = root + 16 + i * 16;
-        let (pos, ksize) = (u32_at(el + 4), u32_at(el + 8));
-        if &bytes[el + pos..el + pos + ksize] == b"key" {
-            let v = el + pos + ksize;
-            let page = u64::from_le_bytes(bytes[v..v + 8].try_into().unwrap()) as usize * 4096;
-            assert_eq!(u16::from_le_bytes([bytes[page + 8], bytes[page + 9]]), 0x01, "key bucket root is a branch");
-            return page;
-        }
-    }
-    panic!("no key bucket");
-}
-
 /// The db part of a test snapshot with the `key` bucket's first child pointing at `child`.
 fn with_key_child(snapshot: &[u8], child: Option<u64>) -> Vec<u8> {
-    let mut db = snapshot[..snapshot.len() - 32].to_vec();
-    let off = key_bucket_root(&db);
-    let own = u64::from_le_bytes(db[off..off + 8].try_into().unwrap());
-    db[off + 24..off + 32].copy_from_slice(&child.unwrap_or(own).to_le_bytes());
-    db
+    common::disk::forge::with_key_child(&snapshot[..snapshot.len() - 32], child).expect("a key branch")
 }
 
 /// The damaged snapshots: (name, path).

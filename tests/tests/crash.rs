@@ -63,11 +63,7 @@ fn timed(cmd: Command) -> Duration {
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
+    etcd_lab::dir_names(dir)
 }
 
 fn put(c: &Cluster, prefix: &str, n: usize, size: usize) {

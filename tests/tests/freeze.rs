@@ -9,12 +9,7 @@ use std::time::{Duration, Instant};
 const TIMEOUTS: [&str; 4] = ["--dial-timeout", "1s", "--command-timeout", "2s"];
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    v.retain(|n| n != ".etcd-snap.lock");
-    v.sort();
-    v
+    etcd_lab::dir_names(dir)
 }
 
 /// The error line: the last line of stderr that names the tool (a table or document may precede it).

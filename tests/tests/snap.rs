@@ -12,12 +12,7 @@ fn snap(c: &Cluster, node: usize, args: &[&str]) -> Run {
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    v.retain(|n| n != ".etcd-snap.lock");
-    v.sort();
-    v
+    etcd_lab::dir_names(dir)
 }
 
 fn mode(p: &Path) -> u32 {

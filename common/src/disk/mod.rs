@@ -3,6 +3,7 @@
 
 pub mod bolt;
 pub mod boltw;
+pub mod forge;
 pub mod ids;
 pub mod inspect;
 pub mod pb;

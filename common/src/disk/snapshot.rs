@@ -300,49 +300,19 @@ mod tests {
         assert!(matches!(verify(&scratch("flip.db", &flipped), false), Err(Problem::TrailerMismatch { .. })));
     }
 
-    /// The file offset of the root page of the `key` bucket (a branch in the test snapshot), found
-    /// from the meta page through the root bucket, as a reader does.
-    fn key_bucket_root(bytes: &[u8]) -> usize {
-        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let meta_root = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
-        let root = meta_root * 4096;
-        let count = u16::from_le_bytes([bytes[root + 10], bytes[root + 11]]) as usize;
-        for i in 0..count {
-            let el = root + 16 + i * 16;
-            let (pos, ksize) = (u32_at(el + 4), u32_at(el + 8));
-            if &bytes[el + pos..el + pos + ksize] == b"key" {
-                let v = el + pos + ksize;
-                let page = u64::from_le_bytes(bytes[v..v + 8].try_into().unwrap()) as usize * 4096;
-                assert_eq!(u16::from_le_bytes([bytes[page + 8], bytes[page + 9]]), 0x01, "key bucket root is a branch");
-                return page;
-            }
-        }
-        panic!("no key bucket");
-    }
-
     #[test]
     fn structural_damage_is_found_without_the_hash() {
         let bytes = std::fs::read(testdata("snapshot-3.5.30.db")).unwrap();
-        let off = key_bucket_root(&bytes);
-        let own_id = u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
         // First child pointing back at the branch itself: a cycle.
-        let mut cycle = bytes.clone();
-        cycle[off + 16 + 8..off + 16 + 16].copy_from_slice(&own_id.to_le_bytes());
+        let cycle = crate::disk::forge::with_key_child(&bytes, None).unwrap();
         let err = verify(&scratch("cycle.db", &cycle), true).unwrap_err().to_string();
         assert!(err.contains("reached twice"), "{err}");
         // A child page id beyond the end.
-        let mut far = bytes.clone();
-        far[off + 16 + 8..off + 16 + 16].copy_from_slice(&999_999u64.to_le_bytes());
+        let far = crate::disk::forge::with_key_child(&bytes, Some(999_999)).unwrap();
         let err = verify(&scratch("far.db", &far), true).unwrap_err().to_string();
         assert!(err.contains("page id 999999 out of range"), "{err}");
         // Two branch keys swapped out of order.
-        let mut order = bytes.clone();
-        let count = u16::from_le_bytes([bytes[off + 10], bytes[off + 11]]) as usize;
-        assert!(count >= 2);
-        let (e0, e1) = (off + 16, off + 32);
-        let k0 = u32::from_le_bytes(bytes[e0..e0 + 4].try_into().unwrap()) as usize + e0;
-        let k1 = u32::from_le_bytes(bytes[e1..e1 + 4].try_into().unwrap()) as usize + e1;
-        order[k1..k1 + 8].copy_from_slice(&bytes[k0..k0 + 8]);
+        let order = crate::disk::forge::with_keys_swapped(&bytes).unwrap();
         let err = verify(&scratch("order.db", &order), true).unwrap_err().to_string();
         assert!(err.contains("out of order") || err.contains("below its parent"), "{err}");
     }

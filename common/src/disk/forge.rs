@@ -1,0 +1,54 @@
+//! Damaged copies of real bbolt files, for the tests and fuzz seeds that prove corrupt input is
+//! caught: the `key` bucket's root branch edited in place. Read like a reader does (meta page,
+//! root bucket, `key` bucket); None when the file is not laid out that way.
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<usize> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize)
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The file offset of the `key` bucket's root page when it is a branch page.
+pub fn key_branch(db: &[u8]) -> Option<usize> {
+    // Meta page 0: page header (16 bytes), magic, version, page size, flags, root bucket pgid.
+    let page_size = u32_at(db, 24)?;
+    let root = usize::try_from(u64_at(db, 32)?).ok()?.checked_mul(page_size)?;
+    for i in 0..usize::from(u16_at(db, root + 10)?) {
+        let el = root + 16 + i * 16;
+        let (pos, ksize) = (u32_at(db, el + 4)?, u32_at(db, el + 8)?);
+        if db.get(el + pos..el + pos + ksize)? == b"key" {
+            let page = usize::try_from(u64_at(db, el + pos + ksize)?).ok()?.checked_mul(page_size)?;
+            // Flag 0x01: a branch page.
+            return (u16_at(db, page + 8)? == 0x01).then_some(page);
+        }
+    }
+    None
+}
+
+/// A copy whose `key` branch points its first child at `child`, or at itself (a cycle) for None.
+pub fn with_key_child(db: &[u8], child: Option<u64>) -> Option<Vec<u8>> {
+    let off = key_branch(db)?;
+    let own = u64_at(db, off)?;
+    let mut out = db.to_vec();
+    out[off + 24..off + 32].copy_from_slice(&child.unwrap_or(own).to_le_bytes());
+    Some(out)
+}
+
+/// A copy whose `key` branch has its first two keys in the wrong order.
+pub fn with_keys_swapped(db: &[u8]) -> Option<Vec<u8>> {
+    let off = key_branch(db)?;
+    if u16_at(db, off + 10)? < 2 {
+        return None;
+    }
+    let (e0, e1) = (off + 16, off + 32);
+    let (k0, k1) = (u32_at(db, e0)? + e0, u32_at(db, e1)? + e1);
+    let mut out = db.to_vec();
+    out[k1..k1 + 8].copy_from_slice(db.get(k0..k0 + 8)?);
+    Some(out)
+}
