@@ -196,6 +196,28 @@ fn backed_up_data_dirs(n: &Node) -> Vec<PathBuf> {
     names(&root).into_iter().map(|d| root.join(d).join("etcd")).filter(|d| d.join("member/snap/db").is_file()).collect()
 }
 
+/// node3 given up for good: removed from the cluster (--force: it still answers; its etcd then
+/// exits and crash-loops). Returns how many data dirs its backups held before.
+fn give_up_node3(c: &Cluster, what: &str) -> usize {
+    let status = c.run_json("etcd-status", 1, &[], None);
+    let id3 = status.json["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = tool_with(c, "etcd-member", 1, &["remove", &id3, "--force", "--yes"], None).unwrap();
+    assert_eq!(r.code, 0, "{what}: remove: {}\n{}", r.stderr, r.stdout);
+    backed_up_data_dirs(c.node(3)).len()
+}
+
+/// Three voters again, node3 with the data.
+fn rejoined(c: &Cluster, what: &str) {
+    c.wait_healthy(&[1, 2, 3], Duration::from_secs(60));
+    let members = c.run_json("etcd-status", 1, &[], None).json["members"].clone();
+    let voters = members.as_array().unwrap().iter().filter(|m| m["isLearner"] == false).count();
+    assert_eq!(voters, 3, "{what}: {members}");
+    assert_eq!(count(c, 3, "/registry/pods/"), 20, "{what}: node3 has the data");
+}
+
 /// The runbook's remove / clean / join, with clean and join killed at each of their steps: the
 /// rerun of the same command converges, the failed node's data dir is never lost.
 #[test]
@@ -209,15 +231,7 @@ fn clean_and_join_killed_at_each_step_3_5_30() {
         (None, "join-promoted"),
     ];
     for (round, (clean_point, join_point)) in cases.into_iter().enumerate() {
-        // node3 given up for good: removed (--force: it still answers), its etcd then exits and crash-loops.
-        let status = c.run_json("etcd-status", 1, &[], None);
-        let id3 = status.json["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let r = tool_with(&c, "etcd-member", 1, &["remove", &id3, "--force", "--yes"], None).unwrap();
-        assert_eq!(r.code, 0, "round {round}: remove: {}\n{}", r.stderr, r.stdout);
-        let before = backed_up_data_dirs(n3).len();
+        let before = give_up_node3(&c, &format!("round {round}"));
 
         if let Some(p) = clean_point {
             tool_with(&c, "etcd-member", 3, &["clean", "--yes"], Some(p));
@@ -243,11 +257,7 @@ fn clean_and_join_killed_at_each_step_3_5_30() {
         assert!([0, 3].contains(&s.code), "{join_point}: etcd-status: {}", s.stderr);
         let r = tool_with(&c, "etcd-member", 3, &["join", "--yes"], None).unwrap();
         assert!([0, 3].contains(&r.code), "{join_point}: rerun: {}\n{}", r.stderr, r.stdout);
-        c.wait_healthy(&[1, 2, 3], Duration::from_secs(60));
-        let members = c.run_json("etcd-status", 1, &[], None).json["members"].clone();
-        let voters = members.as_array().unwrap().iter().filter(|m| m["isLearner"] == false).count();
-        assert_eq!(voters, 3, "{join_point}: {members}");
-        assert_eq!(count(&c, 3, "/registry/pods/"), 20, "{join_point}: node3 has the data");
+        rejoined(&c, join_point);
     }
 }
 
@@ -302,14 +312,7 @@ fn clean_and_join_killed_at_random_moments_3_5_30() {
     // How long each takes when left alone, measured on a first pass.
     let mut took = (Duration::ZERO, Duration::ZERO);
     for round in 0..3 {
-        let status = c.run_json("etcd-status", 1, &[], None);
-        let id3 = status.json["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let r = tool_with(&c, "etcd-member", 1, &["remove", &id3, "--force", "--yes"], None).unwrap();
-        assert_eq!(r.code, 0, "round {round}: remove: {}", r.stderr);
-        let before = backed_up_data_dirs(n3).len();
+        let before = give_up_node3(&c, &format!("round {round}"));
         if round == 0 {
             took.0 = timed(run(&["clean", "--yes"]));
         } else {
@@ -330,11 +333,7 @@ fn clean_and_join_killed_at_random_moments_3_5_30() {
             let r = tool_with(&c, "etcd-member", 3, &["join", "--yes"], None).unwrap();
             assert!([0, 3].contains(&r.code), "join killed at {at:?}, rerun: {}\n{}", r.stderr, r.stdout);
         }
-        c.wait_healthy(&[1, 2, 3], Duration::from_secs(60));
-        let members = c.run_json("etcd-status", 1, &[], None).json["members"].clone();
-        let voters = members.as_array().unwrap().iter().filter(|m| m["isLearner"] == false).count();
-        assert_eq!(voters, 3, "round {round}: {members}");
-        assert_eq!(count(&c, 3, "/registry/pods/"), 20, "round {round}");
+        rejoined(&c, &format!("round {round}"));
     }
 }
 
