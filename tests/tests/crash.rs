@@ -3,8 +3,9 @@
 //! same command again converges; no snapshot under a final name fails to verify; no data dir is
 //! lost; a `--force-new-cluster` left behind is reported and finished by the next run.
 //!
-//! ETCD_CRASH_RUNS sets the number of random kills of `etcd-snap save` (default 50; more for a long
-//! run), ETCD_CRASH_SEED replays a sequence.
+//! ETCD_CRASH_RUNS sets the number of random kills of `etcd-snap save` (default 50), and
+//! ETCD_CRASH_ROUNDS the kills of the slower random sweeps (swap 3, clean/join and recover 2 by default):
+//! more of both for a long run. ETCD_CRASH_SEED replays a sequence.
 
 use common::disk::snapshot;
 use etcd_lab::{Cluster, Node, Run, Spec};
@@ -52,6 +53,10 @@ fn kill_after(mut cmd: Command, after: Duration) -> bool {
         }
         std::thread::sleep(Duration::from_millis(1).min(deadline - Instant::now()));
     }
+}
+
+fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 /// How long a command takes when left alone.
@@ -103,7 +108,7 @@ fn snap_save_killed_at_random_moments() {
         cmd
     };
     let full = timed(save(false)).max(timed(save(true)));
-    let runs: usize = std::env::var("ETCD_CRASH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let runs = env_count("ETCD_CRASH_RUNS", 50);
     let mut rng = Rng::from_env();
     let (mut killed, mut parts_left) = (0, 0);
     for i in 0..runs {
@@ -155,7 +160,7 @@ fn swap_killed_at_random_moments_3_5_30() {
     };
     let full = timed(swap());
     let mut rng = Rng::from_env();
-    for i in 0..4 {
+    for i in 0..env_count("ETCD_CRASH_ROUNDS", 3) {
         put(&c, "/registry/secrets/marker", 1, 10);
         let at = rng.below(full);
         let killed = kill_after(swap(), at);
@@ -311,7 +316,7 @@ fn clean_and_join_killed_at_random_moments_3_5_30() {
     };
     // How long each takes when left alone, measured on a first pass.
     let mut took = (Duration::ZERO, Duration::ZERO);
-    for round in 0..3 {
+    for round in 0..=env_count("ETCD_CRASH_ROUNDS", 2) {
         let before = give_up_node3(&c, &format!("round {round}"));
         if round == 0 {
             took.0 = timed(run(&["clean", "--yes"]));
@@ -344,7 +349,7 @@ fn recover_killed_at_random_moments_3_5_30() {
     let mut rng = Rng::from_env();
     // The first round measures a whole run.
     let mut full = Duration::ZERO;
-    for round in 0..3 {
+    for round in 0..=env_count("ETCD_CRASH_ROUNDS", 2) {
         let c = Cluster::start(Spec::new(3, "3.5.30"));
         put(&c, "/registry/pods/p", 15, 10);
         c.stop_node(2);
