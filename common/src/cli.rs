@@ -86,6 +86,50 @@ macro_rules! with_shared_flags {
     };
 }
 
+/// A tool made of subcommands: `Args` (the doc comment and `#[argh(...)]` given), the `Cmd` enum,
+/// the shared flags of whichever subcommand was given, and `run`, which hands the parsed
+/// subcommand to its function.
+///
+/// ```ignore
+/// common::subcommands! {
+///     /// What the tool does.
+///     #[argh(note = "Exit codes: ...")]
+///     Inspect(inspect::InspectArgs) => inspect::run,
+///     Pick(pick::PickArgs) => pick::run,
+/// }
+/// ```
+#[macro_export]
+macro_rules! subcommands {
+    ($(#[$meta:meta])* $($variant:ident($args:ty) => $run:path),+ $(,)?) => {
+        #[derive(::argh::FromArgs, Debug)]
+        $(#[$meta])*
+        pub struct Args {
+            #[argh(subcommand)]
+            pub cmd: Cmd,
+        }
+
+        #[derive(::argh::FromArgs, Debug)]
+        #[argh(subcommand)]
+        pub enum Cmd {
+            $($variant($args)),+
+        }
+
+        impl $crate::cli::HasShared for Args {
+            fn shared_flags(&self) -> $crate::cli::SharedFlags {
+                match &self.cmd {
+                    $(Cmd::$variant(a) => $crate::cli::HasShared::shared_flags(a)),+
+                }
+            }
+        }
+
+        pub fn run(args: Args) -> ::anyhow::Result<u8> {
+            match args.cmd {
+                $(Cmd::$variant(a) => $run(a)),+
+            }
+        }
+    };
+}
+
 /// The shared flags as given on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct SharedFlags {

@@ -7,35 +7,26 @@ mod save;
 mod store;
 
 use anyhow::Result;
-use argh::FromArgs;
-use common::cli::{self, HasShared, SharedFlags};
+use common::cli::{self, HasShared};
 use common::disk::snapshot;
 use common::exit::{self, coded};
 use common::report::{self, Snapshot};
 use std::io::Read;
 use std::path::Path;
 
-#[derive(FromArgs, Debug)]
-/// Verified etcd snapshots: save from any healthy member, verify offline, list, prune; cron mode.
-#[argh(
-    example = "A snapshot into a directory, from a healthy follower:\n  $ etcd-snap save --dir /var/backups/etcd",
-    example = "Cron mode (lock, retention, node_exporter metrics):\n  $ etcd-snap save --dir /var/backups/etcd --keep 24 --keep-daily 7 --lock --metrics-file /var/lib/node_exporter/etcd_snapshot.prom",
-    example = "Check a file offline, as etcdutl snapshot status would:\n  $ etcd-snap verify /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db",
-    note = "Exit codes: 0 ok, 1 error, 2 usage, 4 no healthy member, 5 refused (lock held), 6 integrity (hash \
-mismatch, corrupt file), 7 timeout."
-)]
-pub struct Args {
-    #[argh(subcommand)]
-    pub cmd: Cmd,
-}
-
-#[derive(FromArgs, Debug)]
-#[argh(subcommand)]
-pub enum Cmd {
-    Save(save::SaveArgs),
-    Verify(VerifyArgs),
-    List(prune::ListArgs),
-    Prune(prune::PruneArgs),
+common::subcommands! {
+    /// Verified etcd snapshots: save from any healthy member, verify offline, list, prune; cron mode.
+    #[argh(
+        example = "A snapshot into a directory, from a healthy follower:\n  $ etcd-snap save --dir /var/backups/etcd",
+        example = "Cron mode (lock, retention, node_exporter metrics):\n  $ etcd-snap save --dir /var/backups/etcd --keep 24 --keep-daily 7 --lock --metrics-file /var/lib/node_exporter/etcd_snapshot.prom",
+        example = "Check a file offline, as etcdutl snapshot status would:\n  $ etcd-snap verify /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db",
+        note = "Exit codes: 0 ok, 1 error, 2 usage, 4 no healthy member, 5 refused (lock held, a world-writable \
+             dir without --force), 6 integrity (hash mismatch, corrupt file), 7 timeout (no bytes for --stall-timeout)."
+    )]
+    Save(save::SaveArgs) => save::run,
+    Verify(VerifyArgs) => verify,
+    List(prune::ListArgs) => prune::run_list,
+    Prune(prune::PruneArgs) => prune::run_prune,
 }
 
 common::with_shared_flags! {
@@ -49,26 +40,6 @@ common::with_shared_flags! {
         /// accept a file without a sha256 trailer (a raw member/snap/db) and do not check it
         #[argh(switch)]
         pub skip_hash_check: bool,
-    }
-}
-
-impl HasShared for Args {
-    fn shared_flags(&self) -> SharedFlags {
-        match &self.cmd {
-            Cmd::Save(a) => a.shared_flags(),
-            Cmd::Verify(a) => a.shared_flags(),
-            Cmd::List(a) => a.shared_flags(),
-            Cmd::Prune(a) => a.shared_flags(),
-        }
-    }
-}
-
-pub fn run(args: Args) -> Result<u8> {
-    match args.cmd {
-        Cmd::Save(a) => save::run(a),
-        Cmd::Verify(a) => verify(a),
-        Cmd::List(a) => prune::run_list(a),
-        Cmd::Prune(a) => prune::run_prune(a),
     }
 }
 
