@@ -98,6 +98,9 @@ fn generated_manifest(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, ro
     Manifest::parse(&shared.manifest, &text)
 }
 
+/// Written by every join (see where it is set).
+const JOINED_AT_ANNOTATION: &str = "etcd-recovery/joined-at";
+
 /// Where the member stands before we start.
 enum Existing {
     None,
@@ -388,6 +391,9 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         manifest.set_flag("initial-cluster-state", "existing")?;
         // A template from a recovered node may still carry it: it must never start a joining member.
         manifest.remove_flag("force-new-cluster")?;
+        // A manifest byte-identical to an earlier one is the same static pod to the kubelet, crash-loop
+        // back-off included (up to 5 minutes after the member was removed): a new one starts at once.
+        manifest.set_annotation(JOINED_AT_ANNOTATION, &common::time::rfc3339_secs(common::time::now_secs()))?;
         manifest.path = shared.manifest.clone();
         manifest.save()?;
         eprintln!("etcd-member: manifest written to {}", shared.manifest.display());

@@ -76,6 +76,8 @@ fn seed_scenario(version: &str) {
     assert_manifests_dir_clean(n3);
     let manifest = std::fs::read_to_string(n3.manifest()).unwrap();
     assert!(manifest.contains("--initial-cluster-state=existing"), "{manifest}");
+    // A pod of its own for the kubelet, not the crash-looping one of the same bytes.
+    assert!(manifest.contains("etcd-recovery/joined-at:"), "{manifest}");
     for n in &c.nodes {
         assert!(manifest.contains(&format!("{}={}", n.name, n.peer_url())), "{manifest}");
     }
