@@ -83,29 +83,16 @@ impl Manifest {
         self.argv = argv;
     }
 
-    /// Removes every occurrence of `--name` (`--name=v`, bare, or `--name v`); true if one was there.
+    /// Removes every occurrence of `--name` (`--name=v`, bare, or `--name v`) from the command and
+    /// from `args` (etcd reads both); true if one was there.
     pub fn remove_flag(&mut self, name: &str) -> Result<bool> {
-        let cmd = self.command_mut()?;
-        let before = cmd.len();
-        let mut i = 1;
-        while i < cmd.len() {
-            let arg = cmd[i].as_str().unwrap_or("");
-            let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
-            match body {
-                Some(b) if b == name => {
-                    let takes_next = cmd.get(i + 1).and_then(Value::as_str).is_some_and(|n| !n.starts_with('-'));
-                    cmd.remove(i);
-                    if takes_next {
-                        cmd.remove(i);
-                    }
-                }
-                Some(b) if b.split_once('=').is_some_and(|(k, _)| k == name) => {
-                    cmd.remove(i);
-                }
-                _ => i += 1,
-            }
+        // Fails early, as before, when there is no command list to edit.
+        self.command_mut()?;
+        let mut changed = false;
+        for (list, first) in [("command", 1), ("args", 0)] {
+            let Some(seq) = self.doc["spec"]["containers"][self.container][list].as_sequence_mut() else { continue };
+            changed |= remove_from(seq, first, name);
         }
-        let changed = cmd.len() != before;
         self.refresh_argv();
         Ok(changed)
     }
@@ -333,6 +320,30 @@ pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Removes `--name`, `--name=v` and `--name v` from `seq[first..]`; true if any was there.
+fn remove_from(seq: &mut Vec<Value>, first: usize, name: &str) -> bool {
+    let before = seq.len();
+    let mut i = first;
+    while i < seq.len() {
+        let arg = seq[i].as_str().unwrap_or("");
+        let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
+        match body {
+            Some(b) if b == name => {
+                let takes_next = seq.get(i + 1).and_then(Value::as_str).is_some_and(|n| !n.starts_with('-'));
+                seq.remove(i);
+                if takes_next {
+                    seq.remove(i);
+                }
+            }
+            Some(b) if b.split_once('=').is_some_and(|(k, _)| k == name) => {
+                seq.remove(i);
+            }
+            _ => i += 1,
+        }
+    }
+    seq.len() != before
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +402,20 @@ mod tests {
         assert_eq!(m.flag("name").as_deref(), Some("cp9"));
         let text = V131.replace("- --name=cp1", "- --force-new-cluster=false");
         assert!(!Manifest::parse(Path::new("etcd.yaml"), &text).unwrap().force_new_cluster());
+    }
+
+    /// etcd reads `args` after `command`: a flag there is edited there too, never left to shadow.
+    #[test]
+    fn flags_in_args_are_edited_too() {
+        let text = "spec:\n  containers:\n  - name: etcd\n    command: [etcd, --name=cp1]\n    \
+                    args: [--force-new-cluster, --data-dir, /var/lib/etcd]\n";
+        let mut m = Manifest::parse(Path::new("etcd.yaml"), text).unwrap();
+        assert!(m.force_new_cluster());
+        assert!(m.remove_flag("force-new-cluster").unwrap());
+        assert!(!m.force_new_cluster());
+        m.set_flag("data-dir", "/data").unwrap();
+        let back = Manifest::parse(Path::new("etcd.yaml"), &m.to_yaml().unwrap()).unwrap();
+        assert_eq!(back.argv, ["etcd", "--data-dir=/data", "--name=cp1"]);
     }
 
     #[test]
