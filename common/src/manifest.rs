@@ -99,8 +99,9 @@ impl Manifest {
 
     /// Sets `--name=value`: once, where it was, else in kubeadm's alphabetical order.
     pub fn set_flag(&mut self, name: &str, value: &str) -> Result<()> {
-        let first = self.argv.iter().skip(1).position(|a| {
-            let b = a.trim_start_matches('-');
+        // Where it was in the command list (one in `args` moves into the command).
+        let first = self.command_mut()?.iter().skip(1).position(|a| {
+            let b = a.as_str().unwrap_or("").trim_start_matches('-');
             b == name || b.split_once('=').is_some_and(|(k, _)| k == name)
         });
         self.remove_flag(name)?;
