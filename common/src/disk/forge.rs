@@ -19,13 +19,15 @@ pub fn key_branch(db: &[u8]) -> Option<usize> {
     // Meta page 0: page header (16 bytes), magic, version, page size, flags, root bucket pgid.
     let page_size = u32_at(db, 24)?;
     let root = usize::try_from(u64_at(db, 32)?).ok()?.checked_mul(page_size)?;
-    for i in 0..usize::from(u16_at(db, root + 10)?) {
+    for i in 0..usize::from(u16_at(db, root.checked_add(10)?)?) {
         let el = root + 16 + i * 16;
         let (pos, ksize) = (u32_at(db, el + 4)?, u32_at(db, el + 8)?);
-        if db.get(el + pos..el + pos + ksize)? == b"key" {
-            let page = usize::try_from(u64_at(db, el + pos + ksize)?).ok()?.checked_mul(page_size)?;
+        let key = el.checked_add(pos)?;
+        let end = key.checked_add(ksize)?;
+        if db.get(key..end)? == b"key" {
+            let page = usize::try_from(u64_at(db, end)?).ok()?.checked_mul(page_size)?;
             // Flag 0x01: a branch page.
-            return (u16_at(db, page + 8)? == 0x01).then_some(page);
+            return (u16_at(db, page.checked_add(8)?)? == 0x01).then_some(page);
         }
     }
     None
@@ -36,7 +38,7 @@ pub fn with_key_child(db: &[u8], child: Option<u64>) -> Option<Vec<u8>> {
     let off = key_branch(db)?;
     let own = u64_at(db, off)?;
     let mut out = db.to_vec();
-    out[off + 24..off + 32].copy_from_slice(&child.unwrap_or(own).to_le_bytes());
+    out.get_mut(off + 24..off + 32)?.copy_from_slice(&child.unwrap_or(own).to_le_bytes());
     Some(out)
 }
 
@@ -47,8 +49,29 @@ pub fn with_keys_swapped(db: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (e0, e1) = (off + 16, off + 32);
-    let (k0, k1) = (u32_at(db, e0)? + e0, u32_at(db, e1)? + e1);
+    let (k0, k1) = (u32_at(db, e0)?.checked_add(e0)?, u32_at(db, e1)?.checked_add(e1)?);
     let mut out = db.to_vec();
-    out[k1..k1 + 8].copy_from_slice(db.get(k0..k0 + 8)?);
+    out.get_mut(k1..k1.checked_add(8)?)?.copy_from_slice(db.get(k0..k0.checked_add(8)?)?);
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files cut short anywhere near the branch are None, never a panic (found by fuzzing).
+    #[test]
+    fn cut_short_files_are_none() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshot-3.5.30.db");
+        let db = std::fs::read(path).unwrap();
+        let off = key_branch(&db).expect("the test snapshot's key bucket is a branch");
+        assert!(with_key_child(&db, None).is_some() && with_keys_swapped(&db).is_some());
+        for cut in [off + 11, off + 20, off + 30, off + 40] {
+            assert!(with_key_child(&db[..cut], None).is_none(), "cut at {cut}");
+        }
+        // A branch element whose key offset points far past the end.
+        let mut far = db.clone();
+        far[off + 16 + 16..off + 16 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(with_keys_swapped(&far).is_none());
+    }
 }
