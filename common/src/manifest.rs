@@ -71,9 +71,15 @@ impl Manifest {
     }
 
     fn command_mut(&mut self) -> Result<&mut Vec<Value>> {
-        self.doc["spec"]["containers"][self.container]["command"]
+        let path = self.path.display().to_string();
+        let cmd = self.doc["spec"]["containers"][self.container]["command"]
             .as_sequence_mut()
-            .ok_or_else(|| anyhow!("manifest {}: the etcd container has no command list", self.path.display()))
+            .ok_or_else(|| anyhow!("manifest {path}: the etcd container has no command list"))?;
+        // Edits go after the program: without one first, a flag set would become the program.
+        if !cmd.first().and_then(Value::as_str).is_some_and(|p| !p.is_empty() && !p.starts_with('-')) {
+            return Err(anyhow!("manifest {path}: the etcd container's command does not start with the program"));
+        }
+        Ok(cmd)
     }
 
     fn refresh_argv(&mut self) {
@@ -403,6 +409,18 @@ mod tests {
         assert_eq!(m.flag("name").as_deref(), Some("cp9"));
         let text = V131.replace("- --name=cp1", "- --force-new-cluster=false");
         assert!(!Manifest::parse(Path::new("etcd.yaml"), &text).unwrap().force_new_cluster());
+    }
+
+    /// A command list without the program first is not edited: a flag set there would run as it.
+    #[test]
+    fn no_edits_without_the_program_first() {
+        for cmd in ["[]", "[--name=cp1]", "[[etcd]]"] {
+            let text = format!("spec:\n  containers:\n  - name: etcd\n    command: {cmd}\n    args: [--name=cp1]\n");
+            let mut m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+            let err = m.set_flag("data-dir", "/d").unwrap_err().to_string();
+            assert!(err.contains("does not start with the program"), "{cmd}: {err}");
+            assert!(m.remove_flag("name").is_err(), "{cmd}");
+        }
     }
 
     /// etcd reads `args` after `command`: a flag there is edited there too, never left to shadow.

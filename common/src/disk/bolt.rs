@@ -289,7 +289,11 @@ impl Bolt {
         loop {
             let page = self.read_page(id)?;
             if page.flags & FLAG_LEAF != 0 {
-                return last_of_leaf(&page);
+                let last = last_of_leaf(&page)?;
+                if last.is_none() && id != root {
+                    return Err(empty_leaf("last key", id));
+                }
+                return Ok(last);
             }
             if page.flags & FLAG_BRANCH == 0 {
                 return Err(corrupt(format!("page {id} is neither branch nor leaf")));
@@ -318,10 +322,13 @@ impl Bolt {
             let page = self.read_page(id)?;
             if page.flags & FLAG_LEAF != 0 {
                 let first = leaf_entries(&page, name, last, emit)?;
-                if let (Some(lo), Some(first)) = (&lower, first)
-                    && first < *lo
+                if let (Some(lo), Some(first)) = (&lower, &first)
+                    && first < lo
                 {
                     return Err(corrupt(format!("bucket {name:?} page {id}: first key below its parent's key")));
+                }
+                if lower.is_some() && first.is_none() {
+                    return Err(empty_leaf(name, id));
                 }
             } else if page.flags & FLAG_BRANCH != 0 {
                 let children = branch_children(&page, name)?;
@@ -343,6 +350,12 @@ impl Bolt {
         }
         Ok(())
     }
+}
+
+/// bbolt never leaves an empty leaf below a branch (it merges or drops it): the walk and the
+/// rightmost-path readers would disagree about such a file, so it is corrupt for both.
+fn empty_leaf(name: &str, id: u64) -> Corrupt {
+    corrupt(format!("bucket {name:?} page {id}: empty leaf below a branch"))
 }
 
 /// An inline bucket's leaf: the page image after the 16-byte bucket header.
@@ -413,4 +426,40 @@ fn branch_children(page: &Page, name: &str) -> Result<Vec<(Vec<u8>, u64)>> {
 pub enum OpenError {
     Io(std::io::Error),
     Corrupt(Corrupt),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Count(u64);
+    impl Visitor for Count {
+        fn bucket(&mut self, _: &[u8]) {}
+        fn entry(&mut self, _: &[u8], _: &[u8], _: bool) {
+            self.0 += 1;
+        }
+    }
+
+    /// An empty leaf below a branch is corrupt for the walk and for `last_key` alike (found by
+    /// fuzzing: the walk skipped it while `last_key` returned None, so the revision read 0).
+    #[test]
+    fn an_empty_leaf_below_a_branch_is_corrupt() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshot-3.5.30.db");
+        let mut db = std::fs::read(path).unwrap();
+        db.truncate(db.len() - 32);
+        let branch = crate::disk::forge::key_branch(&db).unwrap();
+        let count = u16_at(&db, branch + 10) as usize;
+        let last_child = u64_at(&db, branch + PAGE_HEADER + (count - 1) * BRANCH_ELEMENT + 8) as usize;
+        db[last_child * 4096 + 10..last_child * 4096 + 12].copy_from_slice(&0u16.to_le_bytes());
+        let file = std::env::temp_dir().join(format!("empty-leaf-{}.db", std::process::id()));
+        std::fs::write(&file, &db).unwrap();
+
+        let err = Bolt::open(&file).unwrap().walk(&mut Count(0)).unwrap_err().to_string();
+        assert!(err.contains("empty leaf below a branch"), "{err}");
+        let mut bolt = Bolt::open(&file).unwrap();
+        let key = bolt.buckets().unwrap().into_iter().find(|(n, _)| n == b"key").unwrap().1;
+        let err = bolt.last_key(&key).unwrap_err().to_string();
+        assert!(err.contains("empty leaf below a branch"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+    }
 }

@@ -61,7 +61,9 @@ pub fn fields(b: &[u8]) -> Option<Vec<(u32, Field<'_>)>> {
     let mut at = 0;
     while at < b.len() {
         let key = read_varint(b, &mut at)?;
-        let (num, wire) = ((key >> 3) as u32, key & 7);
+        // Field numbers stop at 2^29 - 1 (and 0 is none): anything else is not protobuf.
+        let num = u32::try_from(key >> 3).ok().filter(|n| (1..1 << 29).contains(n))?;
+        let wire = key & 7;
         let f = match wire {
             0 => Field::Varint(read_varint(b, &mut at)?),
             1 => {
@@ -111,6 +113,21 @@ pub fn uints_of(fields: &[(u32, Field<'_>)], num: u32) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Field numbers outside 1..2^29 are refused, not truncated (found by fuzzing: 2^32 + 1 read as 1).
+    #[test]
+    fn field_numbers_out_of_range_are_refused() {
+        // The varint of a key with wire type 0, taken from an encoded uint field.
+        let key = |num: u64| Msg::default().uint(1, num << 3).into_bytes()[1..].to_vec();
+        for num in [0u64, 1 << 29, (1 << 32) + 1] {
+            let mut b = key(num);
+            b.push(7);
+            assert_eq!(fields(&b), None, "field {num}");
+        }
+        let mut ok = key((1 << 29) - 1);
+        ok.push(7);
+        assert_eq!(fields(&ok).map(|f| f[0].0), Some((1 << 29) - 1));
+    }
 
     #[test]
     fn round_trip() {

@@ -2,6 +2,7 @@
 //! writes, and a reader that checks the chain and reports a torn tail.
 
 use super::pb::{self, Msg};
+use std::io::Read as _;
 
 pub const SEGMENT_BYTES: u64 = 64_000_000;
 pub const METADATA: u64 = 1;
@@ -115,8 +116,14 @@ pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnM
     let mut rec = Vec::new();
     loop {
         let mut len_field = [0u8; 8];
-        if r.read_exact(&mut len_field).is_err() {
-            break;
+        match read_full(&mut r, &mut len_field) {
+            0 => break,
+            8 => {}
+            // The file ends inside a length field: a write cut short (etcd: ErrUnexpectedEOF).
+            _ => {
+                out.torn_at = Some(at);
+                return out;
+            }
         }
         let field = u64::from_le_bytes(len_field);
         if field == 0 {
@@ -129,8 +136,10 @@ pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnM
             out.torn_at = Some(at);
             return out;
         }
-        rec.resize(len + pad, 0);
-        if r.read_exact(&mut rec).is_err() {
+        // Grown with the bytes that are really there: a length field is only a claim.
+        rec.clear();
+        let want = (len + pad) as u64;
+        if (&mut r).take(want).read_to_end(&mut rec).is_err() || (rec.len() as u64) < want {
             out.torn_at = Some(at);
             return out;
         }
@@ -167,6 +176,20 @@ pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnM
         at += (8 + len + pad) as u64;
     }
     out
+}
+
+/// Reads until `buf` is full or the input ends (errors count as the end); how many bytes came.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    n
 }
 
 /// etcd's test for a torn write (wal/decoder.go `isTornEntry`): some part of the record between
@@ -231,6 +254,24 @@ mod tests {
         let r = read_segment(&bad);
         assert_eq!(r.crc_mismatch_at, Some(16), "the metadata record follows the 16-byte crc record");
         assert_eq!(r.torn_at, None);
+    }
+
+    /// Found by fuzzing: a length field is only a claim (16 bytes claiming 128 MB allocated it),
+    /// and a file that ends inside a length field is torn, not a clean end.
+    #[test]
+    fn short_reads_are_torn_tails() {
+        let mut claim = ((128u64 << 20) | (0x80 | 1) << 56).to_le_bytes().to_vec();
+        claim.extend([1u8; 8]);
+        let r = read_segment(&claim);
+        assert_eq!((r.torn_at, r.records.len()), (Some(0), 0));
+        let b = segment();
+        let whole = read_segment(&b);
+        assert_eq!(whole.torn_at, None, "a clean end at a record boundary");
+        let mut cut = b.clone();
+        cut.extend([24, 0, 0]);
+        let r = read_segment(&cut);
+        assert_eq!(r.torn_at, Some(b.len() as u64), "three bytes of the next length field");
+        assert_eq!(r.records.len(), whole.records.len());
     }
 
     #[test]
