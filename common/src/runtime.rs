@@ -177,7 +177,8 @@ impl Crictl {
     }
 }
 
-fn parse_ps(json: &[u8]) -> Result<Vec<Container>> {
+/// `crictl ps -o json` output (protojson: field order and spacing vary), as the tools read it.
+pub fn parse_ps(json: &[u8]) -> Result<Vec<Container>> {
     let out: PsOutput = serde_json::from_slice(json).context("crictl ps: unexpected output")?;
     let mut list: Vec<Container> = out
         .containers
