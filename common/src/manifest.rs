@@ -72,8 +72,9 @@ impl Manifest {
 
     fn command_mut(&mut self) -> Result<&mut Vec<Value>> {
         let path = self.path.display().to_string();
-        let cmd = self.doc["spec"]["containers"][self.container]["command"]
-            .as_sequence_mut()
+        let cmd = self.doc["spec"]["containers"][self.container]
+            .get_mut("command")
+            .and_then(Value::as_sequence_mut)
             .ok_or_else(|| anyhow!("manifest {path}: the etcd container has no command list"))?;
         // Edits go after the program: without one first, a flag set would become the program.
         if !cmd.first().and_then(Value::as_str).is_some_and(|p| !p.is_empty() && !p.starts_with('-')) {
@@ -96,7 +97,10 @@ impl Manifest {
         self.command_mut()?;
         let mut changed = false;
         for (list, first) in [("command", 1), ("args", 0)] {
-            let Some(seq) = self.doc["spec"]["containers"][self.container][list].as_sequence_mut() else { continue };
+            // get_mut, not indexing: indexing a mapping for writing inserts the key (`args: null`,
+            // which a kubelet refuses to read).
+            let container = &mut self.doc["spec"]["containers"][self.container];
+            let Some(seq) = container.get_mut(list).and_then(Value::as_sequence_mut) else { continue };
             changed |= remove_from(seq, first, name);
         }
         self.refresh_argv();
@@ -409,6 +413,19 @@ mod tests {
         assert_eq!(m.flag("name").as_deref(), Some("cp9"));
         let text = V131.replace("- --name=cp1", "- --force-new-cluster=false");
         assert!(!Manifest::parse(Path::new("etcd.yaml"), &text).unwrap().force_new_cluster());
+    }
+
+    /// Editing a container without `args` adds none (an `args: null` is refused by the kubelet).
+    #[test]
+    fn edits_add_no_keys() {
+        let mut m = Manifest::parse(Path::new("etcd.yaml"), V131).unwrap();
+        m.set_flag("force-new-cluster", "true").unwrap();
+        m.remove_flag("force-new-cluster").unwrap();
+        let text = m.to_yaml().unwrap();
+        assert!(!text.contains("args"), "{text}");
+        let before: Value = serde_yaml::from_str(V131).unwrap();
+        let after: Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(before, after, "a flag set and removed again leaves the manifest as it was");
     }
 
     /// A command list without the program first is not edited: a flag set there would run as it.
