@@ -117,8 +117,9 @@ pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnM
     loop {
         let mut len_field = [0u8; 8];
         match read_full(&mut r, &mut len_field) {
-            0 => break,
             8 => {}
+            // The end, or the zero tail cut at a length field.
+            n if len_field[..n].iter().all(|&b| b == 0) => break,
             // The file ends inside a length field: a write cut short (etcd: ErrUnexpectedEOF).
             _ => {
                 out.torn_at = Some(at);
@@ -272,6 +273,9 @@ mod tests {
         let r = read_segment(&cut);
         assert_eq!(r.torn_at, Some(b.len() as u64), "three bytes of the next length field");
         assert_eq!(r.records.len(), whole.records.len());
+        let mut zeros = b.clone();
+        zeros.extend([0, 0, 0]);
+        assert_eq!(read_segment(&zeros).torn_at, None, "the zero tail, cut short");
     }
 
     #[test]
