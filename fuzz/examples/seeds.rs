@@ -2,9 +2,9 @@
 //!
 //!     cargo run --manifest-path fuzz/Cargo.toml --example seeds
 //!
-//! Seeds taken as they are (the kubeadm manifests, the real etcd snapshot) are copied by the same
-//! run from shared/reference and common/testdata. Files are overwritten, none is deleted: inputs
-//! added by hand or by `cargo fuzz cmin` stay.
+//! Seeds taken as they are (kubeadm manifests, the real etcd snapshot, crictl output) are copied
+//! by the same run from shared/reference and common/testdata. Files are overwritten, none is
+//! deleted: inputs added by hand (`regression-*`) or picked from a long run (`found-*`) stay.
 
 use common::disk::boltw::BoltWriter;
 use common::disk::pb::Msg;
@@ -277,7 +277,7 @@ fn main() {
           args: [--data-dir=/var/lib/etcd, -snapshot-count, '10']\n\0force-new-cluster\0false",
     );
 
-    // documents: one of each kind, an array of two, concatenated; --initial-cluster lists.
+    // documents: one of each kind, an array of two, concatenated; --initial-cluster lists; crictl.
     let status = serde_json::to_string_pretty(&cluster_status()).expect("json");
     put("documents", "cluster-status.json", status.as_bytes());
     let snap = serde_json::to_string(&snapshot_doc()).expect("json");
@@ -291,4 +291,5 @@ fn main() {
         b"n1=http://127.0.0.1:25380,n2=http://127.0.0.1:25381,n3=http://127.0.0.1:25382\0restoretok",
     );
     put("documents", "initial-cluster-two-urls.txt", b"m=http://127.0.0.2:25390, m=HTTP://127.0.0.1:25390 ");
+    put("documents", "crictl-ps.json", &testdata("crictl-ps.json"));
 }

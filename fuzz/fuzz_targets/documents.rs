@@ -4,8 +4,7 @@
 //! Every input goes to all readers. For `--initial-cluster`, an input with a `\0` is
 //! `LIST \0 TOKEN`, else the token is etcd's default.
 //!
-//! (crictl's `ps` JSON is read by a private function, `runtime::parse_ps`, reachable only through
-//! running crictl: not fuzzed here, see ROBUSTNESS.md.)
+//! crictl's `ps -o json` output goes to `runtime::parse_ps` too.
 //!
 //! Invariants checked besides "no panic, no hang, no unbounded allocation":
 //! - documents read are of the asked kind, and read back the same after being written out as JSON;
@@ -13,12 +12,14 @@
 //! - a normalized URL normalizes to itself;
 //! - an accepted `--initial-cluster` has members with non-zero, distinct IDs computed from their
 //!   sorted, normalized peer URLs and the token, and written back as a list it reads the same;
-//! - `parse_hex_id` and `hex_id` round-trip.
+//! - `parse_hex_id` and `hex_id` round-trip;
+//! - `parse_ps` lists containers newest first, running exactly when their state says so.
 #![no_main]
 
 use common::disk::ids::{self, InitialMember};
 use common::exit::{USAGE, code_of};
 use common::report::{self, ClusterStatus, DataDirInspection, Document, Snapshot};
+use common::runtime;
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use std::fmt::Debug;
@@ -100,7 +101,20 @@ fn initial_cluster(list: &str, token: &str) {
     }
 }
 
+fn crictl_ps(data: &[u8]) {
+    match runtime::parse_ps(data) {
+        Ok(list) => {
+            assert!(list.windows(2).all(|w| w[0].created_at >= w[1].created_at), "not newest first");
+            for c in &list {
+                assert_eq!(c.running(), c.state == runtime::RUNNING);
+            }
+        }
+        Err(e) => assert!(format!("{e:#}").starts_with("crictl ps: "), "{e:#}"),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    crictl_ps(data);
     let text = String::from_utf8_lossy(data);
     documents::<ClusterStatus>(&text);
     documents::<Snapshot>(&text);

@@ -7,9 +7,12 @@
 //! - a parse error names the file;
 //! - `flags()`, `flag()` and `force_new_cluster()` agree with `flag_list()`;
 //! - `to_yaml()` of a parsed manifest parses again to the same command line, annotations, mounts;
-//! - after `set_flag(name, v)`, `flag(name) == Some(v)`, also once written out and read again;
-//!   after `remove_flag(name)` the flag is gone, and it says whether one was there. (Both for a
-//!   plain flag name and a container whose command list starts with a string: see ROBUSTNESS.md.)
+//! - the edits succeed exactly when the container's command list starts with the program (a
+//!   non-empty string not starting with `-`);
+//! - after `set_flag(name, v)`, `flag(name) == Some(v)`, once, also once written out and read
+//!   again; after `remove_flag(name)` the flag is gone, and it says whether one was there (for a
+//!   plain flag name: `[A-Za-z0-9._-]`, not starting with `-`);
+//! - a flag that was not there, set and removed again, leaves the YAML as it was;
 //! - after `set_annotation(k, v)`, the annotation reads back, also once written out and read again.
 #![no_main]
 
@@ -29,17 +32,16 @@ fn reparse(m: &Manifest) -> Option<Manifest> {
     }
 }
 
-/// Whether `set_flag(name)`/`remove_flag(name)` are expected to leave `flag(name)` as asked: a
-/// plain flag name, and a command list that starts with a string (the program, argv[0], which the
-/// flag readers skip; with none, a flag set into the command becomes argv[0]).
-fn edits_apply(text: &str, name: &str) -> bool {
-    let plain = !name.is_empty()
+/// A flag name as etcd has them, for which the edits must leave `flag(name)` as asked.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
         && !name.starts_with('-')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !plain {
-        return false;
-    }
-    // The container Manifest::parse picks: named etcd, else the one whose command is etcd.
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Whether the container Manifest::parse picks (named etcd, else the one whose command is etcd) has
+/// a command list that starts with the program: the edits work on that list only.
+fn program_first(text: &str) -> bool {
     let Ok(doc) = serde_yaml::from_str::<Value>(text) else { return false };
     let Some(containers) = doc["spec"]["containers"].as_sequence() else { return false };
     let Some(c) = containers
@@ -49,7 +51,11 @@ fn edits_apply(text: &str, name: &str) -> bool {
     else {
         return false;
     };
-    c["command"].as_sequence().is_some_and(|s| s.first().is_some_and(|a| a.as_str().is_some()))
+    c["command"]
+        .as_sequence()
+        .and_then(|s| s.first())
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty() && !p.starts_with('-'))
 }
 
 fn same_pod(a: &Manifest, b: &Manifest) {
@@ -99,10 +105,13 @@ fuzz_target!(|data: &[u8]| {
         same_pod(&m, &back);
     }
 
-    let edits_apply = edits_apply(&text, &name);
+    let editable = program_first(&text);
+    let plain = plain(&name);
 
     let mut set = m.clone();
-    if set.set_flag(&name, &value).is_ok() && edits_apply {
+    let r = set.set_flag(&name, &value);
+    assert_eq!(r.is_ok(), editable, "set_flag({name:?}): {r:?}");
+    if r.is_ok() && plain {
         assert_eq!(set.flag(&name).as_deref(), Some(&*value), "set_flag({name:?}, {value:?})");
         // Where an existing flag was is kept, a new one goes in kubeadm's order: either way once.
         let count = set.flag_list().iter().filter(|(k, _)| *k == name).count();
@@ -114,8 +123,10 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let mut removed = m.clone();
-    if let Ok(changed) = removed.remove_flag(&name)
-        && edits_apply
+    let r = removed.remove_flag(&name);
+    assert_eq!(r.is_ok(), editable, "remove_flag({name:?}): {r:?}");
+    if let Ok(changed) = r
+        && plain
     {
         assert_eq!(removed.flag(&name), None, "remove_flag({name:?})");
         assert_eq!(changed, m.flag(&name).is_some(), "remove_flag({name:?}) said {changed}");
@@ -124,6 +135,14 @@ fuzz_target!(|data: &[u8]| {
             same_pod(&removed, &back);
             assert_eq!(back.flag(&name), None);
         }
+    }
+
+    // A flag set and removed again leaves the whole pod as it was (no key inserted on the way).
+    if editable && plain && m.flag(&name).is_none() {
+        let mut round = m.clone();
+        round.set_flag(&name, &value).expect("set_flag on an editable manifest");
+        assert!(round.remove_flag(&name).expect("remove_flag on an editable manifest"));
+        assert_eq!(round.to_yaml().ok(), m.to_yaml().ok(), "set_flag then remove_flag({name:?}) changed the YAML");
     }
 
     let mut annotated = m.clone();
