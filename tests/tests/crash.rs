@@ -107,13 +107,15 @@ fn snap_save_killed_at_random_moments() {
         }
         cmd
     };
-    let full = timed(save(false)).max(timed(save(true)));
+    // The quickest of a few whole runs: kills drawn below it land inside a run, even when a busy
+    // machine made one of the measured runs slow.
+    let full = [save(false), save(true), save(false)].into_iter().map(timed).min().unwrap();
     let runs = env_count("ETCD_CRASH_RUNS", 50);
     let mut rng = Rng::from_env();
     let (mut killed, mut parts_left) = (0, 0);
     for i in 0..runs {
         let cron = i % 2 == 1;
-        let at = rng.below(full + full / 5);
+        let at = rng.below(full);
         killed += usize::from(kill_after(save(cron), at));
         let listed = names(&dir);
         parts_left += usize::from(listed.iter().any(|n| n.ends_with(".part")));
