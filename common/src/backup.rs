@@ -81,10 +81,9 @@ pub fn new_backup_dir(root: &Path) -> Result<PathBuf> {
     bail!("backup dir {}: too many backups this second", root.display())
 }
 
+/// Best effort: the move itself has happened either way.
 fn sync_dir(dir: &Path) {
-    if let Ok(f) = std::fs::File::open(dir) {
-        let _ = f.sync_all();
-    }
+    let _ = crate::durable::sync_dir(dir);
 }
 
 /// Moves `src` into `backup_dir` under its own name and returns where it went. A file on another

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod disk;
+pub mod durable;
 pub mod exit;
 pub mod failpoint;
 pub mod manifest;

@@ -311,18 +311,18 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// [`write_atomic`] with another mode (e.g. 0644 for a file other users' daemons read).
 pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        // The umask may have narrowed or (via an existing file) widened the mode: set it exactly.
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        let mut f = crate::durable::open_exact(
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true),
+            &tmp,
+            mode,
+        )?;
         f.write_all(data)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        crate::durable::sync_parent(path)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);

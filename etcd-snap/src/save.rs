@@ -250,9 +250,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
         std::fs::rename(&part_path, &final_path)
             .map_err(|e| anyhow!("rename {} to {}: {e}", part_path.display(), final_path.display()))?;
         part.keep = true;
-        if let Some(dir) = final_path.parent() {
-            File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?.sync_all()?;
-        }
+        common::durable::sync_parent(&final_path)?;
         return Ok(Snapshot {
             kind: "Snapshot".into(),
             path: final_path.display().to_string(),

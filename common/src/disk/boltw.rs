@@ -64,10 +64,7 @@ fn leaf_image(id: u64, entries: &[(Vec<u8>, Vec<u8>, u32)]) -> Vec<u8> {
 
 impl BoltWriter {
     pub fn create(path: &Path, page_size: usize) -> std::io::Result<BoltWriter> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-        // Exactly 0600, whatever the umask.
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let file = crate::durable::create_new(path, 0o600)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         // Room for the two meta pages, written last.
         out.write_all(&vec![0u8; 2 * page_size])?;

@@ -12,9 +12,9 @@ use super::boltw::BoltWriter;
 use super::ids::{InitialMember, cluster_id};
 use super::{snapfile, wal};
 use crate::backup::private_dir as mkdir;
+use crate::durable::sync_dir;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Buckets every restored db has (created empty when the source lacks them).
@@ -221,9 +221,10 @@ fn rewrite_db(bolt: &mut Bolt, db: &Path, opts: &Options, n: u64) -> Result<(i64
 /// the changed buckets and a new root bucket appended as new pages, new meta pages. The old pages
 /// of the changed buckets are left unreachable, which a no-freelist file treats as free.
 fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64) -> Result<(i64, Option<i64>), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::copy(snapshot, db)?;
-    std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o600))?;
+    // Created 0600 before any byte of the copy lands (fs::copy would give it the source's mode).
+    let mut out = crate::durable::create_new(db, 0o600)?;
+    std::io::copy(&mut std::fs::File::open(snapshot)?, &mut out)?;
+    drop(out);
     let page_size = bolt.meta.page_size as usize;
     let mut w = BoltWriter::append(db, page_size, bolt.meta.pgid)?;
     let mut source = bolt.buckets().map_err(Error::Corrupt)?;
@@ -255,14 +256,8 @@ fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64)
     Ok((revision, None))
 }
 
-fn sync_dir(p: &Path) -> std::io::Result<()> {
-    std::fs::File::open(p)?.sync_all()
-}
-
 fn write_file(p: &Path, data: &[u8], mode: u32, len: Option<u64>) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(p)?;
-    // Exactly `mode`, whatever the umask.
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    let mut f = crate::durable::create_new(p, mode)?;
     f.write_all(data)?;
     if let Some(len) = len {
         f.set_len(len)?;

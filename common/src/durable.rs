@@ -1,0 +1,55 @@
+//! Writing files that survive a crash and keep their secrets: exact modes whatever the umask, and
+//! fsync of the dirs that name them.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Opens `path` with `how` and gives it exactly `mode`: the umask may have narrowed it, or an
+/// existing file widened it.
+pub fn open_exact(how: &mut OpenOptions, path: &Path, mode: u32) -> std::io::Result<File> {
+    let file = how.mode(mode).open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// A new file (it must not exist) with exactly `mode`.
+pub fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {
+    open_exact(OpenOptions::new().write(true).create_new(true), path, mode)
+}
+
+/// fsyncs a directory, so that the names created or renamed in it last; `""` is the current dir.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?.sync_all()
+}
+
+/// fsyncs the directory that names `path`.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("durable-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn modes_are_exact_and_existing_files_are_not_created_over() {
+        let d = scratch("modes");
+        let p = d.join("f");
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(create_new(&p, 0o600).unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
+        let f = open_exact(OpenOptions::new().write(true).truncate(true), &p, 0o600).unwrap();
+        assert_eq!(f.metadata().unwrap().mode() & 0o7777, 0o600, "an existing file's wide mode narrowed");
+        assert_eq!(std::fs::read(&p).unwrap(), b"");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
