@@ -1,12 +1,29 @@
 //! Crash points for tests: `ETCD_RECOVERY_FAILPOINT=<name>` makes the process abort at that step,
 //! as a `kill -9` would stop it there (no destructors, no cleanup), so tests can check that every
 //! interrupted procedure leaves a state the next run recovers from.
+//!
+//! `<name>:pause` holds the process at that step instead, until the file named by
+//! `ETCD_RECOVERY_FAILPOINT_GO` exists: a test changes the world at exactly that moment (freezes
+//! the etcd the step has just started, say) and lets the procedure go on.
+
+use std::path::Path;
+use std::time::Duration;
 
 pub const VAR: &str = "ETCD_RECOVERY_FAILPOINT";
+pub const GO_VAR: &str = "ETCD_RECOVERY_FAILPOINT_GO";
 
 pub fn hit(name: &str) {
-    if std::env::var(VAR).is_ok_and(|v| v == name) {
+    let Ok(v) = std::env::var(VAR) else { return };
+    if v == name {
         eprintln!("failpoint {name}: aborting");
         std::process::abort();
+    }
+    if v.strip_suffix(":pause") == Some(name)
+        && let Ok(go) = std::env::var(GO_VAR)
+    {
+        eprintln!("failpoint {name}: paused");
+        while !Path::new(&go).exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

@@ -22,6 +22,17 @@ pub struct Manifest {
     container: usize,
 }
 
+/// etcd's data dir when a manifest names none (kubeadm's).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
+
+/// Absolute, at least one name below /, no `..` (`.` and doubled slashes are harmless).
+fn plainly_below_root(p: &Path) -> bool {
+    use std::path::Component;
+    p.is_absolute()
+        && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && p.components().any(|c| matches!(c, Component::Normal(_)))
+}
+
 fn str_list(v: &Value) -> Vec<String> {
     v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
 }
@@ -205,6 +216,29 @@ impl Manifest {
     /// A path as the container sees it, as a path on the host: through the hostPath mount that
     /// holds it (the longest mountPath wins), under `rootfs`. Unmounted paths are taken as they are.
     pub fn host_path(&self, rootfs: &Path, container_path: &str) -> PathBuf {
+        crate::cli::host_path(rootfs, &self.on_host(container_path))
+    }
+
+    /// The data dir etcd is given (`--data-dir`, kubeadm's /var/lib/etcd when absent), on the
+    /// host. The tools move it aside and put others in its place, so a path that is not plainly
+    /// below / (relative, `..`, / itself), in the container or through its mount, is refused.
+    pub fn data_dir(&self, rootfs: &Path) -> Result<PathBuf> {
+        let dir = self.flag("data-dir").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let on_host = self.on_host(&dir);
+        for p in [&dir, &on_host] {
+            if !plainly_below_root(Path::new(p)) {
+                bail!(
+                    "{}: --data-dir {dir}{}: not a plain absolute path below /; refusing to act on it",
+                    self.path.display(),
+                    if *p == dir { String::new() } else { format!(" (on the host {on_host})") }
+                );
+            }
+        }
+        Ok(crate::cli::host_path(rootfs, &on_host))
+    }
+
+    /// A path as the container sees it, as the host does, without the rootfs.
+    fn on_host(&self, container_path: &str) -> String {
         let best = self
             .mounts
             .iter()
@@ -213,11 +247,13 @@ impl Manifest {
                     || container_path.strip_prefix(mount.as_str()).is_some_and(|rest| rest.starts_with('/'))
             })
             .max_by_key(|(mount, _)| mount.len());
-        let on_host = match best {
-            Some((mount, host)) => format!("{}{}", host.trim_end_matches('/'), &container_path[mount.len()..]),
+        match best {
+            Some((mount, host)) => {
+                let p = format!("{}{}", host.trim_end_matches('/'), &container_path[mount.len()..]);
+                if p.is_empty() { "/".into() } else { p }
+            }
             None => container_path.to_string(),
-        };
-        crate::cli::host_path(rootfs, &on_host)
+        }
     }
 
     /// The certificate files the manifest names, on the host, with the flags naming each.
@@ -403,6 +439,30 @@ mod tests {
         let m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
         assert_eq!(m.host_path(Path::new("/"), "/var/lib/etcd/member"), Path::new("/data/etcd/member"));
         assert_eq!(m.host_path(Path::new("/"), "/var/lib/etcdx"), Path::new("/var/lib/etcdx"));
+        assert_eq!(m.data_dir(Path::new("/node")).unwrap(), Path::new("/node/data/etcd"));
+    }
+
+    #[test]
+    fn data_dirs_not_plainly_below_root_are_refused() {
+        let with = |dir: &str, host: &str| {
+            let text = V131
+                .replace("--data-dir=/var/lib/etcd", &format!("--data-dir={dir}"))
+                .replace("path: /var/lib/etcd", &format!("path: {host}"));
+            Manifest::parse(Path::new("etcd.yaml"), &text).unwrap().data_dir(Path::new("/node"))
+        };
+        assert_eq!(with("/var/lib/etcd", "/var/lib/etcd").unwrap(), Path::new("/node/var/lib/etcd"));
+        assert_eq!(with("/var/lib/etcd/", "/var/lib//etcd").unwrap(), Path::new("/node/var/lib//etcd"));
+        for (dir, host, says) in [
+            ("/var/lib/etcd/..", "/var/lib/etcd", "--data-dir /var/lib/etcd/..: not a plain absolute path"),
+            ("/var/lib/etcd/../../..", "/var/lib/etcd", "/var/lib/etcd/../../..: not a plain"),
+            ("/", "/var/lib/etcd", "--data-dir /: not a plain absolute path below /"),
+            ("var/lib/etcd", "/var/lib/etcd", "--data-dir var/lib/etcd: not a plain"),
+            ("/var/lib/etcd", "/srv/../", "(on the host /srv/..): not a plain"),
+            ("/var/lib/etcd", "/", "(on the host /): not a plain"),
+        ] {
+            let e = with(dir, host).unwrap_err().to_string();
+            assert!(e.starts_with("etcd.yaml: ") && e.contains(says), "{dir} via {host}: {e}");
+        }
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub fn hex_id(id: u64) -> String {
 }
 
 pub fn parse_hex_id(s: &str) -> Option<u64> {
-    (!s.is_empty() && s.len() <= 16).then(|| u64::from_str_radix(s, 16).ok()).flatten()
+    // Hex digits only: from_str_radix alone would take a leading '+'.
+    let digits = !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    digits.then(|| u64::from_str_radix(s, 16).ok()).flatten()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -516,6 +518,8 @@ mod tests {
         assert_eq!(parse_hex_id("2a"), Some(42));
         assert_eq!(parse_hex_id("xyz"), None);
         assert_eq!(parse_hex_id("18e9e05c52164694d"), None);
+        assert_eq!(parse_hex_id("+2a"), None);
+        assert_eq!(parse_hex_id("-2a"), None);
     }
 
     #[test]

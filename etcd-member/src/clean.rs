@@ -58,8 +58,8 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     };
     let data_dir = match (&args.data_dir, manifest.as_ref().or(resumed.as_ref().map(|r| &r.1))) {
         (Some(d), _) => PathBuf::from(d),
-        (None, Some(m)) => m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into())),
-        (None, None) => cli::host_path(&shared.rootfs, "/var/lib/etcd"),
+        (None, Some(m)) => m.data_dir(&shared.rootfs)?,
+        (None, None) => cli::host_path(&shared.rootfs, common::manifest::DEFAULT_DATA_DIR),
     };
     let resumed_dir =
         resumed.map(|r| r.0).filter(|d| data_dir.exists() && data_dir.file_name().is_some_and(|n| !d.join(n).exists()));

@@ -149,7 +149,7 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
         m.set_annotation(common::manifest::CLIENT_URLS_ANNOTATION, &url(&ip, 2379))?;
     }
     m.set_flag("name", &name)?;
-    let data_dir = m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into()));
+    let data_dir = m.data_dir(&shared.rootfs)?;
     let manifest_in_place = shared.manifest.exists();
     // The manifest an interrupted join of this same member wrote (killed before the learner started).
     let ours_in_place = Manifest::load(&shared.manifest).ok().is_some_and(|m| {

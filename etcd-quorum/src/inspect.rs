@@ -22,7 +22,7 @@ common::with_shared_flags! {
 pub(crate) fn data_dir(flag: Option<&str>, shared: &Shared, manifest: Option<&Manifest>) -> Result<PathBuf> {
     match (flag, manifest) {
         (Some(d), _) => Ok(PathBuf::from(d)),
-        (None, Some(m)) => Ok(m.host_path(&shared.rootfs, &m.flag("data-dir").unwrap_or("/var/lib/etcd".into()))),
+        (None, Some(m)) => m.data_dir(&shared.rootfs),
         (None, None) => {
             Err(coded(exit::USAGE, format!("no --data-dir and no manifest at {}", shared.manifest.display())))
         }

@@ -159,7 +159,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         .ok_or_else(|| coded(exit::USAGE, "no --initial-advertise-peer-urls, none in the manifest"))?;
     let data_dir = match &args.data_dir {
         Some(d) => PathBuf::from(d),
-        None => original.host_path(&shared.rootfs, &original.flag("data-dir").unwrap_or("/var/lib/etcd".into())),
+        None => original.data_dir(&shared.rootfs)?,
     };
     let initial = args
         .initial_cluster

@@ -764,6 +764,16 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         }),
         &["var/lib/etcd", "var/lib/etcd-x"],
     );
+    // A data dir the tools would move aside that is not plainly below /: /var/lib itself.
+    let datadir_up = node_root(
+        &c,
+        "datadir-up",
+        &edit_command(&node3_manifest, |cmd| {
+            let at = position(cmd, "--data-dir=");
+            cmd[at] = "--data-dir=/var/lib/etcd/..".into();
+        }),
+        &["var/lib/etcd"],
+    );
 
     let spaces = c.base.join("with space");
     let ro = c.base.join("read-only backups");
@@ -904,6 +914,18 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &["clean", "--dry-run"],
         )
         .succeeds(&[&format!("{} -> ", s(&datadir_twoarg.join("var/lib/etcd-x")))]),
+        row(
+            "clean --yes: manifest --data-dir with ..",
+            "etcd-member",
+            &On::Root(datadir_up.clone()),
+            &["clean", "--yes"],
+        )
+        .fails(1, &["etcd.yaml: --data-dir /var/lib/etcd/..: not a plain absolute path below /; refusing"]),
+        swap(&datadir_up)
+            .named("swap: manifest --data-dir with ..")
+            .fails(1, &["etcd.yaml: --data-dir /var/lib/etcd/..: not a plain absolute path below /; refusing"]),
+        row("inspect: manifest --data-dir with ..", "etcd-quorum", &On::Root(datadir_up.clone()), &["inspect"])
+            .fails(1, &["etcd.yaml: --data-dir /var/lib/etcd/..: not a plain absolute path below /"]),
         // The swaps run on roots without a kubelet: the restored member never answers, so each
         // swap times out and undoes itself, and leaves the manifest it wrote in its backup dir.
         {

@@ -136,3 +136,112 @@ fn member_frozen_or_killed_mid_snapshot_3_5_30() {
         assert!(landed, "{fault}: the save always finished before the signal");
     }
 }
+
+/// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs, then the
+/// tool goes on. Returns the finished run and how long it took after `act`.
+fn paused_at(
+    c: &Cluster,
+    mut cmd: std::process::Command,
+    point: &str,
+    act: impl FnOnce(),
+) -> (etcd_lab::Run, Duration) {
+    use std::io::{BufRead, BufReader};
+    let go = c.base.join(format!("go-{point}"));
+    cmd.env(common::failpoint::VAR, format!("{point}:pause"))
+        .env(common::failpoint::GO_VAR, &go)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(&format!("failpoint {point}: paused")) {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
+        seen += &line;
+    }
+    act();
+    std::fs::write(&go, b"").unwrap();
+    let t = Instant::now();
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let out = child.wait_with_output().unwrap();
+    let took = t.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run = etcd_lab::Run {
+        code: out.status.code().expect("exit code"),
+        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stdout,
+        stderr: seen + &rest.join().unwrap(),
+    };
+    (run, took)
+}
+
+/// Freezes node `k`'s etcd once the kubelet has replaced the container whose pid was `old`.
+fn freeze_new(c: &Cluster, k: usize, old: i32) -> i32 {
+    let t = Instant::now();
+    loop {
+        let pid = c.etcd_pid(k);
+        if pid != old {
+            return c.freeze(k);
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "node{k}: no new etcd container");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The etcd a swap has just started from the restored data freezes before it answers: the health
+/// wait ends at --timeout (exit 7), and the swap undoes itself: the old data serves again.
+#[test]
+fn swap_with_the_restored_etcd_frozen_3_5_30() {
+    let c = Cluster::start(Spec::new(1, "3.5.30"));
+    c.etcdctl_ok(&["put", "/registry/before", "1"]);
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    c.etcdctl_ok(&["put", "/registry/after", "2"]);
+    let manifest_before = std::fs::read(c.node(1).manifest()).unwrap();
+    let old = c.etcd_pid(1);
+    let mut cmd = c.tool("etcd-restore", 1);
+    cmd.args(["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--timeout", "12s", "-w", "json"]);
+    let mut frozen = 0;
+    let (r, took) = paused_at(&c, cmd, "swap-manifest-written", || frozen = freeze_new(&c, 1, old));
+    c.thaw(frozen);
+    let line = error_line(&r.stderr, "etcd-restore");
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(line.contains("not healthy within 12s"), "{line}");
+    assert!(line.contains("undone: new manifest taken out"), "{line}");
+    assert!(line.contains("old data dir back in") && line.contains("original manifest back"), "{line}");
+    // The health wait, then the kubelet's grace period for the frozen container (10 s), with slack.
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), manifest_before);
+    c.wait_healthy(&[1], Duration::from_secs(30));
+    assert_eq!(c.etcdctl_ok(&["get", "/registry/after", "--print-value-only"]).trim(), "2");
+}
+
+/// After a quorum loss, the survivor's forced start freezes: recover's restart wait ends at
+/// --timeout (exit 7), and the flag is out of the manifest again, the data dir's copy kept.
+#[test]
+fn recover_with_the_forced_etcd_frozen_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    c.etcdctl_ok(&["put", "/registry/kept", "1"]);
+    c.stop_node(2);
+    c.stop_node(3);
+    let old = c.etcd_pid(1);
+    let mut cmd = c.tool("etcd-quorum", 1);
+    cmd.args(["recover", "--yes", "--timeout", "8s", "-w", "json"]).args(TIMEOUTS);
+    let mut frozen = 0;
+    let (r, took) = paused_at(&c, cmd, "recover-flag-in", || frozen = freeze_new(&c, 1, old));
+    let line = error_line(&r.stderr, "etcd-quorum");
+    c.thaw(frozen);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(line.contains("the flag is out of the manifest again"), "{line}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let m = common::manifest::Manifest::load(&c.node(1).manifest()).unwrap();
+    assert!(!m.force_new_cluster(), "{:?}", m.argv);
+    let copy = line.split("(copy in ").nth(1).and_then(|s| s.split(')').next()).unwrap_or("");
+    assert!(Path::new(copy).join("member/snap/db").is_file(), "no data dir copy named: {line}");
+}
