@@ -93,11 +93,17 @@ async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
     Probe { url, status, members }
 }
 
+/// What a request sees of a connection the server hung up on after the handshake, as the race
+/// between its write and the server's close goes (all seen against etcd 3.5).
+const HUNG_UP: [&str; 4] = ["connection closed", "broken pipe", "connection was not ready", "connection reset"];
+
 /// etcd drops the connection of a client certificate it does not accept (another CA, wrong
 /// usage); over TLS 1.3 the client's handshake is already done then, and its first request only
-/// sees the connection closed. That is a TLS failure, not a dead member.
+/// sees the connection hung up. That is a TLS failure, not a dead member (a dead one refuses the
+/// dial, a frozen one times out).
 fn closed_after_handshake(url: &str, e: EndpointError) -> EndpointError {
-    if url.starts_with("https://") && e.kind == FailKind::Other && e.message.contains("connection closed") {
+    let l = e.message.to_lowercase();
+    if url.starts_with("https://") && e.kind == FailKind::Other && HUNG_UP.iter().any(|h| l.contains(h)) {
         return EndpointError {
             kind: FailKind::Tls,
             message: format!(
@@ -415,6 +421,25 @@ pub fn member_ref(m: &MemberStatus) -> MemberRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hang_ups_after_the_handshake_are_tls_failures() {
+        let other = |m: &str| EndpointError { kind: FailKind::Other, message: m.into() };
+        for seen in [
+            "grpc request error: transport error: connection closed",
+            "transport error: stream closed because of a broken pipe",
+            "operation was canceled: connection was not ready",
+            "Connection reset by peer (os error 104)",
+        ] {
+            let e = closed_after_handshake("https://10.0.0.1:2379", other(seen));
+            assert_eq!(e.kind, FailKind::Tls, "{seen}");
+            assert!(e.message.contains("rejects the client certificate") && e.message.contains(seen), "{e}");
+            // Plaintext has no handshake to blame.
+            assert_eq!(closed_after_handshake("http://10.0.0.1:2379", other(seen)).kind, FailKind::Other);
+        }
+        let refused = other("tcp connect error: Connection refused (os error 111)");
+        assert_eq!(closed_after_handshake("https://10.0.0.1:2379", refused).kind, FailKind::Other);
+    }
 
     #[test]
     fn alarms_from_status_errors() {
