@@ -99,6 +99,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(path.starts_with(rootfs) && !by.is_empty());
     }
     assert!(m.host_path(rootfs, &value).starts_with(rootfs));
+    // A data dir the tools act on is strictly below the rootfs, whatever the flag and mounts say.
+    if let Ok(d) = m.data_dir(rootfs) {
+        let below = d.strip_prefix(rootfs).expect("data dir under the rootfs");
+        assert!(below.components().all(|c| matches!(c, std::path::Component::Normal(_))), "{d:?}");
+        assert!(below.components().next().is_some(), "{d:?}");
+    }
 
     // Written out and read again, unchanged.
     if let Some(back) = reparse(&m) {
