@@ -29,6 +29,17 @@ impl std::fmt::Display for EndpointError {
 
 impl std::error::Error for EndpointError {}
 
+impl EndpointError {
+    /// As the error of `what` (e.g. "https://…: snapshot"): exit 7 when it timed out.
+    pub fn context(self, what: impl std::fmt::Display) -> anyhow::Error {
+        let message = format!("{what}: {}", self.message);
+        match self.kind {
+            FailKind::Timeout => crate::exit::coded(crate::exit::TIMEOUT, message),
+            _ => anyhow::anyhow!(message),
+        }
+    }
+}
+
 /// The whole source chain of an error, without the repetitions tonic and hyper add.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -323,6 +323,17 @@ impl Survey {
         all.join("; ")
     }
 
+    /// `url: error` of each endpoint our TLS setup failed with. Such a member may well be alive:
+    /// a procedure that needs members down must not count it as down.
+    pub fn tls_failures(&self) -> Vec<String> {
+        self.probes
+            .iter()
+            .filter_map(|p| {
+                p.status.as_ref().err().filter(|e| e.kind == FailKind::Tls).map(|e| format!("{}: {e}", p.url))
+            })
+            .collect()
+    }
+
     pub fn all_failed_with(&self, kind: FailKind) -> bool {
         self.nobody_answered() && self.failures().iter().all(|e| e.kind == kind)
     }

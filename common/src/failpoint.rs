@@ -3,7 +3,7 @@
 //! interrupted procedure leaves a state the next run recovers from.
 //!
 //! `<name>:pause` holds the process at that step instead, until the file named by
-//! `ETCD_RECOVERY_FAILPOINT_GO` exists: a test changes the world at exactly that moment (freezes
+//! `ETCD_RECOVERY_FAILPOINT_GO` exists (5 minutes at most): a test changes the world at exactly that moment (freezes
 //! the etcd the step has just started, say) and lets the procedure go on.
 
 use std::path::Path;
@@ -22,7 +22,9 @@ pub fn hit(name: &str) {
         && let Ok(go) = std::env::var(GO_VAR)
     {
         eprintln!("failpoint {name}: paused");
-        while !Path::new(&go).exists() {
+        // Bounded: a forgotten variable must not hang a tool for good.
+        let until = std::time::Instant::now() + Duration::from_secs(300);
+        while !Path::new(&go).exists() && std::time::Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -423,8 +423,19 @@ documents!(ClusterStatus, Snapshot, DataDirInspection);
 /// Every `T` in a text: one object, concatenated objects, or arrays of them (so `ssh a ...; ssh b ...`
 /// output and `jq -s` output both work). Errors are usage errors (exit 2) naming `source`.
 pub fn read_documents<T: Document>(text: &str, source: &str) -> anyhow::Result<Vec<T>> {
+    read_all(text, source, false).map(|(docs, _)| docs)
+}
+
+/// [`read_documents`], where `Error` documents (a failed run of the tool that writes `T`, say one
+/// node's inspect in a `for n ...; do ssh $n ...; done` loop) are returned apart, not refused.
+pub fn read_documents_and_errors<T: Document>(text: &str, source: &str) -> anyhow::Result<(Vec<T>, Vec<ErrorDoc>)> {
+    read_all(text, source, true)
+}
+
+fn read_all<T: Document>(text: &str, source: &str, errors: bool) -> anyhow::Result<(Vec<T>, Vec<ErrorDoc>)> {
     use crate::exit::{USAGE, coded};
     let mut out = Vec::new();
+    let mut failed = Vec::new();
     for v in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
         let v = v.map_err(|e| coded(USAGE, format!("{source}: not JSON: {e}")))?;
         let items = if let serde_json::Value::Array(a) = v { a } else { vec![v] };
@@ -432,6 +443,13 @@ pub fn read_documents<T: Document>(text: &str, source: &str) -> anyhow::Result<V
             // The kind first: "a Plan document" says more than a missing field would.
             match item.get("kind").and_then(|k| k.as_str()) {
                 Some(k) if k == T::KIND => {}
+                Some("Error") if errors => {
+                    failed.push(
+                        serde_json::from_value(item)
+                            .map_err(|e| coded(USAGE, format!("{source}: not an Error document: {e}")))?,
+                    );
+                    continue;
+                }
                 Some(k) => return Err(coded(USAGE, format!("{source}: a {k} document, not {}", T::KIND))),
                 None => return Err(coded(USAGE, format!("{source}: not a {} document (no kind)", T::KIND))),
             }
@@ -440,7 +458,7 @@ pub fn read_documents<T: Document>(text: &str, source: &str) -> anyhow::Result<V
             out.push(doc);
         }
     }
-    Ok(out)
+    Ok((out, failed))
 }
 
 /// Exactly one `T` in a text.

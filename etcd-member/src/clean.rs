@@ -69,6 +69,9 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     if let Some(m) = &manifest {
         let name = m.flag("name").unwrap_or_default();
         let peer = m.flag("initial-advertise-peer-urls").unwrap_or_default();
+        // Unknown is not down: a TLS failure or a survey that could not run (a missing
+        // certificate) says nothing about whether the member is alive.
+        let unknown = |why: String| (args.force, format!("cannot tell whether it answers: {why}"));
         match common::cluster::survey(&shared, Some(m)) {
             Ok(s) if !s.nobody_answered() => {
                 let me = s
@@ -76,9 +79,13 @@ pub fn run(args: CleanArgs) -> Result<u8> {
                     .members
                     .iter()
                     .find(|x| (!name.is_empty() && x.name == name) || x.peer_urls.contains(&peer));
+                let tls = s.tls_failures();
                 let (ok, detail) = match me {
                     Some(x) if x.endpoint.reachable => {
                         (args.force, format!("member {} ({}) answers at {}", x.name, x.id, x.endpoint.url))
+                    }
+                    Some(x) if tls.iter().any(|f| f.starts_with(&format!("{}: ", x.endpoint.url))) => {
+                        unknown(format!("TLS failed: {}; check --cacert/--cert/--key", tls.join("; ")))
                     }
                     Some(x) => (
                         true,
@@ -91,12 +98,19 @@ pub fn run(args: CleanArgs) -> Result<u8> {
                 };
                 plan.check("this node's member does not answer", ok, detail);
             }
-            Ok(s) => plan.check(
-                "this node's member does not answer",
-                true,
-                format!("no endpoint answered: {}", s.describe_failures()),
-            ),
-            Err(e) => plan.check("this node's member does not answer", true, format!("cluster not asked: {e:#}")),
+            Ok(s) => {
+                let tls = s.tls_failures();
+                let (ok, detail) = if tls.is_empty() {
+                    (true, format!("no endpoint answered: {}", s.describe_failures()))
+                } else {
+                    unknown(format!("TLS failed: {}; check --cacert/--cert/--key", tls.join("; ")))
+                };
+                plan.check("this node's member does not answer", ok, detail);
+            }
+            Err(e) => {
+                let (ok, detail) = unknown(format!("the cluster could not be asked: {e:#}"));
+                plan.check("this node's member does not answer", ok, detail);
+            }
         }
     }
     let crictl = Crictl::new(&shared.crictl);

@@ -72,7 +72,15 @@ fn targets<'a>(
         // A member the document names but the cluster no longer has was removed already.
         return Ok(live.members.iter().filter(|m| ids.contains(&m.id.as_str())).collect());
     }
-    args.members.iter().map(|name| find_member(live, name)).collect()
+    let mut found: Vec<&MemberStatus> = Vec::new();
+    for name in &args.members {
+        let m = find_member(live, name)?;
+        // Named twice (or by name and by ID): removed once, counted once in the quorum math.
+        if !found.iter().any(|f| f.id == m.id) {
+            found.push(m);
+        }
+    }
+    Ok(found)
 }
 
 /// A member by name, else by hex ID; an unknown one is a usage error listing the members.
@@ -107,7 +115,10 @@ fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, ta
     );
     let removed_voters = targets.iter().filter(|m| !m.is_learner).count();
     let removed_reachable = targets.iter().filter(|m| !m.is_learner && m.endpoint.reachable).count();
-    let after = Quorum::compute(live.quorum.voters - removed_voters, live.quorum.reachable_voters - removed_reachable);
+    let after = Quorum::compute(
+        live.quorum.voters.saturating_sub(removed_voters),
+        live.quorum.reachable_voters.saturating_sub(removed_reachable),
+    );
     p.check(
         "quorum after the removal",
         after.has_quorum || args.force,

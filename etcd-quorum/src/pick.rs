@@ -42,6 +42,8 @@ struct SurvivorChoice {
     survivor: String,
     survivor_member_id: String,
     candidates: Vec<Candidate>,
+    /// The failed inspections among the input (their Error documents' messages).
+    skipped: Vec<String>,
 }
 
 /// The ordering key: raft's up-to-date rule, then what is applied, then the revision.
@@ -67,14 +69,24 @@ fn why_lost(loser: &DataDirInspection, winner: &DataDirInspection) -> String {
 pub fn run(args: PickArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     let mut docs = Vec::new();
+    let mut skipped = Vec::new();
     if args.files.is_empty() || args.files.iter().any(|f| cli::is_stdin(f)) {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        docs.extend(report::read_documents::<DataDirInspection>(&text, "stdin")?);
+        let (d, e) = report::read_documents_and_errors::<DataDirInspection>(&text, "stdin")?;
+        docs.extend(d);
+        skipped.extend(e);
     }
     for f in args.files.iter().filter(|f| !cli::is_stdin(f)) {
         let text = std::fs::read_to_string(f).map_err(|e| coded(exit::USAGE, format!("{f}: cannot read: {e}")))?;
-        docs.extend(report::read_documents::<DataDirInspection>(&text, f)?);
+        let (d, e) = report::read_documents_and_errors::<DataDirInspection>(&text, f)?;
+        docs.extend(d);
+        skipped.extend(e);
+    }
+    // A node whose inspect failed is no candidate, but the operator must know it was not weighed.
+    let skipped: Vec<String> = skipped.into_iter().map(|e| format!("{} (exit {})", e.message, e.code)).collect();
+    for s in &skipped {
+        eprintln!("etcd-quorum: not a candidate, its inspect failed: {s}");
     }
     if docs.is_empty() {
         return Err(coded(exit::USAGE, "no DataDirInspection documents given"));
@@ -125,6 +137,7 @@ pub fn run(args: PickArgs) -> Result<u8> {
         survivor: winner.name.clone(),
         survivor_member_id: winner.member_id.clone(),
         candidates,
+        skipped,
     };
     cli::emit(&choice, shared.output, |c| {
         let mut out = format!("survivor: {} ({})\n", c.survivor, c.survivor_member_id);
@@ -141,6 +154,9 @@ pub fn run(args: PickArgs) -> Result<u8> {
                 k.revision,
                 k.why
             );
+        }
+        for s in &c.skipped {
+            out += &format!("  not weighed (inspect failed): {s}\n");
         }
         out
     });

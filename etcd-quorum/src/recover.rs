@@ -64,6 +64,8 @@ fn via_restore(
     let copy = if args.dry_run {
         dir.join("member/snap/db")
     } else {
+        // Asked before anything is written: a refusal leaves no copy behind.
+        cli::confirm(args.yes, &format!("restore {} from its own db as a one-member cluster", before.member_id))?;
         let b = backup::new_backup_dir(&root)?;
         let to = b.join("db");
         std::fs::copy(dir.join("member/snap/db"), &to)
@@ -79,12 +81,8 @@ fn via_restore(
     if args.mark_compacted {
         argv.push("--mark-compacted");
     }
-    if args.dry_run {
-        argv.push("--dry-run");
-    }
-    if args.yes {
-        argv.push("--yes");
-    }
+    // Confirmed above (or a dry run).
+    argv.push(if args.dry_run { "--dry-run" } else { "--yes" });
     let mut r = etcd_restore::Args::from_args(&["etcd-restore"], &argv)
         .map_err(|e| coded(exit::USAGE, e.output.trim().to_string()))?;
     let flags = args.shared_flags();
@@ -190,6 +188,12 @@ fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
 
 pub fn run(args: RecoverArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
+    if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
+        return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
+    }
+    if (args.bump_revision.is_some() || args.mark_compacted) && !args.via_restore {
+        return Err(coded(exit::USAGE, "--bump-revision and --mark-compacted go with --via-restore"));
+    }
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let mut manifest = Manifest::load(&shared.manifest)?;
     let dir = data_dir(args.data_dir.as_deref(), &shared, Some(&manifest))?;
@@ -229,6 +233,17 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
                 )
             } else {
                 format!("{} of {} voters reachable, {} needed", q.reachable_voters, q.voters, q.needed)
+            },
+        );
+        // A member our certificates cannot talk to may be part of a live majority.
+        let tls = survey.tls_failures();
+        plan.check(
+            "no member hidden by a TLS failure",
+            tls.is_empty() || args.force,
+            if tls.is_empty() {
+                "every unreachable member failed to connect or timed out".to_string()
+            } else {
+                format!("TLS failed with {}: they may be alive; check --cacert/--cert/--key", tls.join("; "))
             },
         );
         if !args.via_restore {
@@ -274,9 +289,10 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         plan.step("wait", "etcd restarted as a one-member cluster", false);
     }
     if args.via_restore && !interrupted {
-        // The live-majority check above still guards; the rest is etcd-restore's swap and its plan.
-        if !args.dry_run {
-            cli::plan_gate(&plan, shared.output, false)?;
+        // The checks above still guard (a dry run that fails them shows this plan); the rest is
+        // etcd-restore's swap and its plan.
+        if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run && !plan.failed().is_empty())? {
+            return Ok(code);
         }
         return via_restore(&args, &shared, &dir, &before, others);
     }

@@ -13,7 +13,7 @@ use common::cli::{self, HasShared};
 use common::disk::ids::{self, InitialMember};
 use common::disk::{restore, snapshot};
 use common::exit::{self, coded};
-use common::report::{self, Restore, Snapshot, hex_id};
+use common::report::{self, Plan, Restore, Snapshot, hex_id};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -198,6 +198,36 @@ pub(crate) fn document(snapshot: String, data_dir: &Path, m: &Membership, o: &re
     }
 }
 
+/// The offline restore's Plan: the snapshot verified, the target checked, nothing written.
+fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, shared: &cli::Shared) -> Result<u8> {
+    let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check)?;
+    let mut ids: Vec<u64> = m.members.iter().map(|x| x.id).collect();
+    ids.sort();
+    let mut plan = Plan::new("etcd-restore");
+    plan.check(
+        "snapshot verified",
+        true,
+        format!("{path}: revision {}, {} keys", verified.status.revision, verified.status.total_keys),
+    );
+    plan.check("data dir empty or absent", common::backup::empty_or_absent(data_dir), data_dir.display().to_string());
+    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    plan.check("data dir parent exists", parent.is_dir(), parent.display().to_string());
+    plan.step(
+        "restore",
+        format!(
+            "{path} beside {} as member {} ({}) of cluster {} ({})",
+            data_dir.display(),
+            m.me.name,
+            hex_id(m.me.id),
+            hex_id(ids::cluster_id(&ids)),
+            m.initial_cluster
+        ),
+        false,
+    );
+    plan.step("rename", format!("the restored dir becomes {}", data_dir.display()), false);
+    Ok(cli::plan_gate(&plan, shared.output, true)?.unwrap_or(exit::OK))
+}
+
 pub fn run(args: Args) -> Result<u8> {
     if let Some(Cmd::Plan(p)) = args.plan {
         return plan::run(p);
@@ -223,6 +253,9 @@ pub fn run(args: Args) -> Result<u8> {
         &need(&args.name, "--name")?,
         &need(&args.initial_advertise_peer_urls, "--initial-advertise-peer-urls")?,
     )?;
+    if args.dry_run {
+        return dry_run(&snapshot_arg, &data_dir, &m, &args, &shared);
+    }
     if !common::backup::empty_or_absent(&data_dir) {
         return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));
     }

@@ -51,7 +51,8 @@ common::with_shared_flags! {
         /// node_exporter textfile to update, on failure too
         #[argh(option)]
         pub metrics_file: Option<String>,
-        /// write even into a world-writable directory (anyone there could swap a snapshot)
+        /// write even into a world-writable directory (anyone there could swap a snapshot), or
+        /// over an existing --out file
         #[argh(switch)]
         pub force: bool,
     }
@@ -154,10 +155,10 @@ async fn stream(
     check: &mut StreamCheck,
     stall: Duration,
 ) -> Result<(u64, String)> {
-    let mut client = dialer.connect(url).await.map_err(|e| anyhow!("{url}: {e}"))?;
-    let status = dialer.call(client.status()).await.map_err(|e| anyhow!("{url}: status: {e}"))?;
+    let mut client = dialer.connect(url).await.map_err(|e| e.context(url))?;
+    let status = dialer.call(client.status()).await.map_err(|e| e.context(format!("{url}: status")))?;
     let member_id = status.header().map_or(0, |h| h.member_id());
-    let mut s = dialer.call(client.snapshot()).await.map_err(|e| anyhow!("{url}: snapshot: {e}"))?;
+    let mut s = dialer.call(client.snapshot()).await.map_err(|e| e.context(format!("{url}: snapshot")))?;
     let mut progress = Progress { on: std::io::stderr().is_terminal(), start: Instant::now(), last: Instant::now() };
     loop {
         match tokio::time::timeout(stall, s.message()).await {
@@ -203,6 +204,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
     let rt = common::client::runtime()?;
     let taken = common::time::compact_utc(std::time::SystemTime::now());
     let mut errors = Vec::new();
+    let mut all_timed_out = true;
     for (url, name) in urls {
         // A member known only by its URL is named after its host (no ':' in file names).
         let member = if name.is_empty() { cli::url_host(&url).replace(':', "_") } else { name };
@@ -226,6 +228,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             Err(e) if check.total() == 0 && e.downcast_ref::<LocalWrite>().is_none() => {
                 log::warn!("{e:#}");
                 errors.push(format!("{e:#}"));
+                all_timed_out &= exit::code_of(&e) == exit::TIMEOUT;
                 continue;
             }
             Err(e) => return Err(e),
@@ -267,7 +270,33 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             verified: true,
         });
     }
-    Err(coded(exit::QUORUM_LOST, format!("no member gave a snapshot: {}", errors.join("; "))))
+    // Every member timed out: frozen or unroutable ones may come back (7), as with the survey.
+    let code = if all_timed_out { exit::TIMEOUT } else { exit::QUORUM_LOST };
+    Err(coded(code, format!("no member gave a snapshot: {}", errors.join("; "))))
+}
+
+/// The dir made (0700) and fit for snapshots; `--out` names no existing file.
+fn prepare(dir: &Path, target: &Target, force: bool) -> Result<()> {
+    make_dir(dir)?;
+    let mode = std::fs::metadata(dir).map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o002 != 0 && !force {
+        return Err(coded(
+            exit::REFUSED,
+            format!(
+                "{}: world-writable (mode {:o}): anyone could replace or read a snapshot there; \
+                 use a private directory or --force",
+                dir.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
+    if let Target::File(f) = target
+        && std::fs::symlink_metadata(f).is_ok()
+        && !force
+    {
+        return Err(coded(exit::REFUSED, format!("--out {}: exists; not replacing it without --force", f.display())));
+    }
+    Ok(())
 }
 
 pub enum Target {
@@ -299,27 +328,22 @@ pub fn run(args: SaveArgs) -> Result<u8> {
         Target::Dir(d) => d.clone(),
         Target::File(f) => f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
     };
-    make_dir(&dir)?;
-    let mode = std::fs::metadata(&dir).map(|m| m.permissions().mode()).unwrap_or(0);
-    if mode & 0o002 != 0 && !args.force {
-        return Err(coded(
-            exit::REFUSED,
-            format!(
-                "{}: world-writable (mode {:o}): anyone could replace or read a snapshot there; \
-                 use a private directory or --force",
-                dir.display(),
-                mode & 0o7777
-            ),
-        ));
-    }
-    let _lock = if args.lock { Some(lock_dir(&dir)?) } else { None };
-    // Leftovers of killed runs go first, whatever their age: no live save holds their lock.
-    if matches!(target, Target::Dir(_)) {
-        for p in store::remove_dead_parts(&dir, false)? {
-            eprintln!("etcd-snap: removed {}, left by an interrupted save", p.display());
+    // A failure from here on is the job's and goes into the metrics, except a lock held by
+    // another live run: that run reports.
+    let prepared = prepare(&dir, &target, args.force);
+    let _lock = match &prepared {
+        Ok(()) if args.lock => Some(lock_dir(&dir)?),
+        _ => None,
+    };
+    let result = prepared.and_then(|()| {
+        // Leftovers of killed runs go first, whatever their age: no live save holds their lock.
+        if matches!(target, Target::Dir(_)) {
+            for p in store::remove_dead_parts(&dir, false)? {
+                eprintln!("etcd-snap: removed {}, left by an interrupted save", p.display());
+            }
         }
-    }
-    let result = save(&args, &shared, &target);
+        save(&args, &shared, &target)
+    });
     if let Some(m) = &args.metrics_file {
         let outcome = match &result {
             Ok(s) => metrics::Outcome {

@@ -100,9 +100,13 @@ fn local_warnings(local: &LocalView) -> Vec<String> {
 pub fn run(args: Args) -> Result<u8> {
     use common::cli::HasShared;
     let shared = args.shared_flags().resolve()?;
-    // The manifest is optional unless named: etcd-status also runs from a workstation.
-    let manifest = if args.manifest.is_some() || shared.manifest.exists() {
+    // The manifest is optional unless named: etcd-status also runs from a workstation. A broken
+    // one at the default path is a finding about this node, not a reason to hide the cluster.
+    let mut broken = None;
+    let manifest = if args.manifest.is_some() {
         Some(Manifest::load(&shared.manifest)?)
+    } else if shared.manifest.exists() {
+        Manifest::load(&shared.manifest).map_err(|e| broken = Some(format!("{e:#}; the local view is left out"))).ok()
     } else {
         None
     };
@@ -116,6 +120,11 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let mut status = survey.status.clone();
     let mut degraded = cluster::is_degraded(&status);
+    if let Some(b) = broken {
+        eprintln!("etcd-status: {b}");
+        status.warnings.push(b);
+        degraded = true;
+    }
     if let Some(m) = &manifest {
         let local = local_view(&shared, m, args.logs);
         let more = local_warnings(&local);

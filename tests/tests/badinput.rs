@@ -872,8 +872,17 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             .fails(6, &["CRC mismatch", ".wal at byte"])
             .stdout(&["\"walCrcOk\": false"]),
         // --- manifests
-        row("status: manifest is not YAML", "etcd-status", &On::Root(yaml.clone()), &[])
-            .fails(1, &["etcd.yaml: invalid YAML at line"]),
+        // A broken manifest is this node's finding: the cluster is still reported (exit 3).
+        row("status: manifest is not YAML", "etcd-status", &On::Root(yaml.clone()), &["--endpoints", &ep1])
+            .fails(3, &["etcd.yaml: invalid YAML at line", "the local view is left out"])
+            .stdout(&["\"members\"", "invalid YAML at line"]),
+        row(
+            "status --manifest: named manifest is not YAML",
+            "etcd-status",
+            &On::Root(yaml.clone()),
+            &["--manifest", &s(&yaml.join("etc/kubernetes/manifests/etcd.yaml"))],
+        )
+        .fails(1, &["etcd.yaml: invalid YAML at line"]),
         row(
             "swap --dry-run: manifest is not YAML",
             "etcd-restore",
@@ -888,8 +897,13 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &["recover", "--dry-run"],
         )
         .fails(1, &["etcd.yaml: invalid YAML at line"]),
-        row("status: manifest without an etcd container", "etcd-status", &On::Root(noetcd.clone()), &[])
-            .fails(1, &["etcd.yaml: no etcd container in spec.containers"]),
+        row(
+            "status: manifest without an etcd container",
+            "etcd-status",
+            &On::Root(noetcd.clone()),
+            &["--endpoints", &ep1],
+        )
+        .fails(3, &["etcd.yaml: no etcd container in spec.containers"]),
         row(
             "recover --dry-run: manifest without an etcd container",
             "etcd-quorum",

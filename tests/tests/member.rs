@@ -123,6 +123,13 @@ fn guards(version: &str) {
     assert!(r.stderr.contains("member node2") && r.stderr.contains("answers"), "{}", r.stderr);
     assert!(c.node(2).manifest().exists() && c.node(2).root.join("var/lib/etcd/member").is_dir());
     assert!(!c.node(2).root.join("var/lib/etcd-recovery").exists());
+    // A CA that verifies no member: whether node2 answers is unknown, which is not "down".
+    let wrong_ca = c.node(2).pki().join("server.crt");
+    let r = tool(&c, "etcd-member", 2, &["clean", "--yes", "--cacert", wrong_ca.to_str().unwrap()], None);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot tell whether it answers: TLS failed"), "{}", r.stderr);
+    assert!(c.node(2).manifest().exists() && c.node(2).root.join("var/lib/etcd/member").is_dir());
+    assert!(!c.node(2).root.join("var/lib/etcd-recovery").exists());
 
     c.stop_node(3);
     let before = member_names(&c);
@@ -212,8 +219,11 @@ fn add_and_promote_by_hand_3_5_30() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = tool(&c, "etcd-member", 1, &["remove", &id3, "--yes"], None);
+    // Named by ID and by name, twice: one removal (a second would fail after the first).
+    let r = tool(&c, "etcd-member", 1, &["remove", &id3, "node3", &id3, "--yes"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json["changed"].as_array().unwrap().len(), 1, "{}", r.stdout);
+    assert_eq!(member_names(&c), ["node1", "node2"]);
     let r = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
 

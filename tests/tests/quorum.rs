@@ -104,6 +104,23 @@ fn live_majority_is_refused() {
     assert!(r.stderr.contains("splits it"), "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), before);
     assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
+    // --via-restore's dry run shows recover's own refusal, not only the swap's plan.
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--via-restore", "--dry-run"], None);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert_eq!(r.json["kind"], "Plan", "{}", r.stdout);
+    assert!(r.stdout.contains("a majority of voters is NOT reachable"), "{}", r.stdout);
+    // Certificates that reach no member make the majority look lost: a TLS failure is no proof
+    // that a member is down, so recover still refuses.
+    let wrong_ca = c.node(1).pki().join("server.crt");
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--cacert", wrong_ca.to_str().unwrap()], None);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no member hidden by a TLS failure") && r.stderr.contains("TLS failed with"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), before);
+    assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
 }
 
 /// Five nodes; node4 stopped early (behind), then nodes 1-3 lost: pick prefers node5.
@@ -124,11 +141,24 @@ fn pick_prefers_the_most_up_to_date() {
         assert_eq!(r.code, 0, "{}", r.stderr);
         all += &r.stdout;
     }
-    let p = c.run_json("etcd-quorum", 1, &["pick"], Some(&all));
+    // One node whose inspect fails (its data dir gone) is in the loop's output too: it is named
+    // as not weighed, and the others are still picked from.
+    let empty = c.base.join("no-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut cmd = c.tool("etcd-quorum", 3);
+    cmd.args(["inspect", "-w", "json", "--data-dir"]).arg(&empty);
+    let failed = etcd_lab::run(cmd, None);
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    assert_eq!(failed.json["kind"], "Error", "{}", failed.stdout);
+    let p = c.run_json("etcd-quorum", 1, &["pick"], Some(&format!("{all}{}", failed.stdout)));
     assert_eq!(p.code, 0, "{}", p.stderr);
     assert_eq!(p.json["survivor"], "node5", "{}", p.json);
     let loser = p.json["candidates"].as_array().unwrap().iter().find(|x| x["name"] == "node4").unwrap();
     assert!(loser["why"].as_str().unwrap().contains("<"), "{loser}");
+    let skipped = p.json["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{}", p.json);
+    assert!(skipped[0].as_str().unwrap().contains("no-data"), "{}", p.json);
+    assert!(p.stderr.contains("not a candidate, its inspect failed"), "{}", p.stderr);
     // Documents of another cluster are refused.
     let docs: Vec<Value> = serde_json::Deserializer::from_str(&all).into_iter::<Value>().map(Result::unwrap).collect();
     assert_eq!(docs.len(), 2);
@@ -203,6 +233,18 @@ fn recover_via_restore_3_5_30() {
     let old_rev = old["members"][0]["endpoint"]["raftIndex"].as_u64().unwrap();
     c.stop_node(2);
     c.stop_node(3);
+    let backups = c.node(1).root.join("var/lib/etcd-recovery");
+    // Without --yes off a terminal: refused before the db is copied anywhere.
+    let r = c.run_json(
+        "etcd-quorum",
+        1,
+        &["recover", "--via-restore", "--bump-revision", "1000", "--mark-compacted"],
+        None,
+    );
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(!backups.exists() || etcd_lab::dir_names(&backups).is_empty(), "{:?}", etcd_lab::dir_names(&backups));
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--via-restore", "--bump-revision", "1000"], None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
     let r = c.run_json(
         "etcd-quorum",
         1,

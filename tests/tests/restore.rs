@@ -300,11 +300,25 @@ fn bad_input_writes_nothing() {
             std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
         assert_eq!(names.len(), files.len(), "no temp dir left: {names:?}");
     }
-    // A non-empty target is refused and left alone.
+    // --dry-run: the Plan, with the IDs a real run gives, and nothing written.
+    let dry = run("good.db", &["--dry-run", "-w", "json"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.json["kind"], "Plan", "{}", dry.stdout);
+    assert!(!target.exists(), "--dry-run wrote {}", target.display());
+    let real = run("good.db", &["-w", "json"]);
+    assert_eq!(real.code, 0, "{}", real.stderr);
+    for id in [&real.json["memberId"], &real.json["clusterId"]] {
+        assert!(dry.stdout.contains(id.as_str().unwrap()), "{id} not in the plan: {}", dry.stdout);
+    }
+    std::fs::remove_dir_all(&target).unwrap();
+    // A non-empty target is refused and left alone; the dry run says so too.
     std::fs::create_dir_all(target.join("member")).unwrap();
     let r = run("good.db", &[]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(r.stderr.contains("not empty"), "{}", r.stderr);
+    let dry = run("good.db", &["--dry-run", "-w", "json"]);
+    assert_eq!(dry.code, 5, "{}", dry.stderr);
+    assert!(dry.stdout.contains("data dir empty or absent"), "{}", dry.stdout);
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -82,6 +82,23 @@ fn save_past_a_dead_member(version: &str) {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json["memberId"], leader);
     assert_eq!(mode(&out), 0o600);
+    // An existing --out is not replaced without --force.
+    let before = std::fs::read(&out).unwrap();
+    let r = snap(&c, 1, &["save", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("one.db: exists; not replacing it without --force"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    let r = snap(&c, 1, &["save", "--out", out.to_str().unwrap(), "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // A member that accepts TCP and never answers: every candidate timed out, exit 7.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("https://{}", hung.local_addr().unwrap());
+    let none = c.base.join("hung");
+    let r = snap(&c, 1, &["save", "--dir", none.to_str().unwrap(), "--from", &hung_url, "--dial-timeout", "1s"]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("{hung_url}: context deadline exceeded")), "{}", r.stderr);
+    assert!(files(&none).is_empty());
 
     // Every endpoint dead: an error naming them, nothing written.
     let empty = c.base.join("none");
@@ -274,6 +291,14 @@ fn cron_mode() {
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(text.contains("etcd_snapshot_failures_total 1\n"), "{text}");
     assert_eq!(files(&dir).len(), 2, "a failed run removes nothing");
+
+    // A failure before any member is asked (a dir it may not use) counts too.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("etcd_snapshot_failures_total 2\n"), "{text}");
 }
 
 /// The cron examples in docs/ use only flags etcd-snap save has.
