@@ -44,6 +44,15 @@ pub fn free_bytes(p: &Path) -> Option<u64> {
     String::from_utf8_lossy(&out.stdout).lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
 }
 
+/// Whether `need` bytes fit on the filesystem of `p`, and the detail for a plan check. Unknown
+/// free space (df failed) passes, and says so.
+pub fn room(p: &Path, need: u64) -> (bool, String) {
+    match free_bytes(p) {
+        Some(f) => (f > need, format!("{need} bytes needed, {f} free where {} is", p.display())),
+        None => (true, format!("{need} bytes needed; free space unknown (df failed)")),
+    }
+}
+
 /// Creates the directory `p`, 0700 whatever the umask (a umask only narrows a mode: 0777 would
 /// leave a dir nobody can enter, so the mode is set again explicitly). Fails when it exists.
 pub fn private_dir(p: &Path) -> std::io::Result<()> {

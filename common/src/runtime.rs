@@ -153,16 +153,21 @@ impl Crictl {
     }
 
     /// Waits until no etcd container runs (the kubelet stops the pod once its manifest is gone);
-    /// returns the containers then. `Err` with the running IDs when `timeout` passes.
-    pub fn wait_stopped(&self, timeout: Duration) -> Result<Vec<Container>, Vec<String>> {
+    /// returns the containers then. `Err` when `timeout` passes, saying what still runs, or why
+    /// crictl could not tell (a failing crictl is never taken for "nothing runs").
+    pub fn wait_stopped(&self, timeout: Duration) -> Result<Vec<Container>, String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let list = self.etcd_containers().unwrap_or_default();
-            if list.iter().all(|c| !c.running()) {
-                return Ok(list);
-            }
+            let why = match self.etcd_containers() {
+                Ok(list) if list.iter().all(|c| !c.running()) => return Ok(list),
+                Ok(list) => {
+                    let running: Vec<String> = list.into_iter().filter(|c| c.running()).map(|c| c.id).collect();
+                    format!("etcd still running after {timeout:?} (containers {})", running.join(","))
+                }
+                Err(e) => format!("crictl could not tell whether etcd stopped within {timeout:?}: {e:#}"),
+            };
             if Instant::now() >= deadline {
-                return Err(list.into_iter().filter(|c| c.running()).map(|c| c.id).collect());
+                return Err(why);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -233,5 +238,16 @@ mod tests {
         assert!(err.to_string().contains("no answer within"), "{err}");
         let missing = run_with_timeout(&["/nonexistent/crictl"], Duration::from_secs(1)).err().unwrap();
         assert!(missing.to_string().starts_with("/nonexistent/crictl: "), "{missing}");
+    }
+
+    #[test]
+    fn a_failing_crictl_is_not_taken_for_a_stopped_etcd() {
+        let t = Instant::now();
+        let why = Crictl::new("/nonexistent/crictl").wait_stopped(Duration::from_millis(300)).unwrap_err();
+        assert!(t.elapsed() >= Duration::from_millis(300), "gave up before the timeout");
+        assert!(
+            why.starts_with("crictl could not tell whether etcd stopped within 300ms: /nonexistent/crictl"),
+            "{why}"
+        );
     }
 }

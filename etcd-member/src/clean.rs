@@ -114,14 +114,18 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         }
     }
     let crictl = Crictl::new(&shared.crictl);
-    let containers = match crictl.etcd_containers() {
+    let (containers, crictl_works) = match crictl.etcd_containers() {
         Ok(list) => {
             plan.check("crictl works", true, format!("{} etcd container(s)", list.len()));
-            list
+            (list, true)
         }
         Err(e) => {
-            plan.check("crictl works", args.force, format!("{e:#}"));
-            vec![]
+            plan.check(
+                "crictl works",
+                args.force,
+                format!("{e:#} (--force: go on without knowing whether etcd stopped)"),
+            );
+            (vec![], false)
         }
     };
     if manifest_present {
@@ -163,24 +167,30 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         common::failpoint::hit("clean-manifest-moved");
     }
     // The kubelet stops the pod once its manifest is gone; wait for every etcd container to exit.
-    let containers = crictl.wait_stopped(timeout).map_err(|running| {
-        coded(
-            exit::TIMEOUT,
-            format!(
-                "etcd still running after {timeout:?} (containers {}); manifest is in {}, data dir {} untouched",
-                running.join(","),
-                backup_dir.display(),
-                data_dir.display()
-            ),
-        )
-    })?;
+    // Without a working crictl only --force gets here: said, not waited for.
+    let containers = if crictl_works {
+        crictl.wait_stopped(timeout).map_err(|why| {
+            coded(
+                exit::TIMEOUT,
+                format!("{why}; manifest is in {}, data dir {} untouched", backup_dir.display(), data_dir.display()),
+            )
+        })?
+    } else {
+        eprintln!("etcd-member: crictl does not work: not known whether etcd stopped (--force)");
+        vec![]
+    };
+    // From here on a failure says where the manifest went (running clean again finishes the job).
+    let said = |e: anyhow::Error| {
+        let at = done.manifest_backup.as_deref().map(|m| format!("; the manifest is in {m}")).unwrap_or_default();
+        coded(exit::code_of(&e), format!("{e:#}{at}; run clean again to finish"))
+    };
     for c in &containers {
-        crictl.remove(&c.id)?;
+        crictl.remove(&c.id).map_err(said)?;
         done.container_removed.push(c.id.clone());
     }
     common::failpoint::hit("clean-containers-removed");
     if data_present {
-        let to = backup::move_aside(&data_dir, &backup_dir)?;
+        let to = backup::move_aside(&data_dir, &backup_dir).map_err(said)?;
         eprintln!("etcd-member: data dir moved to {}", to.display());
         done.data_dir_backup = Some(to.display().to_string());
     }

@@ -321,7 +321,15 @@ pub(crate) async fn promote(dialer: &Dialer, client: &mut Client, id: u64, deadl
     let hid = hex_id(id);
     let mut last = String::from("not started yet");
     while Instant::now() < deadline {
-        let members = list(dialer, client).await?;
+        // A failed list (a leader change, a slow member) is retried like a refused promotion.
+        let members = match list(dialer, client).await {
+            Ok(m) => m,
+            Err(e) => {
+                last = format!("{e:#}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
         match members.iter().find(|m| m.id == hid) {
             None => return Err(anyhow!("member {hid} vanished from the member list")),
             Some(m) if !m.is_learner => return Ok(()),
@@ -384,18 +392,34 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     };
     common::failpoint::hit("join-learner-added");
     eprintln!("etcd-member: learner {} ({}) in the member list", hex_id(id), p.peer_url);
-    let members = rt.block_on(list(&dialer, &mut client))?;
+    // Until the member starts, a failure leaves the learner in the cluster: say so, and how on.
+    let learner_left = |e: anyhow::Error| {
+        coded(
+            exit::code_of(&e),
+            format!(
+                "{e:#}; learner {} ({}) is in the member list: run join again to finish, or etcd-member remove {}",
+                hex_id(id),
+                p.peer_url,
+                hex_id(id)
+            ),
+        )
+    };
+    let members = rt.block_on(list(&dialer, &mut client)).map_err(learner_left)?;
     let ic = initial_cluster(&members, &hex_id(id), &p.name);
     if !matches!(p.existing, Existing::StartedLearner(_)) {
-        manifest.set_flag("initial-cluster", &ic)?;
-        manifest.set_flag("initial-cluster-state", "existing")?;
-        // A template from a recovered node may still carry it: it must never start a joining member.
-        manifest.remove_flag("force-new-cluster")?;
-        // A manifest byte-identical to an earlier one is the same static pod to the kubelet, crash-loop
-        // back-off included (up to 5 minutes after the member was removed): a new one starts at once.
-        manifest.set_annotation(JOINED_AT_ANNOTATION, &common::time::rfc3339_secs(common::time::now_secs()))?;
-        manifest.path = shared.manifest.clone();
-        manifest.save()?;
+        let written = (|| {
+            manifest.set_flag("initial-cluster", &ic)?;
+            manifest.set_flag("initial-cluster-state", "existing")?;
+            // A template from a recovered node may still carry it: it must never start a joining member.
+            manifest.remove_flag("force-new-cluster")?;
+            // A manifest byte-identical to an earlier one is the same static pod to the kubelet,
+            // crash-loop back-off included (up to 5 minutes after the member was removed): a new
+            // one starts at once.
+            manifest.set_annotation(JOINED_AT_ANNOTATION, &common::time::rfc3339_secs(common::time::now_secs()))?;
+            manifest.path = shared.manifest.clone();
+            manifest.save()
+        })();
+        written.map_err(learner_left)?;
         eprintln!("etcd-member: manifest written to {}", shared.manifest.display());
         common::failpoint::hit("join-manifest-written");
     }

@@ -265,16 +265,8 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         if !args.no_backup {
             let root = backup::backup_root(&shared, args.backup_dir.as_deref());
             backup::writable_check(&mut plan, &root);
-            let need = backup::tree_size(&dir);
-            let free = backup::free_bytes(&root);
-            plan.check(
-                "disk room for the copy",
-                free.is_none_or(|f| f > need),
-                match free {
-                    Some(f) => format!("{need} bytes to copy, {f} free where {} is", root.display()),
-                    None => format!("{need} bytes to copy; free space unknown (df failed)"),
-                },
-            );
+            let (ok, detail) = backup::room(&root, backup::tree_size(&dir));
+            plan.check("disk room for the copy", ok, detail);
             plan.step(
                 "copy data dir",
                 format!(
@@ -362,8 +354,12 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         steps.push(format!("{url} restarted as a one-member cluster (the interrupted run's flag)"));
     }
     let pod = pod_of(&crictl);
-    manifest.remove_flag("force-new-cluster")?;
-    manifest.save()?;
+    manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save()).map_err(|e| {
+        anyhow!(
+            "{e:#}; --force-new-cluster could NOT be taken out: remove it from {} by hand before etcd restarts again",
+            manifest.path.display()
+        )
+    })?;
     steps.push("--force-new-cluster removed from the manifest".into());
     common::failpoint::hit("recover-flag-out");
     let revision = wait_restart(&crictl, |c| c.pod_uid != pod, &shared, &url, timeout)?;

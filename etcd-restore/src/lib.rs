@@ -198,6 +198,13 @@ pub(crate) fn document(snapshot: String, data_dir: &Path, m: &Membership, o: &re
     }
 }
 
+/// Room beside `data_dir` for what a restore of `snapshot` writes: its db (at most the snapshot's
+/// size) and the first WAL segment, preallocated.
+pub(crate) fn room_for(snapshot: &str, data_dir: &Path) -> (bool, String) {
+    let db = std::fs::metadata(snapshot).map_or(0, |m| m.len());
+    common::backup::room(data_dir, db + common::disk::wal::SEGMENT_BYTES)
+}
+
 /// The offline restore's Plan: the snapshot verified, the target checked, nothing written.
 fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, shared: &cli::Shared) -> Result<u8> {
     let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check)?;
@@ -212,6 +219,8 @@ fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, sha
     plan.check("data dir empty or absent", common::backup::empty_or_absent(data_dir), data_dir.display().to_string());
     let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     plan.check("data dir parent exists", parent.is_dir(), parent.display().to_string());
+    let (ok, detail) = room_for(&path, data_dir);
+    plan.check("disk room for the restore", ok, detail);
     plan.step(
         "restore",
         format!(
@@ -262,6 +271,12 @@ pub fn run(args: Args) -> Result<u8> {
     // The hash check and the rewrite (which checks the structure) run side by side, one per core;
     // the result is renamed into place only when both passed.
     let (path, recorded) = snapshot_source(&snapshot_arg)?;
+    if let (false, detail) = room_for(&path, &data_dir) {
+        return Err(coded(
+            exit::REFUSED,
+            format!("--data-dir {}: no room for the restore: {detail}", data_dir.display()),
+        ));
+    }
     let (sha, restored) = std::thread::scope(|s| {
         let rewrite = s.spawn(|| restore_beside(&path, &data_dir, &m, &args));
         let sha = snapshot::check_trailer(Path::new(&path), args.skip_hash_check);

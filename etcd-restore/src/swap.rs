@@ -72,8 +72,8 @@ fn undo(
             Ok(_) => said.push("new manifest taken out".to_string()),
             Err(e) => said.push(format!("new manifest NOT taken out: {e:#}")),
         }
-        if crictl.wait_stopped(timeout).is_err() {
-            said.push("etcd did not stop".into());
+        if let Err(why) = crictl.wait_stopped(timeout) {
+            said.push(why);
         }
     }
     if done.new_in_place {
@@ -192,6 +192,8 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         crictl_ok.as_ref().map_or_else(|e| format!("{e:#}"), |l| format!("{} etcd container(s)", l.len())),
     );
     plan.check("data dir parent exists", data_dir.parent().is_some_and(Path::is_dir), data_dir.display().to_string());
+    let (ok, detail) = crate::room_for(&path, &data_dir);
+    plan.check("disk room for the restore", ok, detail);
     backup::writable_check(&mut plan, &root);
     plan.step("move manifest", format!("{} -> {}/<timestamp>/", original.path.display(), root.display()), true);
     plan.step("wait", format!("until the kubelet has stopped etcd (at most {timeout:?})"), false);
@@ -238,9 +240,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         }
         done.manifest_backup = j.manifest_backup.clone();
         common::failpoint::hit("swap-manifest-moved");
-        crictl.wait_stopped(timeout).map_err(|running| {
-            coded(exit::TIMEOUT, format!("etcd still running after {timeout:?} (containers {})", running.join(",")))
-        })?;
+        crictl.wait_stopped(timeout).map_err(|why| coded(exit::TIMEOUT, why))?;
         common::failpoint::hit("swap-stopped");
         leftover_restores(&data_dir, &backup_dir)?;
         let (tmp, outcome) = restore_beside(&path, &data_dir, &m, args)?;

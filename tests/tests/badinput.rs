@@ -627,19 +627,19 @@ fn forward(bind: &str, target: &str) -> String {
     url
 }
 
-/// A read-only tmpfs, unmounted when dropped (pass or fail).
-struct ReadOnlyMount(PathBuf);
+/// A 1 MiB tmpfs (read-only or not), unmounted when dropped (pass or fail).
+struct SmallMount(PathBuf);
 
-impl ReadOnlyMount {
-    fn new(dir: &Path) -> ReadOnlyMount {
+impl SmallMount {
+    fn new(dir: &Path, options: &str) -> SmallMount {
         std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"]).arg(dir).status().unwrap();
-        assert!(ok.success(), "mounting a read-only tmpfs needs root");
-        ReadOnlyMount(dir.to_path_buf())
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).status().unwrap();
+        assert!(ok.success(), "mounting a tmpfs needs root");
+        SmallMount(dir.to_path_buf())
     }
 }
 
-impl Drop for ReadOnlyMount {
+impl Drop for SmallMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }
@@ -777,7 +777,10 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
 
     let spaces = c.base.join("with space");
     let ro = c.base.join("read-only backups");
-    let ro_mount = ReadOnlyMount::new(&ro);
+    let ro_mount = SmallMount::new(&ro, "ro,size=1m");
+    // Room for a small snapshot's db, not for the 64 MB WAL segment a restore preallocates.
+    let small = c.base.join("small fs");
+    let small_mount = SmallMount::new(&small, "size=1m,mode=0700");
     let parked3 = s(&c.node(3).parked_manifest());
 
     let ctx = Ctx { c: &c, empty_root, vars: RefCell::new(BTreeMap::new()), prints: Prints::default() };
@@ -840,6 +843,12 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         verify_row("verify: bbolt page cycle (3.4.23 snapshot)", "cycle-3.4.23", &["reached twice"]),
         verify_row("verify: out-of-range page id (3.4.23 snapshot)", "far-3.4.23", &["page id 999999 out of range"]),
         // --- snapshots, restore: exit 6, the target never created
+        {
+            let args = restore_into(&snap("good"), &small.join("data"));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            row("restore: no room for the data dir", "etcd-restore", &off, &args)
+                .fails(5, &["small fs/data: no room for the restore: ", "bytes needed, "])
+        },
         restore_row("restore: truncated snapshot", "truncated", &["truncated.db: no sha256 trailer"]),
         restore_row("restore: one flipped byte", "flipped", &["flipped.db: sha256 mismatch"]),
         restore_row("restore: zero-length file", "zero", &["zero.db: empty file"]),
@@ -1162,6 +1171,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         }
     }
     drop(ro_mount);
+    drop(small_mount);
     eprintln!("{} rows in {:.1}s:\n{}", rows.len(), started.elapsed().as_secs_f64(), summary.join("\n"));
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
 }
