@@ -417,12 +417,23 @@ pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> 
     parsed.map_err(|early| match early.status {
         Ok(()) => {
             print!("{}", early.output);
+            // Subcommands' helps have no note of their own: the codes are the same everywhere.
+            if !early.output.contains("Exit codes:") {
+                println!("\n{} `{cmd} --help` says what they mean for {cmd}.", exit::HELP);
+            }
             exit::OK
         }
         Err(()) => {
             // One line, like every other error: argh lists missing options on lines of their own.
             let lines: Vec<&str> = early.output.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-            eprintln!("{cmd}: {}", lines.join(" "));
+            let message = lines.join(" ");
+            eprintln!("{cmd}: {message}");
+            // The flags did not parse, so -w is looked for by hand: a script reading JSON gets
+            // its Error document for a usage error too.
+            let w = rest.iter().position(|a| *a == "-w" || *a == "--write-out").and_then(|i| rest.get(i + 1));
+            if parse_output(w.copied()).is_ok_and(|o| o == Output::Json) {
+                crate::report::print_json(&crate::report::ErrorDoc::new(exit::USAGE, message));
+            }
             exit::USAGE
         }
     })

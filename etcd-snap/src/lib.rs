@@ -21,7 +21,8 @@ common::subcommands! {
         example = "Cron mode (lock, retention, node_exporter metrics):\n  $ etcd-snap save --dir /var/backups/etcd --keep 24 --keep-daily 7 --lock --metrics-file /var/lib/node_exporter/etcd_snapshot.prom",
         example = "Check a file offline, as etcdutl snapshot status would:\n  $ etcd-snap verify /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db",
         note = "Exit codes: 0 ok, 1 error, 2 usage, 4 no healthy member, 5 refused (lock held, a world-writable \
-             dir without --force), 6 integrity (hash mismatch, corrupt file), 7 timeout (no bytes for --stall-timeout)."
+             dir or an existing --out without --force), 6 integrity (hash mismatch, corrupt file), 7 timeout (every \
+             member timed out, or no bytes for --stall-timeout)."
     )]
     Save(save::SaveArgs) => save::run,
     Verify(VerifyArgs) => verify,

@@ -1129,6 +1129,14 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         // --- usage
         row("usage: unknown flag", "etcd-snap", &off, &["verify", "--bogus", &snap("good")])
             .fails(2, &["Unrecognized argument: --bogus"]),
+        row(
+            "usage: unknown flag, -w json: an Error document",
+            "etcd-member",
+            &off,
+            &["remove", "--bogus", "-w", "json"],
+        )
+        .fails(2, &["Unrecognized argument: --bogus"])
+        .stdout(&["\"kind\": \"Error\"", "\"code\": 2", "Unrecognized argument: --bogus"]),
         row("usage: bad duration", "etcd-status", &off, &["--dial-timeout", "2x"])
             .fails(2, &["--dial-timeout: invalid duration \"2x\""]),
         row("usage: bad --max-age", "etcd-member", &node1, &["remove", "--max-age", "5", "node9"])

@@ -36,6 +36,14 @@ fn static_small_and_runs_with_an_empty_environment() {
         assert!(out.status.success(), "{t} --help: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains("Exit codes"), "{t}");
     }
+    // Subcommands too: a script's author reads `etcd-member remove --help`, not the tool's.
+    for (t, sub) in
+        [("etcd-member", "remove"), ("etcd-snap", "save"), ("etcd-quorum", "recover"), ("etcd-restore", "plan")]
+    {
+        let out = Command::new(dist(t)).args([sub, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Exit codes: 0 ok, 1 error, 2 usage") && help.contains("7 timeout"), "{t} {sub}: {help}");
+    }
     // The test binary itself is dynamic: the check can tell the difference.
     assert!(has_interpreter(&std::env::current_exe().unwrap()));
 }
