@@ -133,6 +133,13 @@ pub fn run_promote(args: PromoteArgs) -> Result<u8> {
         if target.is_learner { target.label() } else { format!("{} is a voter already", target.label()) },
     );
     plan.step("member promote", format!("{} once in sync with the leader", target.label()), true);
+    if !target.is_learner && args.dry_run {
+        return crate::nothing_to_do(
+            "etcd-member promote",
+            format!("{} is a voter already", target.label()),
+            shared.output,
+        );
+    }
     if !target.is_learner {
         eprintln!("etcd-member: {} is a voter already; nothing to do", target.label());
         let members = s.members.iter().map(cluster::member_ref).collect();

@@ -363,7 +363,11 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     };
     let p = prepare(&args, &shared, &live, template)?;
     if let Existing::Voter = p.existing {
-        eprintln!("etcd-member: {} is already a started voter with its manifest in place; nothing to do", p.name);
+        let detail = format!("{} is already a started voter with its manifest in place", p.name);
+        if args.dry_run {
+            return crate::nothing_to_do("etcd-member join", detail, shared.output);
+        }
+        eprintln!("etcd-member: {detail}; nothing to do");
         let change = MemberChange {
             kind: "MemberChange".into(),
             action: "join".into(),

@@ -101,6 +101,11 @@ fn seed_scenario(version: &str) {
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
     assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
+    // Its dry run says so in a Plan, like every dry run.
+    let dry = tool(&c, "etcd-member", 3, &["join", "--dry-run", "--template", parked.to_str().unwrap()], None);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.json["kind"], "Plan", "{}", dry.stdout);
+    assert!(dry.stdout.contains("nothing to do"), "{}", dry.stdout);
 }
 
 #[test]
@@ -256,6 +261,10 @@ fn add_and_promote_by_hand_3_5_30() {
     let r = tool(&c, "etcd-member", 1, &["promote", "node3", "--yes"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("voter already"), "{}", r.stderr);
+    let dry = tool(&c, "etcd-member", 1, &["promote", "node3", "--dry-run"], None);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.json["kind"], "Plan", "{}", dry.stdout);
+    assert!(dry.stdout.contains("voter already"), "{}", dry.stdout);
     c.wait_healthy(&[3], std::time::Duration::from_secs(30));
     let status = tool(&c, "etcd-status", 1, &[], None);
     assert_eq!(status.code, 0, "{}\n{}", status.stderr, status.stdout);
