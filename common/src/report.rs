@@ -69,7 +69,8 @@ impl std::ops::Deref for MemberStatus {
 pub struct EndpointStatus {
     pub url: String,
     pub reachable: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// null when it answered: always present, as DESIGN.md lists it.
+    #[serde(default)]
     pub error: Option<String>,
     pub version: String,
     pub db_size: i64,

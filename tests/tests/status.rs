@@ -54,6 +54,8 @@ fn healthy_degraded_lost(version: &str) {
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| m["endpoint"]["reachable"] == true && m["isLearner"] == false));
     assert!(members.iter().all(|m| m["endpoint"]["version"] == version), "{doc}");
+    // Every field DESIGN.md lists is there, `error` null for a member that answered.
+    assert!(members.iter().all(|m| m["endpoint"].get("error") == Some(&Value::Null)), "{doc}");
     let leaders: Vec<&Value> = members.iter().filter(|m| m["endpoint"]["isLeader"] == true).collect();
     assert_eq!(leaders.len(), 1, "{doc}");
     assert_eq!(leaders[0]["id"], doc["leader"]);
