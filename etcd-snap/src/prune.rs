@@ -104,7 +104,8 @@ pub fn run_prune(args: PruneArgs) -> Result<u8> {
         return Err(coded(exit::USAGE, "--keep 0 with no daily or weekly rule would keep nothing"));
     }
     let dir = Path::new(&args.dir);
-    let _lock = crate::save::lock_dir(dir)?;
+    // A dry run changes nothing, the lock file included.
+    let _lock = if args.dry_run { None } else { Some(crate::save::lock_dir(dir)?) };
     let list = prune(dir, rules, args.dry_run)?;
     cli::emit(&list, shared.output, render);
     Ok(exit::OK)

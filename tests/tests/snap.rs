@@ -231,6 +231,7 @@ fn prune_keeps_what_the_rules_say() {
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     assert_eq!(dry.json["removed"].as_array().unwrap().len(), 6);
     assert_eq!(files(&dir).len(), 9, "a dry run removes nothing");
+    assert!(!dir.join(".etcd-snap.lock").exists(), "a dry run creates nothing either");
 
     let r = prune(&["--keep", "1", "--keep-daily", "3"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
