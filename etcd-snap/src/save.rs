@@ -51,6 +51,9 @@ common::with_shared_flags! {
         /// node_exporter textfile to update, on failure too
         #[argh(option)]
         pub metrics_file: Option<String>,
+        /// print the Plan (checks, the member it would take it from, the steps); write nothing
+        #[argh(switch)]
+        pub dry_run: bool,
         /// write even into a world-writable directory (anyone there could swap a snapshot), or
         /// over an existing --out file
         #[argh(switch)]
@@ -185,21 +188,26 @@ async fn stream(
     Ok((member_id, status.version().to_string()))
 }
 
-fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
-    let total = cli::duration_flag("timeout", &args.timeout)?;
-    let stall = cli::duration_flag("stall-timeout", &args.stall_timeout)?;
-    let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
+/// The members to try, (client URL, name), in order: `--from`, else the survey's healthy ones.
+fn sources(args: &SaveArgs, shared: &Shared) -> Result<Vec<(String, String)>> {
     let from = args.from.as_deref();
-    let urls = match from {
-        Some(u) if u.contains("://") => candidates(from, &[])?,
+    match from {
+        Some(u) if u.contains("://") => candidates(from, &[]),
         _ => {
+            let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
             let survey = common::cluster::survey(shared, manifest.as_ref())?;
             if survey.nobody_answered() {
                 return Err(survey.unreachable());
             }
-            candidates(from, &survey.status.members)?
+            candidates(from, &survey.status.members)
         }
-    };
+    }
+}
+
+fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
+    let total = cli::duration_flag("timeout", &args.timeout)?;
+    let stall = cli::duration_flag("stall-timeout", &args.stall_timeout)?;
+    let urls = sources(args, shared)?;
     let dialer = Dialer::new(shared, urls.iter().any(|(u, _)| u.starts_with("https://")))?;
     let rt = common::client::runtime()?;
     let taken = common::time::compact_utc(std::time::SystemTime::now());
@@ -275,6 +283,54 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
     Err(coded(code, format!("no member gave a snapshot: {}", errors.join("; "))))
 }
 
+/// What a save would do, checked without writing anything (no dir made, no lock file, no metrics).
+fn dry_run(args: &SaveArgs, shared: &Shared, target: &Target, dir: &Path, pruning: bool) -> Result<u8> {
+    let mut plan = common::report::Plan::new("etcd-snap save");
+    let mode = std::fs::metadata(dir).ok().map(|m| (m.is_dir(), m.permissions().mode() & 0o7777));
+    let detail = match mode {
+        Some((true, m)) => format!("{} (mode {m:o})", dir.display()),
+        Some((false, _)) => format!("{}: not a directory", dir.display()),
+        None => format!("{}: will be made (0700)", dir.display()),
+    };
+    plan.check("snapshot dir usable", mode.is_none_or(|(d, _)| d), detail);
+    if let Some((true, m)) = mode {
+        plan.check("dir not world-writable", m & 0o002 == 0 || args.force, format!("mode {m:o}"));
+    }
+    if let Target::File(f) = target {
+        let exists = std::fs::symlink_metadata(f).is_ok();
+        plan.check("--out does not exist", !exists || args.force, f.display().to_string());
+    }
+    if args.lock {
+        // An existing lock file is tested without being created.
+        let held = File::open(dir.join(".etcd-snap.lock"))
+            .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        plan.check("lock free", !held, if held { "another run holds it" } else { "free" }.to_string());
+    }
+    match sources(args, shared) {
+        Ok(list) => {
+            let names: Vec<String> =
+                list.iter().map(|(u, n)| if n.is_empty() { u.clone() } else { format!("{n} ({u})") }).collect();
+            plan.check("a healthy member to take it from", true, names.join(", then "));
+        }
+        Err(e) => plan.check("a healthy member to take it from", false, format!("{e:#}")),
+    }
+    let into = match target {
+        Target::Dir(d) => format!("{}/etcd-snapshot-<UTC time>-<member>-r<revision>.db", d.display()),
+        Target::File(f) => f.display().to_string(),
+    };
+    plan.step("stream", format!("into {into}.part (0600), the SHA-256 trailer checked on the way"), false);
+    plan.step("verify and rename", format!("bbolt check, fsync, rename to {into}, fsync the dir"), false);
+    if pruning {
+        let rules = [("--keep", args.keep), ("--keep-daily", args.keep_daily), ("--keep-weekly", args.keep_weekly)];
+        let said: Vec<String> = rules.iter().filter_map(|(f, v)| v.map(|v| format!("{f} {v}"))).collect();
+        plan.step("prune", format!("{}: older snapshots beyond {}", dir.display(), said.join(", ")), true);
+    }
+    if let Some(m) = &args.metrics_file {
+        plan.step("metrics", format!("{m} rewritten (success or failure)"), false);
+    }
+    Ok(cli::plan_gate(&plan, shared.output, true)?.unwrap_or(exit::OK))
+}
+
 /// The dir made (0700) and fit for snapshots; `--out` names no existing file.
 fn prepare(dir: &Path, target: &Target, force: bool) -> Result<()> {
     make_dir(dir)?;
@@ -328,6 +384,9 @@ pub fn run(args: SaveArgs) -> Result<u8> {
         Target::Dir(d) => d.clone(),
         Target::File(f) => f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
     };
+    if args.dry_run {
+        return dry_run(&args, &shared, &target, &dir, pruning);
+    }
     // A failure from here on is the job's and goes into the metrics, except a lock held by
     // another live run: that run reports.
     let prepared = prepare(&dir, &target, args.force);

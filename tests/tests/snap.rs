@@ -267,6 +267,12 @@ fn cron_mode() {
     let dir = c.base.join("backups");
     let metrics = c.base.join("etcd_snapshot.prom");
     let (d, m) = (dir.to_str().unwrap(), metrics.to_str().unwrap());
+    // The timer's command, dry: the Plan names the member, and nothing is made or written.
+    let dry = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.json["kind"], "Plan", "{}", dry.stdout);
+    assert!(dry.stdout.contains("node1 (https://"), "{}", dry.stdout);
+    assert!(!dir.exists() && !metrics.exists(), "a dry run made the dir or the metrics file");
     for _ in 0..3 {
         let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -284,6 +290,9 @@ fn cron_mode() {
     let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    let dry = snap(&c, 1, &["save", "--dir", d, "--lock", "--dry-run"]);
+    assert_eq!(dry.code, 5, "{}", dry.stdout);
+    assert!(dry.stdout.contains("another run holds it"), "{}", dry.stdout);
     drop(lock);
 
     c.stop_node(1);
