@@ -53,6 +53,28 @@ pub fn room(p: &Path, need: u64) -> (bool, String) {
     }
 }
 
+/// A plan check that `dir` can be moved aside by rename: not a symlink (the link would move, not
+/// the data) and not a mount point (rename fails with EBUSY, after etcd was stopped).
+pub fn movable_check(plan: &mut crate::report::Plan, dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let problem = if meta.file_type().is_symlink() {
+        let to = std::fs::read_link(dir).map(|t| t.display().to_string()).unwrap_or_default();
+        Some(format!("a symlink to {to}: point the manifest at the real dir"))
+    } else if std::fs::metadata(parent).is_ok_and(|p| p.dev() != meta.dev()) {
+        Some("a mount point: it cannot be renamed; move its member/ dir aside by hand".to_string())
+    } else {
+        None
+    };
+    let ok = problem.is_none();
+    plan.check(
+        "data dir can be moved aside",
+        ok,
+        format!("{}{}", dir.display(), problem.map(|p| format!(": {p}")).unwrap_or_default()),
+    );
+}
+
 /// Creates the directory `p`, 0700 whatever the umask (a umask only narrows a mode: 0777 would
 /// leave a dir nobody can enter, so the mode is set again explicitly). Fails when it exists.
 pub fn private_dir(p: &Path) -> std::io::Result<()> {

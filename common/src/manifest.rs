@@ -223,6 +223,13 @@ impl Manifest {
     /// host. The tools move it aside and put others in its place, so a path that is not plainly
     /// below / (relative, `..`, / itself), in the container or through its mount, is refused.
     pub fn data_dir(&self, rootfs: &Path) -> Result<PathBuf> {
+        // The tools read and move the WAL as part of the data dir.
+        if let Some(w) = self.flag("wal-dir").filter(|w| !w.is_empty()) {
+            bail!(
+                "{}: --wal-dir {w}: a WAL outside the data dir is not supported; refusing to act",
+                self.path.display()
+            );
+        }
         let dir = self.flag("data-dir").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         let on_host = self.on_host(&dir);
         for p in [&dir, &on_host] {
@@ -357,12 +364,16 @@ pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         )?;
         f.write_all(data)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        crate::durable::sync_parent(path)
+        std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         bail!("{}: cannot write: {e}", path.display());
+    }
+    // The rename is the point of no return: the new content is what readers see now, so a failed
+    // dir fsync is reported, not taken for a failed write (a caller would "undo" what landed).
+    if let Err(e) = crate::durable::sync_parent(path) {
+        log::warn!("{}: written, but the dir fsync failed: {e}", path.display());
     }
     Ok(())
 }

@@ -36,15 +36,11 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let manifest_present = shared.manifest.exists();
     // A broken manifest is one reason to clean a node: it still goes aside, the data dir then
-    // comes from --data-dir or the kubeadm default.
+    // comes from --data-dir or the kubeadm default. But then nothing tells whether the member it
+    // runs still answers, nor where its data really is: that takes --force.
+    let mut unreadable = None;
     let manifest = if manifest_present {
-        match Manifest::load(&shared.manifest) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                log::warn!("{e:#}");
-                None
-            }
-        }
+        Manifest::load(&shared.manifest).map_err(|e| unreadable = Some(format!("{e:#}"))).ok()
     } else {
         None
     };
@@ -65,6 +61,17 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         resumed.map(|r| r.0).filter(|d| data_dir.exists() && data_dir.file_name().is_some_and(|n| !d.join(n).exists()));
 
     let mut plan = Plan::new("etcd-member clean");
+    if let Some(e) = &unreadable {
+        plan.check(
+            "manifest readable",
+            args.force,
+            format!(
+                "{e}: whether its member still answers cannot be checked, and the data dir would be {} \
+                 (--data-dir to name it, --force to go on)",
+                data_dir.display()
+            ),
+        );
+    }
     // Guard: never clean a node whose member still answers.
     if let Some(m) = &manifest {
         let name = m.flag("name").unwrap_or_default();
@@ -144,6 +151,9 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     }
     if manifest_present || data_present {
         backup::writable_check(&mut plan, &root);
+    }
+    if data_present {
+        backup::movable_check(&mut plan, &data_dir);
     }
     if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
         return Ok(code);

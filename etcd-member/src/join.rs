@@ -430,7 +430,17 @@ pub fn run(args: JoinArgs) -> Result<u8> {
 
     if let Err(e) = rt.block_on(promote(&dialer, &mut client, id, deadline)) {
         // Undo: the learner out of the cluster, the manifest out of the manifests dir; the data
-        // dir stays for inspection.
+        // dir stays for inspection. A promotion whose answer was lost may have gone through:
+        // a voter is never removed here.
+        let promoted = rt
+            .block_on(list(&dialer, &mut client))
+            .is_ok_and(|ms| ms.iter().any(|m| m.id == hex_id(id) && !m.is_learner));
+        if promoted {
+            return Err(coded(
+                exit::code_of(&e),
+                format!("{e:#}; but {} is a voter now: run join again to verify it", hex_id(id)),
+            ));
+        }
         let removed = rt.block_on(dialer.call(client.member_remove(id)));
         let parked =
             common::backup::new_backup_dir(&root).and_then(|d| common::backup::move_aside(&shared.manifest, &d));

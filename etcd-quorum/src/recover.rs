@@ -170,8 +170,14 @@ fn wait_restart(
     Ok(common::cluster::wait_member(shared, url, left)?.1)
 }
 
-fn pod_of(crictl: &Crictl) -> String {
-    crictl.find_etcd().ok().flatten().map(|c| c.pod_uid).unwrap_or_default()
+/// When the manifest was last written (ns since the epoch, as crictl's `createdAt`): a container
+/// created after it runs that manifest (or a later one). Pod UIDs cannot tell: a static pod's UID
+/// is a hash of its manifest, so writing the flag in a second time gives the first time's UID.
+fn written_at(manifest: &Path) -> u128 {
+    std::fs::metadata(manifest)
+        .and_then(|m| m.modified())
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos())
+        .unwrap_or(0)
 }
 
 /// The member list as this member alone sees it.
@@ -304,12 +310,12 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             steps.push(format!("data dir copied to {}", to.display()));
             backup_path = Some(to.display().to_string());
         }
-        let pod = pod_of(&crictl);
         manifest.set_flag("force-new-cluster", "true")?;
         manifest.save()?;
+        let written = written_at(&shared.manifest);
         steps.push("--force-new-cluster added to the manifest".into());
         common::failpoint::hit("recover-flag-in");
-        let forced = wait_restart(&crictl, |c| c.pod_uid != pod, &shared, &url, timeout).and_then(|_| {
+        let forced = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout).and_then(|_| {
             let seen = members_seen_by(&shared, &url)?;
             if seen.len() != 1 {
                 return Err(anyhow!(
@@ -344,16 +350,12 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         // Interrupted before the forced start was seen: the kubelet may not have applied the flag
         // yet (it polls), and taking it out now would leave the old manifest and nothing forced.
         // Wait for a container started after the manifest was written.
-        let written = std::fs::metadata(&shared.manifest)
-            .and_then(|m| m.modified())
-            .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos())
-            .unwrap_or(0);
+        let written = written_at(&shared.manifest);
         wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout).map_err(|e| {
             coded(exit::code_of(&e), format!("{e:#}; --force-new-cluster is still in {}", manifest.path.display()))
         })?;
         steps.push(format!("{url} restarted as a one-member cluster (the interrupted run's flag)"));
     }
-    let pod = pod_of(&crictl);
     manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save()).map_err(|e| {
         anyhow!(
             "{e:#}; --force-new-cluster could NOT be taken out: remove it from {} by hand before etcd restarts again",
@@ -362,7 +364,8 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     })?;
     steps.push("--force-new-cluster removed from the manifest".into());
     common::failpoint::hit("recover-flag-out");
-    let revision = wait_restart(&crictl, |c| c.pod_uid != pod, &shared, &url, timeout)?;
+    let written = written_at(&shared.manifest);
+    let revision = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout)?;
     let seen = members_seen_by(&shared, &url)?;
     if seen.len() != 1 || revision < before.revision {
         return Err(anyhow!(

@@ -28,6 +28,37 @@ struct Journal {
     manifest_backup: Option<PathBuf>,
     old_data_backup: Option<PathBuf>,
     token: String,
+    /// The manifest this run put in place (its bytes), once written.
+    #[serde(default)]
+    written_manifest: Option<String>,
+}
+
+/// An earlier run's journal, when it still describes this node: no manifest in place (the run
+/// stopped between taking it out and writing its own), or its own manifest in place and etcd not
+/// healthy yet. A journal whose run got its etcd healthy, or beside a manifest someone else wrote
+/// since, is retired (renamed, kept) instead: resuming it would put back data and flags older than
+/// what this node runs now.
+fn live_journal(root: &Path, shared: &Shared) -> Option<Journal> {
+    let path = root.join(JOURNAL);
+    let j: Journal = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let in_place = std::fs::read_to_string(&shared.manifest).ok();
+    let ours = in_place.is_some() && in_place == j.written_manifest;
+    let stale = match &in_place {
+        None => None,
+        Some(_) if !ours => Some("a manifest it did not write is in place"),
+        Some(_) => Manifest::load(&shared.manifest)
+            .ok()
+            .and_then(|m| m.client_urls().into_iter().next())
+            .filter(|url| common::cluster::wait_member(shared, url, std::time::Duration::from_secs(5)).is_ok())
+            .map(|_| "its etcd is healthy: it had finished"),
+    };
+    let Some(why) = stale else { return Some(j) };
+    let retired = root.join(format!("{JOURNAL}.{}", common::time::compact_utc(std::time::SystemTime::now())));
+    match std::fs::rename(&path, &retired) {
+        Ok(()) => eprintln!("etcd-restore: an earlier swap's journal is stale ({why}); kept as {}", retired.display()),
+        Err(e) => eprintln!("etcd-restore: an earlier swap's journal is stale ({why}) but could not be moved: {e}"),
+    }
+    None
 }
 
 fn save_journal(root: &Path, j: &Journal) -> Result<()> {
@@ -137,7 +168,11 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
     // An interrupted earlier run: its journal says where the original manifest went.
-    let journal: Option<Journal> = std::fs::read(root.join(JOURNAL)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let journal = if args.dry_run {
+        std::fs::read(root.join(JOURNAL)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    } else {
+        live_journal(&root, shared)
+    };
     let original = match journal.as_ref().and_then(|j| j.manifest_backup.clone()).filter(|p| p.is_file()) {
         Some(p) => {
             eprintln!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
@@ -157,10 +192,20 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         .clone()
         .or_else(|| original.flag("initial-advertise-peer-urls"))
         .ok_or_else(|| coded(exit::USAGE, "no --initial-advertise-peer-urls, none in the manifest"))?;
-    let data_dir = match &args.data_dir {
-        Some(d) => PathBuf::from(d),
-        None => original.data_dir(&shared.rootfs)?,
-    };
+    // The manifest's data dir is the one etcd will start on: another --data-dir would be restored
+    // and never used.
+    let data_dir = original.data_dir(&shared.rootfs)?;
+    if let Some(d) = &args.data_dir
+        && Path::new(d) != data_dir
+    {
+        return Err(coded(
+            exit::USAGE,
+            format!(
+                "--data-dir {d}: the manifest starts etcd on {}; --swap restores into that one",
+                data_dir.display()
+            ),
+        ));
+    }
     let initial = args
         .initial_cluster
         .clone()
@@ -194,6 +239,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     plan.check("data dir parent exists", data_dir.parent().is_some_and(Path::is_dir), data_dir.display().to_string());
     let (ok, detail) = crate::room_for(&path, &data_dir);
     plan.check("disk room for the restore", ok, detail);
+    backup::movable_check(&mut plan, &data_dir);
     backup::writable_check(&mut plan, &root);
     plan.step("move manifest", format!("{} -> {}/<timestamp>/", original.path.display(), root.display()), true);
     plan.step("wait", format!("until the kubelet has stopped etcd (at most {timeout:?})"), false);
@@ -269,18 +315,31 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         new.remove_flag("force-new-cluster")?;
         new.save()?;
         done.manifest_written = true;
+        j.written_manifest = std::fs::read_to_string(&new.path).ok();
+        save_journal(&root, &j)?;
         common::failpoint::hit("swap-manifest-written");
-        let (_, revision) = common::cluster::wait_member(shared, &client_url, timeout)?;
+        let (id, revision) = common::cluster::wait_member(shared, &client_url, timeout)?;
+        if id != outcome.member_id {
+            return Err(anyhow!(
+                "{client_url} answers as member {}, not the restored {}",
+                common::report::hex_id(id),
+                common::report::hex_id(outcome.member_id)
+            ));
+        }
         let want = outcome.bumped_revision.unwrap_or(outcome.revision);
         if revision < want {
             return Err(anyhow!("{client_url} is at revision {revision}, below the snapshot's {want}"));
         }
         Ok((outcome, revision))
     })();
-    // Done or undone: either way no run is left to finish.
-    let _ = std::fs::remove_file(root.join(JOURNAL));
+    // Done or undone, no run is left to finish: the journal goes once the outcome is settled (a
+    // kill during the undo's wait leaves it, and the rerun finds the original manifest there).
+    let journal_done = || {
+        let _ = std::fs::remove_file(root.join(JOURNAL));
+    };
     match result {
         Ok((outcome, _)) => {
+            journal_done();
             let mut doc = document(path, &data_dir, &m, &outcome);
             doc.swapped_in = true;
             doc.backups = [&done.manifest_backup, &done.old_data_backup]
@@ -292,6 +351,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         }
         Err(e) => {
             let state = undo(&done, &original, &data_dir, &backup_dir, &crictl, timeout);
+            journal_done();
             Err(coded(
                 exit::code_of(&e),
                 format!("{e:#}; undone: {}", if state.is_empty() { "nothing had changed" } else { &state }),

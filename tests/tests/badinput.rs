@@ -775,6 +775,18 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         &["var/lib/etcd"],
     );
 
+    // Data dirs a rename cannot move aside: a symlink, a mount point.
+    let linked = node_root(&c, "linked", &node3_manifest, &["var/lib/etcd-real/member"]);
+    std::os::unix::fs::symlink("etcd-real", linked.join("var/lib/etcd")).unwrap();
+    let mounted = node_root(&c, "mounted", &node3_manifest, &["var/lib/etcd"]);
+    let data_mount = SmallMount::new(&mounted.join("var/lib/etcd"), "size=1m,mode=0700");
+    let waldir = node_root(
+        &c,
+        "waldir",
+        &edit_command(&node3_manifest, |cmd| cmd.push("--wal-dir=/var/lib/etcd-wal".into())),
+        &["var/lib/etcd"],
+    );
+
     let spaces = c.base.join("with space");
     let ro = c.base.join("read-only backups");
     let ro_mount = SmallMount::new(&ro, "ro,size=1m");
@@ -937,6 +949,15 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &["clean", "--dry-run"],
         )
         .succeeds(&[&format!("{} -> ", s(&datadir_twoarg.join("var/lib/etcd-x")))]),
+        row("clean --yes: data dir is a symlink", "etcd-member", &On::Root(linked.clone()), &["clean", "--yes"])
+            .fails(5, &["data dir can be moved aside: ", "a symlink to etcd-real"]),
+        row("clean --yes: data dir is a mount point", "etcd-member", &On::Root(mounted.clone()), &["clean", "--yes"])
+            .fails(5, &["data dir can be moved aside: ", "a mount point"]),
+        swap(&waldir)
+            .named("swap: --wal-dir in the manifest")
+            .fails(1, &["--wal-dir /var/lib/etcd-wal: a WAL outside the data dir is not supported"]),
+        row("clean --yes: manifest is not YAML", "etcd-member", &On::Root(yaml.clone()), &["clean", "--yes"])
+            .fails(5, &["manifest readable: ", "invalid YAML at line", "--force to go on"]),
         row(
             "clean --yes: manifest --data-dir with ..",
             "etcd-member",
@@ -1180,6 +1201,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     }
     drop(ro_mount);
     drop(small_mount);
+    drop(data_mount);
     eprintln!("{} rows in {:.1}s:\n{}", rows.len(), started.elapsed().as_secs_f64(), summary.join("\n"));
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
 }
