@@ -517,3 +517,58 @@ fn killed_swap_converges_on_rerun_3_5_30() {
         assert_eq!(count_keys(&c, &c.node(1).client_url()), 10, "{point}: the snapshot's keys, not the marker");
     }
 }
+
+/// A journal left by a swap killed while it waited for health, whose etcd then came up fine: a
+/// later swap retires it (kept beside) instead of resuming it, and moves aside the data this node
+/// runs now, not what was there before the first swap. Likewise beside a manifest someone else
+/// wrote since.
+#[test]
+fn stale_swap_journal_is_retired_3_5_30() {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
+    put_keys(&c, 10);
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "stale-test"];
+    let root = c.node(1).root.clone();
+    let journal = root.join("var/lib/etcd-recovery/swap-in-progress.json");
+    let retired = || {
+        etcd_lab::dir_names(&root.join("var/lib/etcd-recovery"))
+            .into_iter()
+            .filter(|n| n.starts_with("swap-in-progress.json."))
+            .count()
+    };
+    for (round, why) in [(1, "its etcd is healthy: it had finished"), (2, "a manifest it did not write is in place")] {
+        let mut cmd = c.tool("etcd-restore", 1);
+        cmd.args(args).env(common::failpoint::VAR, "swap-manifest-written");
+        assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
+        let first_backup = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&journal).unwrap()).unwrap()
+            ["backupDir"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        c.wait_healthy(&[1], std::time::Duration::from_secs(30));
+        c.etcdctl_ok(&["put", "/registry/secrets/after", "1"]);
+        if round == 2 {
+            // An operator's edit since (a flag added): the manifest in place is no longer the swap's.
+            let mut m = common::manifest::Manifest::load(&c.node(1).manifest()).unwrap();
+            m.set_flag("snapshot-count", "10001").unwrap();
+            m.save().unwrap();
+            c.wait_healthy(&[1], std::time::Duration::from_secs(30));
+        }
+        let r = c.run_json("etcd-restore", 1, &args, None);
+        assert_eq!(r.code, 0, "round {round}: {}\n{}", r.stderr, r.stdout);
+        assert!(r.stderr.contains(&format!("journal is stale ({why})")), "round {round}: {}", r.stderr);
+        assert_eq!(retired(), round, "the stale journal is kept beside");
+        assert!(!journal.exists());
+        // What went aside is this run's own backup of the live data, not the first swap's.
+        let backups: Vec<&str> = r.json["backups"].as_array().unwrap().iter().map(|b| b.as_str().unwrap()).collect();
+        assert_eq!(backups.len(), 2, "{}", r.json);
+        assert!(backups.iter().all(|b| !b.starts_with(&first_backup)), "{backups:?} vs {first_backup}");
+        if round == 2 {
+            let kept = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+            assert!(kept.contains("--snapshot-count=10001"), "the operator's edit is the new base");
+        }
+        assert_eq!(count_keys(&c, &c.node(1).client_url()), 10);
+    }
+}
