@@ -383,6 +383,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         return Ok(code);
     }
     cli::confirm(args.yes, &format!("join {} ({}) to the cluster", p.name, p.peer_url))?;
+    let _lock = common::backup::node_lock(&root)?;
 
     let dialer = Dialer::new(&shared, true)?;
     let rt = common::client::runtime()?;

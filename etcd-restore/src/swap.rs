@@ -168,6 +168,16 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
     // An interrupted earlier run: its journal says where the original manifest went.
+    // Held from before the journal is read: a running swap's journal is never taken for stale.
+    // A backup root it cannot write is the plan's to refuse (exit 5, with the others' checks).
+    let _lock = match args.dry_run {
+        true => None,
+        false => match backup::node_lock(&root) {
+            Ok(f) => Some(f),
+            Err(e) if exit::code_of(&e) == exit::REFUSED => return Err(e),
+            Err(_) => None,
+        },
+    };
     let journal = if args.dry_run {
         std::fs::read(root.join(JOURNAL)).ok().and_then(|b| serde_json::from_slice(&b).ok())
     } else {

@@ -787,6 +787,11 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         &["var/lib/etcd"],
     );
 
+    // Another procedure running on the node: its lock held for the whole table.
+    let busy = node_root(&c, "busy", &node3_manifest, &["var/lib/etcd/member", "var/lib/etcd-recovery"]);
+    let held = std::fs::File::create(busy.join("var/lib/etcd-recovery/.lock")).unwrap();
+    held.lock().unwrap();
+
     let spaces = c.base.join("with space");
     let ro = c.base.join("read-only backups");
     let ro_mount = SmallMount::new(&ro, "ro,size=1m");
@@ -949,6 +954,16 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &["clean", "--dry-run"],
         )
         .succeeds(&[&format!("{} -> ", s(&datadir_twoarg.join("var/lib/etcd-x")))]),
+        row(
+            "clean --yes: another procedure holds the node's lock",
+            "etcd-member",
+            &On::Root(busy.clone()),
+            &["clean", "--yes"],
+        )
+        .fails(5, &["another etcd recovery procedure is running on this node", "etcd-recovery/.lock"]),
+        swap(&busy)
+            .named("swap: another procedure holds the node's lock")
+            .fails(5, &["another etcd recovery procedure is running on this node"]),
         row("clean --yes: data dir is a symlink", "etcd-member", &On::Root(linked.clone()), &["clean", "--yes"])
             .fails(5, &["data dir can be moved aside: ", "a symlink to etcd-real"]),
         row("clean --yes: data dir is a mount point", "etcd-member", &On::Root(mounted.clone()), &["clean", "--yes"])
@@ -1202,6 +1217,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     drop(ro_mount);
     drop(small_mount);
     drop(data_mount);
+    drop(held);
     eprintln!("{} rows in {:.1}s:\n{}", rows.len(), started.elapsed().as_secs_f64(), summary.join("\n"));
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
 }

@@ -542,11 +542,11 @@ fn stale_swap_journal_is_retired_3_5_30() {
         let mut cmd = c.tool("etcd-restore", 1);
         cmd.args(args).env(common::failpoint::VAR, "swap-manifest-written");
         assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
-        let first_backup = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&journal).unwrap()).unwrap()
-            ["backupDir"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let first_backup =
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(&journal).unwrap()).unwrap()["backupDir"]
+                .as_str()
+                .unwrap()
+                .to_string();
         c.wait_healthy(&[1], std::time::Duration::from_secs(30));
         c.etcdctl_ok(&["put", "/registry/secrets/after", "1"]);
         if round == 2 {
