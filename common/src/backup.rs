@@ -147,7 +147,14 @@ fn sync_dir(dir: &Path) {
 /// is renamed beside itself (`<src>.etcd-recovery-<ts>`) instead, which is the same filesystem.
 pub fn move_aside(src: &Path, backup_dir: &Path) -> Result<PathBuf> {
     let name = src.file_name().ok_or_else(|| anyhow!("{}: nothing to move", src.display()))?;
-    let dest = backup_dir.join(name);
+    move_to(src, &backup_dir.join(name))
+}
+
+/// [`move_aside`] to an exact destination (its dir must exist); the same fallbacks across
+/// filesystems, a directory then renamed beside itself with the destination's name as suffix.
+pub fn move_to(src: &Path, dest: &Path) -> Result<PathBuf> {
+    let dest = dest.to_path_buf();
+    let backup_dir = dest.parent().unwrap_or(Path::new("/"));
     if dest.exists() {
         bail!("{}: already exists, not overwriting", dest.display());
     }
@@ -159,7 +166,9 @@ pub fn move_aside(src: &Path, backup_dir: &Path) -> Result<PathBuf> {
         }
         Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
             if src.is_dir() {
-                let ts = backup_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                // The backup dir's timestamp (a dir of its own) or the destination's own name.
+                let tag = if dest.file_name() == src.file_name() { backup_dir.file_name() } else { dest.file_name() };
+                let ts = tag.map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let beside = PathBuf::from(format!("{}.etcd-recovery-{ts}", src.display()));
                 std::fs::rename(src, &beside).map_err(|e| anyhow!("move {} aside: {e}", src.display()))?;
                 sync_dir(src.parent().unwrap_or(Path::new("/")));

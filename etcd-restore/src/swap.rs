@@ -74,8 +74,8 @@ fn set_aside(p: &Path, backup_dir: &Path) -> Result<PathBuf> {
         p.file_name().map_or("x".into(), |n| n.to_string_lossy().into_owned()),
         common::time::compact_utc(std::time::SystemTime::now())
     ));
-    std::fs::rename(p, &dest).map_err(|e| anyhow!("move {} to {}: {e}", p.display(), dest.display()))?;
-    Ok(dest)
+    // Across filesystems (a --backup-dir elsewhere) as move_aside does it: a dir beside itself.
+    backup::move_to(p, &dest)
 }
 
 /// What has been done so far, to undo it.

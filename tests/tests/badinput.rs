@@ -787,6 +787,12 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         &["var/lib/etcd"],
     );
 
+    // A --backup-dir on another filesystem: every move there is a copy or a rename beside.
+    let xdev = node_root(&c, "xdev", &node3_manifest, &["var/lib/etcd/member/snap"]);
+    std::fs::write(xdev.join("var/lib/etcd/member/snap/db"), b"the old data").unwrap();
+    let xdev_backups = c.base.join("xdev-backups");
+    let xdev_mount = SmallMount::new(&xdev_backups, "size=64m,mode=0700");
+
     // Another procedure running on the node: its lock held for the whole table.
     let busy = node_root(&c, "busy", &node3_manifest, &["var/lib/etcd/member", "var/lib/etcd-recovery"]);
     let held = std::fs::File::create(busy.join("var/lib/etcd-recovery/.lock")).unwrap();
@@ -964,6 +970,38 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         swap(&busy)
             .named("swap: another procedure holds the node's lock")
             .fails(5, &["another etcd recovery procedure is running on this node"]),
+        {
+            let root = xdev.clone();
+            row(
+                "swap: --backup-dir on another filesystem; times out, undone all the same",
+                "etcd-restore",
+                &On::Root(xdev.clone()),
+                &["--swap", "--snapshot", &snap("good"), "--timeout", "2s", "--yes", "--backup-dir", &s(&xdev_backups)],
+            )
+            .fails(
+                7,
+                &[
+                    "undone: new manifest taken out",
+                    "restored data dir moved to",
+                    "old data dir back in",
+                    "original manifest back",
+                ],
+            )
+            .may_change(&xdev_backups)
+            .may_change(&xdev.join("var/lib"))
+            .check(move |_, _| {
+                let db =
+                    std::fs::read(root.join("var/lib/etcd/member/snap/db")).map_err(|e| format!("old data: {e}"))?;
+                if db != b"the old data" {
+                    return Err("the old data dir is not back".into());
+                }
+                let beside = etcd_lab::dir_names(&root.join("var/lib"));
+                if !beside.iter().any(|n| n.starts_with("etcd.etcd-recovery-")) {
+                    return Err(format!("the restored dir is not beside the data dir: {beside:?}"));
+                }
+                Ok(())
+            })
+        },
         row("clean --yes: data dir is a symlink", "etcd-member", &On::Root(linked.clone()), &["clean", "--yes"])
             .fails(5, &["data dir can be moved aside: ", "a symlink to etcd-real"]),
         row("clean --yes: data dir is a mount point", "etcd-member", &On::Root(mounted.clone()), &["clean", "--yes"])
@@ -1218,6 +1256,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     drop(small_mount);
     drop(data_mount);
     drop(held);
+    drop(xdev_mount);
     eprintln!("{} rows in {:.1}s:\n{}", rows.len(), started.elapsed().as_secs_f64(), summary.join("\n"));
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
 }
