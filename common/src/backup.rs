@@ -57,25 +57,14 @@ pub fn room(p: &Path, need: u64) -> (bool, String) {
 /// on `<backup root>/.lock`, held until the returned file is dropped or the process dies. A second
 /// one is refused at once (exit 5) instead of interleaving its moves and manifest writes.
 pub fn node_lock(root: &Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
     private_dir_all(root).map_err(|e| anyhow!("backup dir {}: {e}", root.display()))?;
     let path = root.join(".lock");
-    // 0600 when made (a umask only narrows it); an existing lock file is left as it is.
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| anyhow!("{}: cannot lock: {e}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(crate::exit::coded(
+    crate::durable::try_lock(&path).map_err(|e| anyhow!("{}: cannot lock: {e}", path.display()))?.ok_or_else(|| {
+        crate::exit::coded(
             crate::exit::REFUSED,
             format!("another etcd recovery procedure is running on this node (it holds {})", path.display()),
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(anyhow!("{}: cannot lock: {e}", path.display())),
-    }
+        )
+    })
 }
 
 /// A plan check that `dir` can be moved aside by rename: not a symlink (the link would move, not

@@ -28,6 +28,17 @@ pub fn sync_parent(path: &Path) -> std::io::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Takes an exclusive lock on `path` (made 0600 when missing; an existing one left as it is),
+/// held until the file is dropped or the process dies. `None` when another process holds it.
+pub fn try_lock(path: &Path) -> std::io::Result<Option<File>> {
+    let f = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

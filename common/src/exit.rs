@@ -35,6 +35,12 @@ pub fn coded(code: u8, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Coded { code, message: message.into() })
 }
 
+/// `err`, then the state a procedure leaves after it (`"<err>; <state>"`), with `err`'s code: how
+/// a failure midway says what was done and what to do next.
+pub fn with_state(err: anyhow::Error, state: impl fmt::Display) -> anyhow::Error {
+    coded(code_of(&err), format!("{err:#}; {state}"))
+}
+
 /// The code an error carries (the outermost `Coded` in its chain), else 1.
 pub fn code_of(err: &anyhow::Error) -> u8 {
     err.chain().find_map(|e| e.downcast_ref::<Coded>()).map_or(ERROR, |c| c.code)

@@ -192,8 +192,8 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     };
     // From here on a failure says where the manifest went (running clean again finishes the job).
     let said = |e: anyhow::Error| {
-        let at = done.manifest_backup.as_deref().map(|m| format!("; the manifest is in {m}")).unwrap_or_default();
-        coded(exit::code_of(&e), format!("{e:#}{at}; run clean again to finish"))
+        let at = done.manifest_backup.as_deref().map(|m| format!("the manifest is in {m}; ")).unwrap_or_default();
+        exit::with_state(e, format!("{at}run clean again to finish"))
     };
     for c in &containers {
         crictl.remove(&c.id).map_err(said)?;

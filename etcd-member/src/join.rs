@@ -399,13 +399,12 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     eprintln!("etcd-member: learner {} ({}) in the member list", hex_id(id), p.peer_url);
     // Until the member starts, a failure leaves the learner in the cluster: say so, and how on.
     let learner_left = |e: anyhow::Error| {
-        coded(
-            exit::code_of(&e),
+        let hid = hex_id(id);
+        exit::with_state(
+            e,
             format!(
-                "{e:#}; learner {} ({}) is in the member list: run join again to finish, or etcd-member remove {}",
-                hex_id(id),
-                p.peer_url,
-                hex_id(id)
+                "learner {hid} ({}) is in the member list: run join again to finish, or etcd-member remove {hid}",
+                p.peer_url
             ),
         )
     };
@@ -437,10 +436,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             .block_on(list(&dialer, &mut client))
             .is_ok_and(|ms| ms.iter().any(|m| m.id == hex_id(id) && !m.is_learner));
         if promoted {
-            return Err(coded(
-                exit::code_of(&e),
-                format!("{e:#}; but {} is a voter now: run join again to verify it", hex_id(id)),
-            ));
+            return Err(exit::with_state(e, format!("but {} is a voter now: run join again to verify it", hex_id(id))));
         }
         let removed = rt.block_on(dialer.call(client.member_remove(id)));
         let parked =
@@ -453,9 +449,9 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             Ok(to) => format!("manifest moved to {}", to.display()),
             Err(m) => format!("manifest NOT moved ({m:#})"),
         };
-        return Err(coded(
-            exit::code_of(&e),
-            format!("{e:#}; {learner}; {manifest_state}; data dir {} left for inspection", p.data_dir.display()),
+        return Err(exit::with_state(
+            e,
+            format!("{learner}; {manifest_state}; data dir {} left for inspection", p.data_dir.display()),
         ));
     }
     eprintln!("etcd-member: {} promoted to voter", p.name);

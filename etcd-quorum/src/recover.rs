@@ -154,21 +154,41 @@ fn wait_restart(
     timeout: Duration,
 ) -> Result<i64> {
     let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(c)) = crictl.find_etcd()
-            && c.running()
-            && is_new(&c)
-        {
-            break;
+    'restart: loop {
+        let started = loop {
+            if let Ok(Some(c)) = crictl.find_etcd()
+                && c.running()
+                && is_new(&c)
+            {
+                break c;
+            }
+            if Instant::now() >= deadline {
+                return Err(coded(exit::TIMEOUT, format!("the kubelet did not restart etcd within {timeout:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let revision = common::cluster::wait_member(shared, url, left)?.1;
+        // Settled only if no other container follows: the kubelet may have read an older version
+        // of the manifest before our write and started its container after it (so it passes as
+        // new); the container of our version then replaces it within a sync period.
+        let settle = Instant::now() + SETTLE;
+        while Instant::now() < settle {
+            match crictl.find_etcd() {
+                Ok(Some(c)) if c.id == started.id && c.running() => {}
+                Ok(_) if Instant::now() < deadline => continue 'restart,
+                Ok(_) => break,
+                Err(_) => {}
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        if Instant::now() >= deadline {
-            return Err(coded(exit::TIMEOUT, format!("the kubelet did not restart etcd within {timeout:?}")));
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        return Ok(revision);
     }
-    let left = deadline.saturating_duration_since(Instant::now());
-    Ok(common::cluster::wait_member(shared, url, left)?.1)
 }
+
+/// How long a restarted etcd's container must stay the newest before the restart counts as done:
+/// a few of the kubelet's sync periods.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// When the manifest was last written (ns since the epoch, as crictl's `createdAt`): a container
 /// created after it runs that manifest (or a later one). Pod UIDs cannot tell: a static pod's UID
@@ -338,10 +358,10 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
                     manifest.path.display()
                 ),
             };
-            return Err(coded(
-                exit::code_of(&e),
+            return Err(exit::with_state(
+                e,
                 format!(
-                    "{e:#}; {state}; data dir {} {}",
+                    "{state}; data dir {} {}",
                     dir.display(),
                     backup_path.as_ref().map(|b| format!("(copy in {b})")).unwrap_or_default()
                 ),
@@ -353,15 +373,17 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         // yet (it polls), and taking it out now would leave the old manifest and nothing forced.
         // Wait for a container started after the manifest was written.
         let written = written_at(&shared.manifest);
-        wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout).map_err(|e| {
-            coded(exit::code_of(&e), format!("{e:#}; --force-new-cluster is still in {}", manifest.path.display()))
-        })?;
+        wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout)
+            .map_err(|e| exit::with_state(e, format!("--force-new-cluster is still in {}", manifest.path.display())))?;
         steps.push(format!("{url} restarted as a one-member cluster (the interrupted run's flag)"));
     }
     manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save()).map_err(|e| {
-        anyhow!(
-            "{e:#}; --force-new-cluster could NOT be taken out: remove it from {} by hand before etcd restarts again",
-            manifest.path.display()
+        exit::with_state(
+            e,
+            format!(
+                "--force-new-cluster could NOT be taken out: remove it from {} by hand before etcd restarts again",
+                manifest.path.display()
+            ),
         )
     })?;
     steps.push("--force-new-cluster removed from the manifest".into());

@@ -362,9 +362,9 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         Err(e) => {
             let state = undo(&done, &original, &data_dir, &backup_dir, &crictl, timeout);
             journal_done();
-            Err(coded(
-                exit::code_of(&e),
-                format!("{e:#}; undone: {}", if state.is_empty() { "nothing had changed" } else { &state }),
+            Err(exit::with_state(
+                e,
+                format!("undone: {}", if state.is_empty() { "nothing had changed" } else { &state }),
             ))
         }
     }

@@ -81,15 +81,9 @@ pub fn make_dir(dir: &Path) -> Result<()> {
 
 /// An exclusive lock on the snapshot dir for the whole run.
 pub fn lock_dir(dir: &Path) -> Result<File> {
-    let f =
-        File::create(dir.join(".etcd-snap.lock")).map_err(|e| anyhow!("--dir {}: cannot lock: {e}", dir.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(coded(exit::REFUSED, format!("another etcd-snap run holds the lock on {}", dir.display())))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(anyhow!("--dir {}: cannot lock: {e}", dir.display())),
-    }
+    common::durable::try_lock(&dir.join(".etcd-snap.lock"))
+        .map_err(|e| anyhow!("--dir {}: cannot lock: {e}", dir.display()))?
+        .ok_or_else(|| coded(exit::REFUSED, format!("another etcd-snap run holds the lock on {}", dir.display())))
 }
 
 /// The members to try, in order.
