@@ -287,6 +287,16 @@ fn recover_killed_at_each_step_3_5_30() {
         if at_once {
             let r = tool_with(&c, "etcd-quorum", 1, &["recover", "--yes", "--timeout", "30s"], None).unwrap();
             assert!([0, 5].contains(&r.code), "{point} at once: rerun: {}\n{}", r.stderr, r.stdout);
+            // A 5 came from the forced etcd still shutting down: the kubelet has yet to start the
+            // container of the last manifest, which the checks below need.
+            let written = std::fs::metadata(c.node(1).manifest())
+                .and_then(|m| m.modified())
+                .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+                .unwrap();
+            c.wait_container(1, "started from the last manifest", |j| {
+                j["state"] == "CONTAINER_RUNNING"
+                    && j["createdAt"].as_str().and_then(|t| t.parse::<u128>().ok()).is_some_and(|t| t > written)
+            });
         } else if point == "recover-flag-in" {
             assert!(manifest.contains("--force-new-cluster"), "{point}");
             let s = c.run_json("etcd-status", 1, &[], None);
