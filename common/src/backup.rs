@@ -72,7 +72,7 @@ pub fn node_lock(root: &Path) -> Result<std::fs::File> {
 pub fn movable_check(plan: &mut crate::report::Plan, dir: &Path) {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = crate::durable::parent_dir(dir);
     let problem = if meta.file_type().is_symlink() {
         let to = std::fs::read_link(dir).map(|t| t.display().to_string()).unwrap_or_default();
         Some(format!("a symlink to {to}: point the manifest at the real dir"))

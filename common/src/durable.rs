@@ -18,6 +18,11 @@ pub fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {
     open_exact(OpenOptions::new().write(true).create_new(true), path, mode)
 }
 
+/// The directory that names `path`: "." for a bare name (whose `parent()` is `""`).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
 /// fsyncs a directory, so that the names created or renamed in it last; `""` is the current dir.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?.sync_all()
@@ -25,7 +30,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// fsyncs the directory that names `path`.
 pub fn sync_parent(path: &Path) -> std::io::Result<()> {
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    sync_dir(parent_dir(path))
 }
 
 /// Takes an exclusive lock on `path` (made 0600 when missing; an existing one left as it is),

@@ -159,7 +159,7 @@ pub(crate) fn restore_beside(
     m: &Membership,
     args: &Args,
 ) -> Result<(PathBuf, restore::Outcome)> {
-    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = common::durable::parent_dir(data_dir);
     let base = data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy().into_owned());
     let tmp = parent.join(format!(".{base}.restore-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -217,7 +217,7 @@ fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, sha
         format!("{path}: revision {}, {} keys", verified.status.revision, verified.status.total_keys),
     );
     plan.check("data dir empty or absent", common::backup::empty_or_absent(data_dir), data_dir.display().to_string());
-    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = common::durable::parent_dir(data_dir);
     plan.check("data dir parent exists", parent.is_dir(), parent.display().to_string());
     let (ok, detail) = room_for(&path, data_dir);
     plan.check("disk room for the restore", ok, detail);

@@ -136,7 +136,7 @@ fn undo(
 
 /// Half-built restore dirs of killed runs (`.<data dir>.restore-<pid>` beside it) go aside.
 fn leftover_restores(data_dir: &Path, backup_dir: &Path) -> Result<()> {
-    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = common::durable::parent_dir(data_dir);
     let prefix =
         format!(".{}.restore-", data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy().into_owned()));
     for e in std::fs::read_dir(parent)?.filter_map(Result::ok) {

@@ -376,7 +376,7 @@ pub fn run(args: SaveArgs) -> Result<u8> {
     }
     let dir = match &target {
         Target::Dir(d) => d.clone(),
-        Target::File(f) => f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+        Target::File(f) => common::durable::parent_dir(f).to_path_buf(),
     };
     if args.dry_run {
         return dry_run(&args, &shared, &target, &dir, pruning);
