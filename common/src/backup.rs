@@ -135,44 +135,70 @@ fn sync_dir(dir: &Path) {
 /// filesystem is copied, synced, then unlinked; a directory is never copied: across filesystems it
 /// is renamed beside itself (`<src>.etcd-recovery-<ts>`) instead, which is the same filesystem.
 pub fn move_aside(src: &Path, backup_dir: &Path) -> Result<PathBuf> {
+    move_to(src, &aside_in(src, backup_dir)?)
+}
+
+/// Where [`move_aside`] moves `src` in `backup_dir` (on one filesystem): under its own name.
+pub fn aside_in(src: &Path, backup_dir: &Path) -> Result<PathBuf> {
     let name = src.file_name().ok_or_else(|| anyhow!("{}: nothing to move", src.display()))?;
-    move_to(src, &backup_dir.join(name))
+    Ok(backup_dir.join(name))
 }
 
 /// [`move_aside`] to an exact destination (its dir must exist); the same fallbacks across
 /// filesystems, a directory then renamed beside itself with the destination's name as suffix.
+/// Either way the moved thing appears whole under its new name or not at all (a file copy is
+/// made under `<dest>.partial` first), so [`moved_to`] can tell afterwards whether it happened.
 pub fn move_to(src: &Path, dest: &Path) -> Result<PathBuf> {
     let dest = dest.to_path_buf();
-    let backup_dir = dest.parent().unwrap_or(Path::new("/"));
+    let backup_dir = crate::durable::parent_dir(&dest);
     if dest.exists() {
         bail!("{}: already exists, not overwriting", dest.display());
     }
     match std::fs::rename(src, &dest) {
         Ok(()) => {
             sync_dir(backup_dir);
-            sync_dir(src.parent().unwrap_or(Path::new("/")));
+            sync_dir(crate::durable::parent_dir(src));
             Ok(dest)
         }
         Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
             if src.is_dir() {
-                // The backup dir's timestamp (a dir of its own) or the destination's own name.
-                let tag = if dest.file_name() == src.file_name() { backup_dir.file_name() } else { dest.file_name() };
-                let ts = tag.map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let beside = PathBuf::from(format!("{}.etcd-recovery-{ts}", src.display()));
+                let beside = beside(src, &dest);
                 std::fs::rename(src, &beside).map_err(|e| anyhow!("move {} aside: {e}", src.display()))?;
-                sync_dir(src.parent().unwrap_or(Path::new("/")));
+                sync_dir(crate::durable::parent_dir(src));
                 Ok(beside)
             } else {
-                std::fs::copy(src, &dest).map_err(|e| anyhow!("copy {} to {}: {e}", src.display(), dest.display()))?;
-                std::fs::File::open(&dest)?.sync_all()?;
+                let partial = PathBuf::from(format!("{}.partial", dest.display()));
+                std::fs::copy(src, &partial)
+                    .map_err(|e| anyhow!("copy {} to {}: {e}", src.display(), partial.display()))?;
+                std::fs::File::open(&partial)?.sync_all()?;
+                std::fs::rename(&partial, &dest)
+                    .map_err(|e| anyhow!("rename {} to {}: {e}", partial.display(), dest.display()))?;
                 sync_dir(backup_dir);
                 std::fs::remove_file(src).map_err(|e| anyhow!("remove {}: {e}", src.display()))?;
-                sync_dir(src.parent().unwrap_or(Path::new("/")));
+                sync_dir(crate::durable::parent_dir(src));
                 Ok(dest)
             }
         }
         Err(e) => bail!("move {} to {}: {e}", src.display(), dest.display()),
     }
+}
+
+/// Where [`move_to`] puts a directory it cannot rename across filesystems: beside itself, tagged
+/// with the backup dir's timestamp (a dir of its own) or with the destination's own name.
+fn beside(src: &Path, dest: &Path) -> PathBuf {
+    let tag = if dest.file_name() == src.file_name() {
+        crate::durable::parent_dir(dest).file_name()
+    } else {
+        dest.file_name()
+    };
+    let ts = tag.map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    PathBuf::from(format!("{}.etcd-recovery-{ts}", src.display()))
+}
+
+/// Where an earlier `move_to(src, dest)` put `src`, if it did: a journal written before the move
+/// (naming `dest`) finds the moved thing after a kill at any point of it.
+pub fn moved_to(src: &Path, dest: &Path) -> Option<PathBuf> {
+    [dest.to_path_buf(), beside(src, dest)].into_iter().find(|p| std::fs::symlink_metadata(p).is_ok())
 }
 
 /// EXDEV ("Invalid cross-device link") without a libc dependency.
@@ -272,6 +298,30 @@ mod tests {
         assert_eq!(ro("/mnt/read only/rw/x"), None, "a writable mount on top");
         assert_eq!(ro("/mnt/read onlyx"), None, "a longer name is another path");
         assert_eq!(read_only_mount(&std::env::temp_dir().join("not/yet/there")), None);
+    }
+
+    #[test]
+    fn moved_to_finds_what_move_to_did() {
+        let base = std::env::temp_dir().join(format!("backup-moved-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let b = new_backup_dir(&base.join("backups")).unwrap();
+        std::fs::create_dir_all(base.join("data")).unwrap();
+        let dest = aside_in(&base.join("data"), &b).unwrap();
+        assert_eq!(moved_to(&base.join("data"), &dest), None, "not moved yet");
+        assert_eq!(move_to(&base.join("data"), &dest).unwrap(), dest);
+        assert_eq!(moved_to(&base.join("data"), &dest), Some(dest.clone()));
+        // Across filesystems a dir lands beside itself, tagged with the backup dir's name.
+        std::fs::create_dir_all(base.join("other")).unwrap();
+        let other = aside_in(&base.join("other"), &b).unwrap();
+        let beside = base.join(format!("other.etcd-recovery-{}", b.file_name().unwrap().to_string_lossy()));
+        std::fs::rename(base.join("other"), &beside).unwrap();
+        assert_eq!(moved_to(&base.join("other"), &other), Some(beside));
+        // A file copy cut short leaves only `<dest>.partial`: not taken for moved.
+        std::fs::write(base.join("etcd.yaml"), "x").unwrap();
+        let file = aside_in(&base.join("etcd.yaml"), &b).unwrap();
+        std::fs::write(format!("{}.partial", file.display()), "").unwrap();
+        assert_eq!(moved_to(&base.join("etcd.yaml"), &file), None);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -34,8 +34,8 @@ struct Journal {
 }
 
 /// An earlier run's journal, when it still describes this node: no manifest in place (the run
-/// stopped between taking it out and writing its own), or its own manifest in place and etcd not
-/// healthy yet. A journal whose run got its etcd healthy, or beside a manifest someone else wrote
+/// stopped between taking it out and writing its own), the original still in place (stopped
+/// before moving it), or its own manifest in place and etcd not healthy yet. A journal whose run got its etcd healthy, or beside a manifest someone else wrote
 /// since, is retired (renamed, kept) instead: resuming it would put back data and flags older than
 /// what this node runs now.
 fn live_journal(root: &Path, shared: &Shared) -> Option<Journal> {
@@ -43,8 +43,11 @@ fn live_journal(root: &Path, shared: &Shared) -> Option<Journal> {
     let j: Journal = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
     let in_place = std::fs::read_to_string(&shared.manifest).ok();
     let ours = in_place.is_some() && in_place == j.written_manifest;
+    // Killed between journaling the manifest's move and making it: the one in place is the original.
+    let not_moved_yet = j.manifest_backup.as_ref().is_some_and(|d| backup::moved_to(&shared.manifest, d).is_none());
     let stale = match &in_place {
         None => None,
+        Some(_) if not_moved_yet => None,
         Some(_) if !ours => Some("a manifest it did not write is in place"),
         Some(_) => Manifest::load(&shared.manifest)
             .ok()
@@ -76,6 +79,44 @@ fn set_aside(p: &Path, backup_dir: &Path) -> Result<PathBuf> {
     ));
     // Across filesystems (a --backup-dir elsewhere) as move_aside does it: a dir beside itself.
     backup::move_to(p, &dest)
+}
+
+/// Moves `src` into the backup dir, to where the journal's `slot` says, and journals that before
+/// the move (write-ahead): a kill at any point of it leaves `src` where the journal says or still
+/// in place. When an interrupted run moved it already, what stands in its place now is that run's
+/// own work and goes aside. Returns where the original is, if it existed.
+fn journaled_move(
+    root: &Path,
+    j: &mut Journal,
+    slot: fn(&mut Journal) -> &mut Option<PathBuf>,
+    src: &Path,
+    step: &str,
+) -> Result<Option<PathBuf>> {
+    let backup_dir = j.backup_dir.clone();
+    let dest = match slot(j).clone() {
+        Some(d) => d,
+        None => backup::aside_in(src, &backup_dir)?,
+    };
+    if let Some(at) = backup::moved_to(src, &dest) {
+        if src.exists() {
+            set_aside(src, &backup_dir)?;
+        }
+        return Ok(Some(at));
+    }
+    if !src.exists() {
+        return Ok(None);
+    }
+    *slot(j) = Some(dest.clone());
+    save_journal(root, j)?;
+    common::failpoint::hit(&format!("swap-{step}-journaled"));
+    let to = backup::move_to(src, &dest)?;
+    common::failpoint::hit(&format!("swap-{step}-moved"));
+    if to != dest {
+        // Renamed beside itself (the backup dir is on another filesystem): journal where.
+        *slot(j) = Some(to.clone());
+        save_journal(root, j)?;
+    }
+    Ok(Some(to))
 }
 
 /// What has been done so far, to undo it.
@@ -285,34 +326,14 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     save_journal(&root, &j)?;
     let mut done = Done::default();
     let result = (|| -> Result<(common::disk::restore::Outcome, i64)> {
-        if original.path.exists() {
-            if j.manifest_backup.is_some() {
-                // Ours from the interrupted run: out of the way, the original is safe already.
-                set_aside(&original.path, &backup_dir)?;
-            } else {
-                j.manifest_backup = Some(backup::move_aside(&original.path, &backup_dir)?);
-                save_journal(&root, &j)?;
-            }
-        }
-        done.manifest_backup = j.manifest_backup.clone();
-        common::failpoint::hit("swap-manifest-moved");
+        done.manifest_backup = journaled_move(&root, &mut j, |j| &mut j.manifest_backup, &original.path, "manifest")?;
         crictl.wait_stopped(timeout).map_err(|why| coded(exit::TIMEOUT, why))?;
         common::failpoint::hit("swap-stopped");
         leftover_restores(&data_dir, &backup_dir)?;
         let (tmp, outcome) = restore_beside(&path, &data_dir, &m, args)?;
         done.tmp = Some(tmp.clone());
         common::failpoint::hit("swap-restored");
-        if data_dir.exists() {
-            if j.old_data_backup.as_ref().is_some_and(|p| p.exists()) {
-                // What the interrupted run swapped in: the old data is safe in the backup already.
-                set_aside(&data_dir, &backup_dir)?;
-            } else {
-                j.old_data_backup = Some(backup::move_aside(&data_dir, &backup_dir)?);
-                save_journal(&root, &j)?;
-            }
-        }
-        done.old_data_backup = j.old_data_backup.clone();
-        common::failpoint::hit("swap-old-data-moved");
+        done.old_data_backup = journaled_move(&root, &mut j, |j| &mut j.old_data_backup, &data_dir, "old-data")?;
         std::fs::rename(&tmp, &data_dir)
             .map_err(|e| anyhow!("rename {} to {}: {e}", tmp.display(), data_dir.display()))?;
         done.tmp = None;

@@ -525,6 +525,30 @@ impl Drop for Proxy {
 }
 
 /// The names in a directory, sorted, without etcd-snap's lock file (empty when it does not exist).
+/// Whether any file under `dir` contains `needle` (a data dir's WAL holds every acknowledged write).
+pub fn holds(dir: &Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.filter_map(Result::ok).any(|e| {
+        let p = e.path();
+        match std::fs::read(&p) {
+            Ok(b) => b.windows(needle.len()).any(|w| w == needle),
+            Err(_) => p.is_dir() && holds(&p, needle),
+        }
+    })
+}
+
+/// After a swap was killed: where the thing it was moving can be, in place or where the swap's
+/// journal (`swap-in-progress.json` under `node_root`) says under `key`.
+pub fn swap_places(node_root: &Path, key: &str, in_place: PathBuf) -> Vec<PathBuf> {
+    let journal = std::fs::read(node_root.join("var/lib/etcd-recovery/swap-in-progress.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .unwrap_or_default();
+    let mut places = vec![in_place];
+    places.extend(journal[key].as_str().map(PathBuf::from));
+    places
+}
+
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())

@@ -484,27 +484,32 @@ fn killed_swap_converges_on_rerun_3_5_30() {
     let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "kill-test"];
     let root = &c.node(1).root;
     for point in [
+        "swap-manifest-journaled",
         "swap-manifest-moved",
         "swap-stopped",
         "swap-restored",
+        "swap-old-data-journaled",
         "swap-old-data-moved",
         "swap-swapped-in",
         "swap-manifest-written",
     ] {
         c.etcdctl_ok(&["put", "/registry/secrets/marker", point]);
+        let manifest_before = std::fs::read(c.node(1).manifest()).unwrap();
         let mut cmd = c.tool("etcd-restore", 1);
         cmd.args(args).env(common::failpoint::VAR, point);
         let killed = etcd_lab::run_status(cmd);
         assert!(killed.is_none(), "{point}: the failpoint did not stop it");
-        // The old data (with the marker) is in place or in the journal's backup.
-        let journal: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(root.join("var/lib/etcd-recovery/swap-in-progress.json")).unwrap())
-                .unwrap();
-        let old_safe = match journal["oldDataBackup"].as_str() {
-            Some(p) => Path::new(p).join("member/snap/db").is_file(),
-            None => root.join("var/lib/etcd/member/snap/db").is_file(),
-        };
+        // The old data (the marker is in its WAL) is in place or where the journal says it went;
+        // the original manifest likewise.
+        let journal = std::fs::read_to_string(root.join("var/lib/etcd-recovery/swap-in-progress.json")).unwrap();
+        let old_safe = etcd_lab::swap_places(root, "oldDataBackup", root.join("var/lib/etcd"))
+            .iter()
+            .any(|d| etcd_lab::holds(d, point.as_bytes()));
         assert!(old_safe, "{point}: old data lost ({journal})");
+        let manifest_safe = etcd_lab::swap_places(root, "manifestBackup", c.node(1).manifest())
+            .iter()
+            .any(|m| std::fs::read(m).is_ok_and(|b| b == manifest_before));
+        assert!(manifest_safe, "{point}: original manifest lost ({journal})");
         let manifests: Vec<String> = std::fs::read_dir(root.join("etc/kubernetes/manifests"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into())
