@@ -144,9 +144,10 @@ pub struct CertificateView {
     pub path: String,
     /// What names it: a manifest flag, or "client" for the certificate this tool used.
     pub used_as: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always present, null when the file cannot be read (`error` says why): DESIGN.md lists them.
+    #[serde(default)]
     pub not_after: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub days_left: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

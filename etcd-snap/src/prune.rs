@@ -34,7 +34,7 @@ common::with_shared_flags! {
         /// also keep the newest of each of the last W weeks (from Monday, UTC)
         #[argh(option, default = "0")]
         pub keep_weekly: usize,
-        /// print what would go, remove nothing
+        /// print the plan (what would go), remove nothing
         #[argh(switch)]
         pub dry_run: bool,
     }
@@ -44,29 +44,63 @@ fn listing(dir: &Path) -> Result<Vec<report::SnapshotEntry>> {
     store::list(dir).map_err(|e| coded(exit::USAGE, format!("--dir {}: {e}", dir.display())))
 }
 
-/// Applies the rules; returns what stays and what went (or would go, with `dry_run`).
-pub fn prune(dir: &Path, rules: Rules, dry_run: bool) -> Result<SnapshotList> {
+/// What the rules keep and what they let go (killed saves' `.part` files included), decided
+/// without touching anything.
+struct Decision {
+    kept: Vec<report::SnapshotEntry>,
+    going: Vec<String>,
+    newest_verified: Option<String>,
+}
+
+fn decide(dir: &Path, rules: Rules) -> Result<Decision> {
     let snaps = listing(dir)?;
     let mut keep = store::kept(&snaps, rules);
-    if let Some(i) = store::newest_verified(&snaps) {
-        keep.insert(i);
-    }
-    let mut removed = Vec::new();
-    let mut kept = Vec::new();
+    let newest_verified = store::newest_verified(&snaps);
+    keep.extend(newest_verified);
+    let newest_verified = newest_verified.map(|i| snaps[i].path.clone());
+    let (mut kept, mut going) = (Vec::new(), Vec::new());
     for (i, s) in snaps.into_iter().enumerate() {
-        if keep.contains(&i) {
-            kept.push(s);
-            continue;
+        match keep.contains(&i) {
+            true => kept.push(s),
+            false => going.push(s.path),
         }
-        if !dry_run {
-            std::fs::remove_file(&s.path).map_err(|e| anyhow!("remove {}: {e}", s.path))?;
-        }
-        removed.push(s.path);
     }
-    for p in store::remove_dead_parts(dir, dry_run)? {
+    going.extend(store::remove_dead_parts(dir, true)?.iter().map(|p| p.display().to_string()));
+    Ok(Decision { kept, going, newest_verified })
+}
+
+/// Applies the rules; returns what stays and what went.
+pub fn prune(dir: &Path, rules: Rules) -> Result<SnapshotList> {
+    let d = decide(dir, rules)?;
+    let mut removed = Vec::new();
+    for p in d.going.into_iter().filter(|p| !p.ends_with(".part")) {
+        std::fs::remove_file(&p).map_err(|e| anyhow!("remove {p}: {e}"))?;
+        removed.push(p);
+    }
+    // Killed saves' leftovers go each under its own lock (a save may have started since).
+    for p in store::remove_dead_parts(dir, false)? {
         removed.push(p.display().to_string());
     }
-    Ok(SnapshotList { kind: "SnapshotList".into(), snapshots: kept, removed })
+    Ok(SnapshotList { kind: "SnapshotList".into(), snapshots: d.kept, removed })
+}
+
+/// `prune --dry-run`: the Plan, every file that would go a step of its own; nothing touched.
+fn plan(dir: &Path, rules: Rules) -> Result<report::Plan> {
+    let d = decide(dir, rules)?;
+    let mut plan = report::Plan::new("etcd-snap prune");
+    let (ok, detail) = crate::save::lock_free(dir);
+    plan.check("lock free", ok, detail);
+    plan.check(
+        "newest verified snapshot kept",
+        true,
+        d.newest_verified.unwrap_or_else(|| "none verifies: the rules alone decide".into()),
+    );
+    let kept: Vec<&str> = d.kept.iter().map(|s| s.path.as_str()).collect();
+    plan.step("keep", if kept.is_empty() { "nothing".into() } else { kept.join(", ") }, false);
+    for p in d.going {
+        plan.step("remove", p, true);
+    }
+    Ok(plan)
 }
 
 pub fn render(l: &SnapshotList) -> String {
@@ -104,9 +138,12 @@ pub fn run_prune(args: PruneArgs) -> Result<u8> {
         return Err(coded(exit::USAGE, "--keep 0 with no daily or weekly rule would keep nothing"));
     }
     let dir = Path::new(&args.dir);
-    // A dry run changes nothing, the lock file included.
-    let _lock = if args.dry_run { None } else { Some(crate::save::lock_dir(dir)?) };
-    let list = prune(dir, rules, args.dry_run)?;
+    if args.dry_run {
+        // Changes nothing, the lock file included.
+        return Ok(cli::plan_gate(&plan(dir, rules)?, shared.output, true)?.unwrap_or(exit::OK));
+    }
+    let _lock = crate::save::lock_dir(dir)?;
+    let list = prune(dir, rules)?;
     cli::emit(&list, shared.output, render);
     Ok(exit::OK)
 }

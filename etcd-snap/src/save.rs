@@ -79,9 +79,12 @@ pub fn make_dir(dir: &Path) -> Result<()> {
     common::backup::private_dir_all(dir).map_err(|e| anyhow!("--dir {}: cannot create: {e}", dir.display()))
 }
 
+/// The lock of a snapshot dir: held by a save with --lock and by prune.
+const LOCK_FILE: &str = ".etcd-snap.lock";
+
 /// An exclusive lock on the snapshot dir for the whole run.
 pub fn lock_dir(dir: &Path) -> Result<File> {
-    common::durable::try_lock(&dir.join(".etcd-snap.lock"))
+    common::durable::try_lock(&dir.join(LOCK_FILE))
         .map_err(|e| anyhow!("--dir {}: cannot lock: {e}", dir.display()))?
         .ok_or_else(|| coded(exit::REFUSED, format!("another etcd-snap run holds the lock on {}", dir.display())))
 }
@@ -277,6 +280,13 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
     Err(coded(code, format!("no member gave a snapshot: {}", errors.join("; "))))
 }
 
+/// The dir's lock as a plan check: tested without creating the lock file.
+pub fn lock_free(dir: &Path) -> (bool, String) {
+    let held =
+        File::open(dir.join(LOCK_FILE)).is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+    (!held, if held { "another run holds it" } else { "free" }.to_string())
+}
+
 /// What a save would do, checked without writing anything (no dir made, no lock file, no metrics).
 fn dry_run(args: &SaveArgs, shared: &Shared, target: &Target, dir: &Path, pruning: bool) -> Result<u8> {
     let mut plan = common::report::Plan::new("etcd-snap save");
@@ -295,10 +305,8 @@ fn dry_run(args: &SaveArgs, shared: &Shared, target: &Target, dir: &Path, prunin
         plan.check("--out does not exist", !exists || args.force, f.display().to_string());
     }
     if args.lock {
-        // An existing lock file is tested without being created.
-        let held = File::open(dir.join(".etcd-snap.lock"))
-            .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
-        plan.check("lock free", !held, if held { "another run holds it" } else { "free" }.to_string());
+        let (ok, detail) = lock_free(dir);
+        plan.check("lock free", ok, detail);
     }
     match sources(args, shared) {
         Ok(list) => {
@@ -418,7 +426,7 @@ pub fn run(args: SaveArgs) -> Result<u8> {
     }
     let snap = result?;
     if pruning {
-        let list = crate::prune::prune(&dir, rules, false)?;
+        let list = crate::prune::prune(&dir, rules)?;
         for r in &list.removed {
             eprintln!("etcd-snap: removed {r}");
         }

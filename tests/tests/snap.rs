@@ -229,7 +229,17 @@ fn prune_keeps_what_the_rules_say() {
     };
     let dry = prune(&["--keep", "1", "--dry-run"]);
     assert_eq!(dry.code, 0, "{}", dry.stderr);
-    assert_eq!(dry.json["removed"].as_array().unwrap().len(), 6);
+    assert_eq!(dry.json["kind"], "Plan", "{}", dry.stdout);
+    let going: Vec<&str> = dry.json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "remove" && s["destructive"] == true)
+        .map(|s| s["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(going.len(), 6, "{going:?}");
+    assert!(going.iter().any(|p| p.ends_with("T110000Z-cp1.part")), "the dead .part goes: {going:?}");
+    assert!(!going.iter().any(|p| p.ends_with("T130000Z-cp1.part")), "the live .part stays: {going:?}");
     assert_eq!(files(&dir).len(), 9, "a dry run removes nothing");
     assert!(!dir.join(".etcd-snap.lock").exists(), "a dry run creates nothing either");
 

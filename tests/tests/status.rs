@@ -282,6 +282,23 @@ fn bad_input() {
     let line = one_line(&r);
     assert!(line.contains(&n1.client_url()) && line.contains("certificate"), "{line}");
 
+    // A certificate the manifest names but that cannot be read: listed, null dates, the reason.
+    let mut m = common::manifest::Manifest::load(&n1.manifest()).unwrap();
+    m.path = scratch.join("etcd.yaml");
+    m.set_flag("peer-cert-file", "/etc/kubernetes/pki/etcd/missing-peer.crt").unwrap();
+    m.save().unwrap();
+    let r = status(&c, 1, &["--manifest", m.path.to_str().unwrap()]);
+    let cert = r.json["local"]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["usedAs"] == "--peer-cert-file")
+        .cloned()
+        .unwrap();
+    assert!(cert["notAfter"].is_null() && cert["daysLeft"].is_null(), "{cert}");
+    assert!(cert.as_object().unwrap().contains_key("daysLeft"), "a script's field is always there: {cert}");
+    assert!(cert["error"].as_str().unwrap().contains("missing-peer.crt"), "{cert}");
+
     // Invalid manifest YAML: file and line.
     let bad = scratch.join("etcd.yaml");
     std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nspec:\n  containers: [\n").unwrap();
