@@ -334,6 +334,11 @@ impl Survey {
             .collect()
     }
 
+    /// Whether asking `url` failed on our TLS setup (the member may be alive).
+    pub fn tls_failed(&self, url: &str) -> bool {
+        self.probes.iter().any(|p| p.url == url && p.status.as_ref().err().is_some_and(|e| e.kind == FailKind::Tls))
+    }
+
     pub fn all_failed_with(&self, kind: FailKind) -> bool {
         self.nobody_answered() && self.failures().iter().all(|e| e.kind == kind)
     }
@@ -394,11 +399,16 @@ pub fn wait_member(shared: &Shared, url: &str, timeout: std::time::Duration) -> 
     }
 }
 
-/// A client on a reachable voter, the leader first: membership changes go through it.
-pub async fn connect_healthy(dialer: &Dialer, s: &ClusterStatus) -> Result<(etcd_client::Client, String)> {
+/// A client on a reachable voter, the leader first: membership changes go through it. The members
+/// in `avoid` (the ones a removal takes out, whose server then stops) only as a last resort.
+pub async fn connect_healthy(
+    dialer: &Dialer,
+    s: &ClusterStatus,
+    avoid: &[&str],
+) -> Result<(etcd_client::Client, String)> {
     let mut candidates: Vec<&MemberStatus> =
         s.members.iter().filter(|m| m.endpoint.reachable && !m.is_learner).collect();
-    candidates.sort_by_key(|m| !m.endpoint.is_leader);
+    candidates.sort_by_key(|m| (avoid.contains(&m.id.as_str()), !m.endpoint.is_leader));
     let mut errors = Vec::new();
     for m in candidates {
         match dialer.connect(&m.endpoint.url).await {

@@ -92,7 +92,7 @@ pub fn run_add(args: AddArgs) -> Result<u8> {
     let rt = common::client::runtime()?;
     let deadline = Instant::now() + timeout;
     let (id, members) = rt.block_on(async {
-        let (mut client, _) = cluster::connect_healthy(&dialer, s).await?;
+        let (mut client, _) = cluster::connect_healthy(&dialer, s, &[]).await?;
         let id = add_learner(&dialer, &mut client, &args.peer_url, deadline).await?;
         anyhow::Ok((id, list(&dialer, &mut client).await?))
     })?;
@@ -161,7 +161,7 @@ pub fn run_promote(args: PromoteArgs) -> Result<u8> {
     let rt = common::client::runtime()?;
     let deadline = Instant::now() + timeout;
     let members = rt.block_on(async {
-        let (mut client, _) = cluster::connect_healthy(&dialer, s).await?;
+        let (mut client, _) = cluster::connect_healthy(&dialer, s, &[]).await?;
         promote(&dialer, &mut client, id, deadline).await?;
         list(&dialer, &mut client).await
     })?;

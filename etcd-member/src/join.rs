@@ -388,7 +388,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let dialer = Dialer::new(&shared, true)?;
     let rt = common::client::runtime()?;
     let deadline = Instant::now() + timeout;
-    let (mut client, _) = rt.block_on(cluster::connect_healthy(&dialer, &live))?;
+    let (mut client, _) = rt.block_on(cluster::connect_healthy(&dialer, &live, &[]))?;
     let mut manifest = p.manifest;
     let id = match p.existing {
         Existing::Unstarted(id) | Existing::StartedLearner(id) => id,

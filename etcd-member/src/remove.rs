@@ -96,7 +96,8 @@ pub(crate) fn find_member<'a>(live: &'a ClusterStatus, name: &str) -> Result<&'a
 }
 
 /// The guards, as plan preconditions.
-fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, targets: &[&MemberStatus]) -> Plan {
+fn plan(args: &RemoveArgs, survey: &cluster::Survey, doc: Option<&ClusterStatus>, targets: &[&MemberStatus]) -> Plan {
+    let live = &survey.status;
     let mut p = Plan::new("etcd-member remove");
     if let Some(d) = doc {
         p.check(
@@ -140,6 +141,16 @@ fn plan(args: &RemoveArgs, live: &ClusterStatus, doc: Option<&ClusterStatus>, ta
                 m.endpoint.error.clone().unwrap_or_else(|| "reports errors".into())
             },
         );
+        // Unreachable through a TLS failure says nothing about being down (a rotated CA, say).
+        if let Some(url) = m.client_urls.iter().find(|u| survey.tls_failed(u)) {
+            p.check(
+                &format!("{} is not hidden by a TLS failure", m.label()),
+                args.force,
+                format!(
+                    "TLS failed with {url}: it may be alive; check --cacert/--cert/--key (--force: remove it anyway)"
+                ),
+            );
+        }
         p.step("member remove", format!("{} peer {}", m.label(), m.peer_urls.join(",")), true);
     }
     p
@@ -162,7 +173,7 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
     }
     let live = &survey.status;
     let targets = targets(&args, live, doc.as_ref())?;
-    let plan = plan(&args, live, doc.as_ref(), &targets);
+    let plan = plan(&args, &survey, doc.as_ref(), &targets);
     if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
         return Ok(code);
     }
@@ -184,8 +195,10 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
 
     let dialer = common::client::Dialer::new(&shared, true)?;
     let rt = common::client::runtime()?;
+    let removed = std::cell::RefCell::new(Vec::new());
     let members = rt.block_on(async {
-        let (mut client, via) = cluster::connect_healthy(&dialer, live).await?;
+        let ids: Vec<&str> = targets.iter().map(|m| m.id.as_str()).collect();
+        let (mut client, via) = cluster::connect_healthy(&dialer, live, &ids).await?;
         for m in &targets {
             let id = parse_hex_id(&m.id).ok_or_else(|| anyhow!("bad member id {:?}", m.id))?;
             // etcd refuses member changes for ~5 s after a voter (re)connects: wait that out.
@@ -201,9 +214,16 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
                 }
             }
             eprintln!("etcd-member: removed {}", m.label());
+            removed.borrow_mut().push(m.label());
         }
         let list = dialer.call(client.member_list()).await.map_err(|e| anyhow!("member list through {via}: {e}"))?;
         anyhow::Ok(cluster::member_refs(list.members()))
+    });
+    // A failure midway says which members are gone already.
+    let members = members.map_err(|e| {
+        let gone = removed.borrow();
+        let state = if gone.is_empty() { "no member removed".into() } else { format!("removed: {}", gone.join(", ")) };
+        exit::with_state(e, state)
     })?;
     change.member = change.changed.first().cloned();
     change.members = members;

@@ -44,22 +44,30 @@ fn inspection_and_crc(dir: &Path, manifest: Option<&Manifest>) -> Result<(DataDi
     let mut members: Vec<DiskMember> = db
         .members
         .iter()
-        .map(|(id, name, urls)| DiskMember {
-            id: hex_id(*id),
-            name: name.clone(),
-            peer_urls: urls.clone(),
-            is_learner: false,
+        .map(|m| DiskMember {
+            id: hex_id(m.id),
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            is_learner: m.is_learner,
         })
         .collect();
     if members.is_empty()
         && let Some(s) = &i.snap
     {
-        // 3.4-era dbs may lack members: the snapshot's voters at least.
-        members = s.voters.iter().map(|id| DiskMember { id: hex_id(*id), ..Default::default() }).collect();
+        // 3.4-era dbs may lack members: the snapshot's voters and learners at least.
+        let member = |id: &u64, is_learner| DiskMember { id: hex_id(*id), is_learner, ..Default::default() };
+        members =
+            s.voters.iter().map(|id| member(id, false)).chain(s.learners.iter().map(|id| member(id, true))).collect();
     }
-    let name = manifest
-        .and_then(|m| m.flag("name"))
-        .or_else(|| db.members.iter().find(|(id, _, _)| *id == wal.member_id).map(|(_, n, _)| n.clone()))
+    // The db's own entry names the member whose data this is; the manifest's --name only when the
+    // db has none (a --data-dir may be another member's).
+    let name = db
+        .members
+        .iter()
+        .find(|m| m.id == wal.member_id)
+        .map(|m| m.name.clone())
+        .filter(|n| !n.is_empty())
+        .or_else(|| manifest.and_then(|m| m.flag("name")))
         .unwrap_or_default();
     let doc = DataDirInspection {
         kind: "DataDirInspection".into(),
@@ -102,6 +110,11 @@ pub fn run(args: InspectArgs) -> Result<u8> {
             "etcd-quorum: {}: WAL CRC mismatch in {file} at byte {at}: the WAL is corrupt, etcd will not start from it",
             dir.display()
         );
+        return Ok(exit::INTEGRITY);
+    }
+    if !doc.problems.is_empty() {
+        // The WAL names the member, but part of its data cannot be read: recover refuses it too.
+        eprintln!("etcd-quorum: {}: unreadable: {}", dir.display(), doc.problems.join("; "));
         return Ok(exit::INTEGRITY);
     }
     if let Some(t) = &doc.torn_tail {

@@ -1,6 +1,9 @@
-//! `pick`: the survivor by raft's up-to-date rule (last entry term, then index), then by what is
-//! applied (commit/applied index, revision); documents of different clusters are refused, and a
-//! member whose WAL is corrupt is never chosen.
+//! `pick`: the survivor whose forced start keeps the most. `--force-new-cluster` discards every WAL
+//! entry above the member's commit index (3.5.22+: above max(commit, applied)), so a longer log tail
+//! counts for nothing: the rank is max(commit, applied index), then the revision, then raft's
+//! up-to-date rule (last entry term, then index) for ties. Documents of different clusters are
+//! refused; a member that `recover` would refuse (a corrupt WAL, unreadable data, a learner) is
+//! never chosen.
 
 use anyhow::Result;
 use common::cli::{self, HasShared};
@@ -46,24 +49,59 @@ struct SurvivorChoice {
     skipped: Vec<String>,
 }
 
-/// The ordering key: raft's up-to-date rule, then what is applied, then the revision.
-fn rank(d: &DataDirInspection) -> (u64, u64, u64, i64) {
-    (d.last_term, d.last_index, d.commit_index.max(d.applied_index), d.revision)
+/// The ordering key: what a forced start keeps, then the revision, then the log's last entry.
+fn rank(d: &DataDirInspection) -> (u64, i64, u64, u64) {
+    (d.commit_index.max(d.applied_index), d.revision, d.last_term, d.last_index)
 }
 
 fn why_lost(loser: &DataDirInspection, winner: &DataDirInspection) -> String {
     let (l, w) = (rank(loser), rank(winner));
     if l.0 != w.0 {
-        format!("last entry term {} < {}", l.0, w.0)
+        format!("committed/applied index {} < {}: a forced start keeps only up to it", l.0, w.0)
     } else if l.1 != w.1 {
-        format!("last entry index {} < {} (same term)", l.1, w.1)
+        format!("revision {} < {}", l.1, w.1)
     } else if l.2 != w.2 {
-        format!("applied/committed index {} < {}", l.2, w.2)
+        format!("last entry term {} < {}", l.2, w.2)
     } else if l.3 != w.3 {
-        format!("revision {} < {}", l.3, w.3)
+        format!("last entry index {} < {} (same term)", l.3, w.3)
     } else {
         "as up to date as the survivor; the first one listed was taken".into()
     }
+}
+
+/// Why `recover` would refuse this member, if it would.
+fn unfit(d: &DataDirInspection) -> Option<String> {
+    if !d.wal_crc_ok {
+        return Some("its WAL is corrupt (CRC mismatch): etcd will not start from it".into());
+    }
+    if !d.problems.is_empty() {
+        return Some(format!("its data dir is not fully readable: {}", d.problems.join("; ")));
+    }
+    is_learner(d).then(|| "a learner: raft never elects it, it cannot be forced".to_string())
+}
+
+/// Whether the data dir's own member is a learner, by its own membership records.
+pub(crate) fn is_learner(d: &DataDirInspection) -> bool {
+    d.members.iter().any(|m| m.is_learner && m.id == d.member_id)
+}
+
+/// The survivor among `docs` (all of one cluster): the best rank among the fit ones, the first
+/// listed on ties; refused when none is fit.
+fn best(docs: &[DataDirInspection]) -> Result<usize> {
+    let sound: Vec<usize> = (0..docs.len()).filter(|&i| unfit(&docs[i]).is_none()).collect();
+    if sound.is_empty() {
+        let why: Vec<String> = docs.iter().filter_map(|d| unfit(d).map(|w| format!("{}: {w}", d.name))).collect();
+        return Err(coded(
+            exit::REFUSED,
+            format!(
+                "no member can be forced ({}); if a db is readable, restore from the one with the highest \
+                 revision: etcd-quorum recover --via-restore on that node",
+                why.join("; ")
+            ),
+        ));
+    }
+    // The best rank; on ties the first listed (max_by_key would take the last).
+    Ok(sound.iter().copied().fold(sound[0], |b, i| if rank(&docs[i]) > rank(&docs[b]) { i } else { b }))
 }
 
 pub fn run(args: PickArgs) -> Result<u8> {
@@ -97,17 +135,7 @@ pub fn run(args: PickArgs) -> Result<u8> {
             docs.iter().map(|d| format!("{} ({}): cluster {}", d.name, d.member_id, d.cluster_id)).collect();
         return Err(coded(exit::REFUSED, format!("documents of different clusters: {}", list.join("; "))));
     }
-    // A corrupt WAL (CRC chain broken) is not a survivor: etcd refuses to start from it.
-    let sound: Vec<usize> = (0..docs.len()).filter(|&i| docs[i].wal_crc_ok).collect();
-    if sound.is_empty() {
-        return Err(coded(
-            exit::REFUSED,
-            "every WAL given is corrupt (CRC mismatch): no member can be forced; restore the db with \
-             highest revision: etcd-quorum recover --via-restore on that node",
-        ));
-    }
-    // The best rank; on ties the first listed (max_by_key would take the last).
-    let best = sound.iter().copied().fold(sound[0], |b, i| if rank(&docs[i]) > rank(&docs[b]) { i } else { b });
+    let best = best(&docs)?;
     let winner = docs[best].clone();
     let candidates = docs
         .iter()
@@ -122,13 +150,7 @@ pub fn run(args: PickArgs) -> Result<u8> {
             applied_index: d.applied_index,
             revision: d.revision,
             chosen: i == best,
-            why: if i == best {
-                "most up to date".into()
-            } else if !d.wal_crc_ok {
-                "its WAL is corrupt (CRC mismatch): etcd will not start from it".into()
-            } else {
-                why_lost(d, &winner)
-            },
+            why: if i == best { "most up to date".into() } else { unfit(d).unwrap_or_else(|| why_lost(d, &winner)) },
         })
         .collect();
     let choice = SurvivorChoice {
@@ -161,4 +183,63 @@ pub fn run(args: PickArgs) -> Result<u8> {
         out
     });
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::report::DiskMember;
+
+    fn doc(name: &str, last: (u64, u64), commit: u64, applied: u64, revision: i64) -> DataDirInspection {
+        DataDirInspection {
+            name: name.into(),
+            member_id: format!("{name}-id"),
+            last_term: last.0,
+            last_index: last.1,
+            commit_index: commit,
+            applied_index: applied,
+            revision,
+            wal_crc_ok: true,
+            ..Default::default()
+        }
+    }
+
+    /// A longer log tail above the commit index is discarded by the forced start: the member that
+    /// knows more entries committed wins, whatever its last entry.
+    #[test]
+    fn the_forced_start_keeps_what_is_committed() {
+        let long_tail = doc("b", (5, 100), 90, 88, 80);
+        let committed = doc("c", (5, 98), 98, 97, 86);
+        assert_eq!(best(&[long_tail.clone(), committed.clone()]).unwrap(), 1);
+        assert!(why_lost(&long_tail, &committed).contains("90 < 98"), "{}", why_lost(&long_tail, &committed));
+        // A commit index never persisted but applied (3.5.22+ keeps it): the applied index counts.
+        assert_eq!(best(&[doc("b", (5, 99), 90, 96, 85), doc("c", (5, 98), 95, 95, 84)]).unwrap(), 0);
+        // Equal: the revision, then the last entry, then the first listed.
+        assert_eq!(best(&[doc("b", (5, 99), 95, 95, 84), doc("c", (5, 98), 95, 95, 85)]).unwrap(), 1);
+        assert_eq!(best(&[doc("b", (5, 98), 95, 95, 85), doc("c", (6, 97), 95, 95, 85)]).unwrap(), 1);
+        assert_eq!(best(&[doc("b", (5, 98), 95, 95, 85), doc("c", (5, 98), 95, 95, 85)]).unwrap(), 0);
+    }
+
+    /// What recover refuses is never chosen: a corrupt WAL, an unreadable db, a learner.
+    #[test]
+    fn unfit_members_are_passed_over() {
+        let mut crc = doc("a", (5, 200), 200, 200, 150);
+        crc.wal_crc_ok = false;
+        let mut db = doc("b", (5, 199), 199, 0, 0);
+        db.problems = vec!["b/member/snap/db: not a bbolt file".into()];
+        let mut learner = doc("c", (5, 198), 198, 198, 149);
+        learner.members = vec![DiskMember { id: "c-id".into(), is_learner: true, ..Default::default() }];
+        let plain = doc("d", (5, 100), 100, 100, 90);
+        let all = [crc.clone(), db.clone(), learner.clone(), plain];
+        assert_eq!(best(&all).unwrap(), 3);
+        assert!(unfit(&db).unwrap().contains("not a bbolt file"));
+        assert!(unfit(&learner).unwrap().contains("a learner"));
+        let e = best(&all[..3]).unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::REFUSED);
+        let msg = format!("{e:#}");
+        assert!(msg.contains("a: its WAL is corrupt") && msg.contains("c: a learner"), "{msg}");
+        // Another member's learner entry says nothing about this one.
+        learner.members[0].id = "x-id".into();
+        assert!(unfit(&learner).is_none());
+    }
 }

@@ -288,6 +288,15 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             before.problems.is_empty(),
             format!("{}: member {}, revision {}", dir.display(), before.member_id, before.revision),
         );
+        if !args.via_restore {
+            // A forced learner stays a learner alone: raft never elects it (a restore makes a voter).
+            let learner = crate::pick::is_learner(&before);
+            plan.check(
+                "a voter",
+                !learner,
+                if learner { "this member is a learner: use --via-restore" } else { "not a learner" },
+            );
+        }
         if !args.no_backup {
             let root = backup::backup_root(&shared, args.backup_dir.as_deref());
             backup::writable_check(&mut plan, &root);

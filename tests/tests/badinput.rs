@@ -677,6 +677,10 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let snaps = snapshots(&inputs);
     let snap = |n: &str| s(&snaps[n]);
     let (wal_torn, wal_cut, wal_crc) = wal_copies(&n3.root.join("var/lib/etcd"), &c.base);
+    // A sound WAL beside a db that is not one: the member is named, its data unreadable.
+    let db_bad = c.base.join("db-bad");
+    copy_tree(&n3.root.join("var/lib/etcd"), &db_bad);
+    std::fs::write(db_bad.join("member/snap/db"), b"not a bbolt file").unwrap();
     let target = inputs.join("restore-target");
 
     // Certificates: the cluster's CA and another one.
@@ -903,6 +907,9 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         row("inspect: WAL with a bad CRC in the middle", "etcd-quorum", &off, &["inspect", "--data-dir", &s(&wal_crc)])
             .fails(6, &["CRC mismatch", ".wal at byte"])
             .stdout(&["\"walCrcOk\": false"]),
+        row("inspect: a db that is not one", "etcd-quorum", &off, &["inspect", "--data-dir", &s(&db_bad)])
+            .fails(6, &["db-bad: unreadable: ", "member/snap/db"])
+            .stdout(&["\"kind\": \"DataDirInspection\"", "\"walCrcOk\": true"]),
         // --- manifests
         // A broken manifest is this node's finding: the cluster is still reported (exit 3).
         row("status: manifest is not YAML", "etcd-status", &On::Root(yaml.clone()), &["--endpoints", &ep1])

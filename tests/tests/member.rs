@@ -136,7 +136,35 @@ fn guards(version: &str) {
     assert!(c.node(2).manifest().exists() && c.node(2).root.join("var/lib/etcd/member").is_dir());
     assert!(!c.node(2).root.join("var/lib/etcd-recovery").exists());
 
+    // node3 alive, serving clients a certificate of another CA (a half-done rotation): our TLS
+    // fails with it, which is not "down". remove --unreachable refuses it.
     c.stop_node(3);
+    let n3 = c.node(3);
+    let server = |f: &str| n3.pki().join(f);
+    let kept = (std::fs::read(server("server.crt")).unwrap(), std::fs::read(server("server.key")).unwrap());
+    let sans = vec!["node3".to_string(), "localhost".to_string(), n3.ip.clone(), "127.0.0.1".to_string()];
+    let (crt, key) = etcd_lab::pki::Ca::new("rotated-ca").issue("node3", &sans, true, true, Default::default());
+    std::fs::write(server("server.crt"), crt).unwrap();
+    std::fs::write(server("server.key"), key).unwrap();
+    std::fs::rename(n3.parked_manifest(), n3.manifest()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = tool(&c, "etcd-status", 1, &[], None);
+        let n = s.json["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").cloned();
+        let why = n.map(|n| n["endpoint"]["error"].to_string()).unwrap_or_default();
+        if why.contains("ertificate") || why.contains("UnknownIssuer") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node3 never served its foreign certificate: {why}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let r = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--yes"], None);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("node3") && r.stderr.contains("is not hidden by a TLS failure"), "{}", r.stderr);
+    assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
+    c.stop_node(3);
+    std::fs::write(server("server.crt"), kept.0).unwrap();
+    std::fs::write(server("server.key"), kept.1).unwrap();
     let before = member_names(&c);
 
     let r = tool(&c, "etcd-member", 1, &["remove", "node2", "--yes"], None);

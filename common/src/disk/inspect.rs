@@ -42,8 +42,16 @@ pub struct DbState {
     pub term: u64,
     pub revision: i64,
     pub compact_revision: i64,
-    /// (id, name, peer URLs) from the `members` bucket.
-    pub members: Vec<(u64, String, Vec<String>)>,
+    /// From the `members` bucket.
+    pub members: Vec<DbMember>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DbMember {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub is_learner: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -170,13 +178,15 @@ pub fn read_db(path: &Path) -> Result<DbState, String> {
                 } else {
                     for v in entries.values() {
                         let Ok(m) = serde_json::from_slice::<serde_json::Value>(v) else { continue };
-                        let id = m["id"].as_u64().unwrap_or(0);
-                        let name = m["name"].as_str().unwrap_or("").to_string();
-                        let urls = m["peerURLs"]
-                            .as_array()
-                            .map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect())
-                            .unwrap_or_default();
-                        st.members.push((id, name, urls));
+                        st.members.push(DbMember {
+                            id: m["id"].as_u64().unwrap_or(0),
+                            name: m["name"].as_str().unwrap_or("").to_string(),
+                            peer_urls: m["peerURLs"]
+                                .as_array()
+                                .map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect())
+                                .unwrap_or_default(),
+                            is_learner: m["isLearner"].as_bool().unwrap_or(false),
+                        });
                     }
                 }
             }
