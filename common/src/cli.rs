@@ -206,14 +206,24 @@ impl SharedFlags {
         if !rootfs.is_dir() {
             return Err(coded(exit::USAGE, format!("--rootfs {}: not a directory", rootfs.display())));
         }
-        let endpoints = match self.endpoints.clone().or_else(|| env("ETCDCTL_ENDPOINTS")) {
-            Some(list) => {
-                let list = split_list(&list);
+        // An error names where the value came from: the flag, or the environment.
+        let given = |flag: &Option<String>, name: &str, var: &str| match (flag, env(var)) {
+            (Some(v), _) => Some((v.clone(), format!("--{name}"))),
+            (None, Some(v)) => Some((v, format!("{var} (environment)"))),
+            (None, None) => None,
+        };
+        let endpoints = match given(&self.endpoints, "endpoints", "ETCDCTL_ENDPOINTS") {
+            Some((list, source)) => {
+                // A bare host:port is https, as etcdctl takes it with TLS credentials (always here).
+                let list: Vec<String> = split_list(&list)
+                    .into_iter()
+                    .map(|e| if e.contains("://") { e } else { format!("https://{e}") })
+                    .collect();
                 for e in &list {
-                    check_url(e).map_err(|m| coded(exit::USAGE, format!("--endpoints: {m}")))?;
+                    check_url(e).map_err(|m| coded(exit::USAGE, format!("{source}: {m}")))?;
                 }
                 if list.is_empty() {
-                    return Err(coded(exit::USAGE, "--endpoints: empty list"));
+                    return Err(coded(exit::USAGE, format!("{source}: empty list")));
                 }
                 Some(list)
             }
@@ -229,9 +239,9 @@ impl SharedFlags {
             key: path_or(&self.key, "ETCDCTL_KEY", "healthcheck-client.key"),
         };
         let duration = |flag: &Option<String>, name: &str, var: &str, default: Duration| -> Result<Duration> {
-            match flag.clone().or_else(|| env(var)) {
+            match given(flag, name, var) {
                 None => Ok(default),
-                Some(v) => duration_flag(name, &v),
+                Some((v, source)) => parse_duration(&v).map_err(|m| coded(exit::USAGE, format!("{source}: {m}"))),
             }
         };
         Ok(Shared {
@@ -262,7 +272,7 @@ fn parse_output(v: Option<&str>) -> Result<Output> {
     }
 }
 
-/// A client URL must be http(s)://host:port; bare host:port is taken as https like etcdctl does with TLS.
+/// A URL must be http(s)://host:port (client endpoints given bare get https:// first, in `resolve`).
 pub fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
@@ -295,6 +305,8 @@ pub fn url_host(url: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
+const MAX_DURATION_SECS: f64 = 365.0 * 86_400.0;
+
 /// Go-style durations as etcdctl takes them: `2s`, `500ms`, `1m30s`, `1.5s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?} (e.g. 2s, 500ms, 1m)");
@@ -319,6 +331,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         };
         total += value * scale;
         rest = &rest[unit_len..];
+    }
+    // Longer would overflow a deadline (or Duration itself): no wait here needs a year.
+    if total > MAX_DURATION_SECS {
+        return Err(format!("{s:?} is longer than a year"));
     }
     Ok(Duration::from_secs_f64(total))
 }
@@ -483,9 +499,10 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        for bad in ["", "2", "s", "2x", "-1s", "1..2s"] {
+        for bad in ["", "2", "s", "2x", "-1s", "1..2s", "99999999999999999999h", "8761h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
+        assert_eq!(parse_duration("8760h").unwrap(), Duration::from_secs(365 * 86_400));
     }
 
     #[test]
@@ -510,7 +527,7 @@ mod tests {
     fn urls() {
         assert!(check_url("https://127.0.0.11:2379").is_ok());
         assert!(check_url("http://[::1]:2379").is_ok());
-        assert!(check_url("127.0.0.1:2379").is_err());
+        assert!(check_url("127.0.0.1:2379").is_err(), "bare: resolve adds https:// to endpoints only");
         assert!(check_url("https://host").is_err());
         assert!(check_url("https://host:99999").is_err());
         assert!(check_url("https://[fd00::1]:2380/").is_ok());

@@ -357,7 +357,21 @@ fn bad_input() {
     cmd.env("ETCDCTL_DIAL_TIMEOUT", "bogus");
     let r = run(cmd);
     assert_eq!(r.code, 2);
-    assert!(one_line(&r).contains("--dial-timeout: invalid duration \"bogus\""), "{}", r.stderr);
+    assert!(one_line(&r).contains("ETCDCTL_DIAL_TIMEOUT (environment): invalid duration \"bogus\""), "{}", r.stderr);
+    let mut cmd = c.tool("etcd-status", 1);
+    cmd.env("ETCDCTL_ENDPOINTS", "ftp://x:1");
+    let r = run(cmd);
+    assert_eq!(r.code, 2);
+    assert!(one_line(&r).contains("ETCDCTL_ENDPOINTS (environment): \"ftp://x:1\""), "{}", r.stderr);
+    // etcdctl's bare host:port is https here (TLS is always on).
+    let bare = n1.client_url().trim_start_matches("https://").to_string();
+    let mut cmd = c.tool("etcd-status", 1);
+    cmd.args(["-w", "json"]).env("ETCDCTL_ENDPOINTS", &bare);
+    assert_eq!(run(cmd).code, 3, "{bare}");
+    // A timeout no deadline can hold: a usage error, not a panic.
+    let r = status(&c, 1, &["--dial-timeout", "99999999999999999999h"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(one_line(&r).contains("--dial-timeout: \"99999999999999999999h\" is longer than a year"), "{}", r.stderr);
     // --rootfs as a flag (the other runs set ETCD_ROOTFS).
     let mut cmd = c.tool("etcd-status", 1);
     cmd.env_remove("ETCD_ROOTFS").args(["-w", "json", "--rootfs", n1.root.to_str().unwrap()]);
