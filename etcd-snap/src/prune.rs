@@ -52,9 +52,11 @@ struct Decision {
     newest_verified: Option<String>,
 }
 
-fn decide(dir: &Path, rules: Rules) -> Result<Decision> {
+fn decide(dir: &Path, rules: Rules, protect: Option<&str>) -> Result<Decision> {
     let snaps = listing(dir)?;
     let mut keep = store::kept(&snaps, rules);
+    let name = |p: &str| Path::new(p).file_name().map(|n| n.to_owned());
+    keep.extend(snaps.iter().position(|s| protect.is_some_and(|p| name(p) == name(&s.path))));
     let newest_verified = store::newest_verified(&snaps);
     keep.extend(newest_verified);
     let newest_verified = newest_verified.map(|i| snaps[i].path.clone());
@@ -69,13 +71,18 @@ fn decide(dir: &Path, rules: Rules) -> Result<Decision> {
     Ok(Decision { kept, going, newest_verified })
 }
 
-/// Applies the rules; returns what stays and what went.
-pub fn prune(dir: &Path, rules: Rules) -> Result<SnapshotList> {
-    let d = decide(dir, rules)?;
+/// Applies the rules, never removing `protect` (the snapshot a save just wrote); returns what
+/// stays and what went.
+pub fn prune(dir: &Path, rules: Rules, protect: Option<&str>) -> Result<SnapshotList> {
+    let d = decide(dir, rules, protect)?;
     let mut removed = Vec::new();
     for p in d.going.into_iter().filter(|p| !p.ends_with(".part")) {
-        std::fs::remove_file(&p).map_err(|e| anyhow!("remove {p}: {e}"))?;
-        removed.push(p);
+        match std::fs::remove_file(&p) {
+            Ok(()) => removed.push(p),
+            // Gone already (another prune, by hand or without the lock): what we wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => log::info!("{p}: removed by someone else"),
+            Err(e) => return Err(anyhow!("remove {p}: {e}")),
+        }
     }
     // Killed saves' leftovers go each under its own lock (a save may have started since).
     for p in store::remove_dead_parts(dir, false)? {
@@ -86,7 +93,7 @@ pub fn prune(dir: &Path, rules: Rules) -> Result<SnapshotList> {
 
 /// `prune --dry-run`: the Plan, every file that would go a step of its own; nothing touched.
 fn plan(dir: &Path, rules: Rules) -> Result<report::Plan> {
-    let d = decide(dir, rules)?;
+    let d = decide(dir, rules, None)?;
     let mut plan = report::Plan::new("etcd-snap prune");
     let (ok, detail) = crate::save::lock_free(dir);
     plan.check("lock free", ok, detail);
@@ -143,7 +150,7 @@ pub fn run_prune(args: PruneArgs) -> Result<u8> {
         return Ok(cli::plan_gate(&plan(dir, rules)?, shared.output, true)?.unwrap_or(exit::OK));
     }
     let _lock = crate::save::lock_dir(dir)?;
-    let list = prune(dir, rules)?;
+    let list = prune(dir, rules, None)?;
     cli::emit(&list, shared.output, render);
     Ok(exit::OK)
 }

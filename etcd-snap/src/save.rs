@@ -425,13 +425,16 @@ pub fn run(args: SaveArgs) -> Result<u8> {
         }
     }
     let snap = result?;
+    // The snapshot is made whatever the pruning does: its document goes out first, and the file
+    // just written is kept whatever the rules say (a clock stepped back can make it look oldest).
+    cli::emit(&snap, shared.output, render);
     if pruning {
-        let list = crate::prune::prune(&dir, rules)?;
+        let list = crate::prune::prune(&dir, rules, Some(&snap.path))
+            .map_err(|e| exit::with_state(e, format!("the snapshot {} is saved; pruning failed", snap.path)))?;
         for r in &list.removed {
             eprintln!("etcd-snap: removed {r}");
         }
     }
-    cli::emit(&snap, shared.output, render);
     Ok(exit::OK)
 }
 

@@ -305,12 +305,25 @@ fn cron_mode() {
     assert!(dry.stdout.contains("another run holds it"), "{}", dry.stdout);
     drop(lock);
 
+    // The host clock stepped back: snapshots named later than now exist. The rules keep those, and
+    // the one just written stays all the same (its document names a file that exists).
+    let some = dir.join(&files(&dir)[0]);
+    for future in ["etcd-snapshot-20981231T000000Z-node1-r1.db", "etcd-snapshot-20991231T000000Z-node1-r1.db"] {
+        std::fs::copy(&some, dir.join(future)).unwrap();
+    }
+    let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let saved = r.json["path"].as_str().unwrap();
+    assert!(Path::new(saved).is_file(), "{saved} pruned right after it was saved: {:?}", files(&dir));
+    assert_eq!(files(&dir).len(), 3, "{:?}", files(&dir));
+
     c.stop_node(1);
+    let before = files(&dir);
     let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m, "--dial-timeout", "1s"]);
     assert_ne!(r.code, 0);
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(text.contains("etcd_snapshot_failures_total 1\n"), "{text}");
-    assert_eq!(files(&dir).len(), 2, "a failed run removes nothing");
+    assert_eq!(files(&dir), before, "a failed run removes nothing");
 
     // A failure before any member is asked (a dir it may not use) counts too.
     use std::os::unix::fs::PermissionsExt;
