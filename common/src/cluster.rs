@@ -248,7 +248,20 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
         }
     };
     let voters: Vec<&MemberStatus> = members.iter().filter(|m| !m.is_learner).collect();
-    let quorum = Quorum::compute(voters.len(), voters.iter().filter(|m| m.endpoint.reachable).count());
+    let reachable: Vec<&&MemberStatus> = voters.iter().filter(|m| m.endpoint.reachable).collect();
+    let leaderless: Vec<String> = reachable
+        .iter()
+        .filter(|m| answered.iter().any(|s| s.endpoint.url == m.endpoint.url && s.leader == 0))
+        .map(|m| m.label())
+        .collect();
+    let quorum = Quorum::of_cluster(voters.len(), reachable.len(), reachable.len() - leaderless.len());
+    if !leaderless.is_empty() {
+        warnings.push(format!(
+            "no leader known to {}: cut off from its peers (peer network, peer certificates), or an election is \
+             under way",
+            leaderless.join(", ")
+        ));
+    }
     let leader = answered.iter().map(|s| s.leader).find(|&l| l != 0).map(hex_id).unwrap_or_default();
     let cluster_id = if cluster_id != 0 { cluster_id } else { answered.first().map_or(0, |s| s.cluster_id) };
 
@@ -278,8 +291,11 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
     }
     if !quorum.has_quorum {
         warnings.push(format!(
-            "quorum lost: {} of {} voters reachable, {} needed",
-            quorum.reachable_voters, quorum.voters, quorum.needed
+            "quorum lost: {} of {} voters reachable{}, {} needed",
+            quorum.reachable_voters,
+            quorum.voters,
+            if leaderless.is_empty() { String::new() } else { format!(" ({} without a leader)", leaderless.len()) },
+            quorum.needed
         ));
     }
     ClusterStatus {
@@ -442,6 +458,47 @@ pub fn member_ref(m: &MemberStatus) -> MemberRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three voters that all answer, as when their peer traffic is cut: with no leader among
+    /// them there is no working majority (exit 4 from etcd-status), though all are reachable.
+    #[test]
+    fn answering_without_a_leader_is_no_quorum() {
+        let probe = |id: u64, leader: u64| Probe {
+            url: format!("https://10.0.0.{id}:2379"),
+            status: Ok(StatusInfo {
+                alarms: vec![],
+                member_id: id,
+                cluster_id: 7,
+                leader,
+                endpoint: EndpointStatus {
+                    url: format!("https://10.0.0.{id}:2379"),
+                    reachable: true,
+                    ..Default::default()
+                },
+            }),
+            members: None,
+        };
+        let list = || {
+            let info = |id: u64| MemberInfo {
+                id,
+                name: format!("n{id}"),
+                peer_urls: vec![format!("https://10.0.0.{id}:2380")],
+                client_urls: vec![format!("https://10.0.0.{id}:2379")],
+                is_learner: false,
+            };
+            Some((7, vec![info(1), info(2), info(3)]))
+        };
+        let cut = assemble(&[probe(1, 0), probe(2, 0), probe(3, 0)], list(), None);
+        assert!(!cut.quorum.has_quorum, "{:?}", cut.quorum);
+        assert_eq!((cut.quorum.reachable_voters, cut.quorum.fault_tolerance), (3, 0));
+        assert!(cut.warnings.iter().any(|w| w.contains("no leader known to n1 (")), "{:?}", cut.warnings);
+        // One member cut off alone: the other two still make a quorum, with no fault tolerance.
+        let one = assemble(&[probe(1, 2), probe(2, 2), probe(3, 0)], list(), None);
+        assert!(one.quorum.has_quorum);
+        assert_eq!((one.quorum.reachable_voters, one.quorum.fault_tolerance), (3, 0));
+        let all = assemble(&[probe(1, 2), probe(2, 2), probe(3, 2)], list(), None);
+        assert_eq!((all.quorum.has_quorum, all.quorum.fault_tolerance), (true, 1));
+    }
 
     #[test]
     fn hang_ups_after_the_handshake_are_tls_failures() {

@@ -101,6 +101,13 @@ pub struct Quorum {
 }
 
 impl Quorum {
+    /// The quorum of a live cluster: `reachable` voters answer, `led` of them follow a leader. Only
+    /// those make a working majority (members that answer while their peer traffic is cut have
+    /// none); `reachableVoters` still says how many answer.
+    pub fn of_cluster(voters: usize, reachable: usize, led: usize) -> Self {
+        Quorum { reachable_voters: reachable, ..Quorum::compute(voters, led) }
+    }
+
     pub fn compute(voters: usize, reachable_voters: usize) -> Self {
         let needed = voters / 2 + 1;
         let has_quorum = voters > 0 && reachable_voters >= needed;

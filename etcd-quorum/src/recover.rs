@@ -249,12 +249,21 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     } else {
         let survey = common::cluster::survey(&shared, Some(&manifest))?;
         let q = survey.status.quorum;
+        // Answering counts, leader or not: a majority cut off from each other (peer network,
+        // expired peer certificates) comes back as a cluster of its own once that is fixed.
+        let majority_answers = q.voters > 0 && q.reachable_voters >= q.needed;
         plan.check(
             "a majority of voters is NOT reachable",
-            !q.has_quorum || args.force,
+            !majority_answers || args.force,
             if q.has_quorum {
                 format!(
                     "{} of {} voters answer: forcing a new cluster next to a live majority splits it",
+                    q.reachable_voters, q.voters
+                )
+            } else if majority_answers {
+                format!(
+                    "{} of {} voters answer without a leader: fix their peer traffic (network, peer certificates); \
+                     forcing a new cluster beside them splits it once they reconnect",
                     q.reachable_voters, q.voters
                 )
             } else {
