@@ -108,6 +108,8 @@ pub struct Spec {
     pub restore_from: Option<PathBuf>,
     /// More etcd-restore flags (e.g. a revision bump).
     pub restore_args: Vec<String>,
+    /// Peers talk through a [`PeerLink`] per node (advertised on port 2382), which a test can cut.
+    pub peer_links: bool,
 }
 
 impl Spec {
@@ -119,6 +121,7 @@ impl Spec {
             server_validity: pki::Validity::default(),
             restore_from: None,
             restore_args: vec![],
+            peer_links: false,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct Cluster {
     pub base: PathBuf,
     pub ca: pki::Ca,
     kubelets: Vec<Child>,
+    /// With `Spec::peer_links`: node k's at index k-1.
+    pub peer_links: Vec<PeerLink>,
     _slot: Slot,
 }
 
@@ -211,14 +216,26 @@ impl Cluster {
             })
             .collect();
         let ca = pki::Ca::new("etcd-ca");
-        let initial: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.name, n.peer_url())).collect();
+        let links: Vec<PeerLink> = match spec.peer_links {
+            true => nodes.iter().map(|n| PeerLink::start(&n.ip, PEER_LINK_PORT, 2380)).collect(),
+            false => vec![],
+        };
+        let advertised = |n: &Node| match spec.peer_links {
+            true => format!("https://{}:{PEER_LINK_PORT}", n.ip),
+            false => n.peer_url(),
+        };
+        let initial: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.name, advertised(n))).collect();
         for n in &nodes {
             for d in ["etc/kubernetes/manifests", "var/lib/etcd", "run/containerd"] {
                 std::fs::create_dir_all(n.root.join(d)).expect("node dir");
             }
             let validity = if n.index == 1 { spec.server_validity } else { pki::Validity::default() };
             ca.write_node_pki(&n.pki(), &n.name, &n.ip, validity);
-            let manifest = kubeadm_manifest(n, &initial.join(","), &spec.version, &spec.extra_flags);
+            let mut flags = spec.extra_flags.clone();
+            if spec.peer_links {
+                flags.push(format!("--initial-advertise-peer-urls={}", advertised(n)));
+            }
+            let manifest = kubeadm_manifest(n, &initial.join(","), &spec.version, &flags);
             std::fs::write(n.manifest(), manifest).expect("manifest");
         }
         if let Some(snapshot) = &spec.restore_from {
@@ -236,7 +253,7 @@ impl Cluster {
                 assert!(out.status.success(), "etcd-restore: {}", String::from_utf8_lossy(&out.stderr));
             }
         }
-        let mut cluster = Cluster { spec, nodes, base, ca, kubelets: Vec::new(), _slot: slot };
+        let mut cluster = Cluster { spec, nodes, base, ca, kubelets: Vec::new(), peer_links: links, _slot: slot };
         for i in 0..cluster.nodes.len() {
             let kubelet = cluster.spawn_kubelet(i);
             cluster.kubelets.push(kubelet);
@@ -449,6 +466,58 @@ pub enum Fault {
     Cut { after: u64 },
     /// Stop forwarding, keep the connection: the member froze mid-stream.
     Stall { after: u64 },
+}
+
+/// Where a [`PeerLink`] listens on a node's IP (2381 is the metrics port).
+const PEER_LINK_PORT: u16 = 2382;
+
+/// A TCP relay on a node's IP from `port` to its peer port: the way other members reach it, which
+/// a test can cut (every connection dropped, new ones refused) and heal, as a firewall would.
+pub struct PeerLink {
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl PeerLink {
+    pub fn start(ip: &str, port: u16, target_port: u16) -> PeerLink {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(format!("{ip}:{port}")).expect("peer link listen");
+        let target = format!("{ip}:{target_port}");
+        let link = PeerLink { cut: Default::default(), open: Default::default() };
+        let (cut, open) = (link.cut.clone(), link.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else { continue };
+                let mut streams = open.lock().expect("link lock");
+                streams.extend([client.try_clone().expect("clone"), server.try_clone().expect("clone")]);
+                for (mut from, mut to) in
+                    [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        link
+    }
+
+    /// Drops every connection through the link and refuses new ones until [`PeerLink::heal`].
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.open.lock().expect("link lock").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A TCP proxy on 127.0.0.1 (in every lab certificate's SANs) in front of a member, to break a

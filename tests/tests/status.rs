@@ -386,3 +386,40 @@ fn bad_input() {
     assert!(r.json["local"]["warnings"].to_string().contains("/nonexistent/crictl"), "{}", r.json["local"]);
     assert_eq!(r.json["members"][0]["endpoint"]["reachable"], true);
 }
+
+/// Every member still serving clients but cut off from its peers (a firewall change on the peer
+/// port): all answer, none has a leader. That is no quorum (exit 4, naming them), and `recover`
+/// refuses to force a new cluster beside members that come back as one once the link heals.
+#[test]
+fn members_cut_off_from_their_peers_3_5_30() {
+    let mut spec = Spec::new(3, "3.5.30");
+    spec.peer_links = true;
+    let c = Cluster::start(spec);
+    assert_eq!(status(&c, 1, &[]).code, 0);
+    for link in &c.peer_links {
+        link.cut();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = loop {
+        let r = status(&c, 1, &[]);
+        if r.code == 4 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(r.code, 4, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["quorum"]["reachableVoters"], 3, "{}", r.stdout);
+    assert_eq!(r.json["quorum"]["hasQuorum"], false);
+    let said = warnings(&r.json);
+    assert!(said.contains("no leader known to ") && said.contains("cut off from its peers"), "{said}");
+    let mut cmd = c.tool("etcd-quorum", 1);
+    cmd.args(["recover", "--yes", "-w", "json"]);
+    let rec = run(cmd);
+    assert_eq!(rec.code, 5, "{}\n{}", rec.stderr, rec.stdout);
+    assert!(rec.stdout.contains("answer without a leader"), "{}", rec.stdout);
+    assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists(), "a refused recover changed nothing");
+    for link in &c.peer_links {
+        link.heal();
+    }
+    c.wait_healthy(&[1, 2, 3], Duration::from_secs(30));
+}
