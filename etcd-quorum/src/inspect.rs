@@ -96,7 +96,15 @@ fn inspection_and_crc(dir: &Path, manifest: Option<&Manifest>) -> Result<(DataDi
 
 pub fn run(args: InspectArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let manifest = if shared.manifest.exists() { Some(Manifest::load(&shared.manifest)?) } else { None };
+    let manifest = match (shared.manifest.exists(), &args.data_dir) {
+        (false, _) => None,
+        // With --data-dir the manifest only adds the name and the flag warning: a broken one is
+        // this node's other problem, not a reason to refuse reading the data.
+        (true, Some(_)) => Manifest::load(&shared.manifest)
+            .map_err(|e| eprintln!("etcd-quorum: warning: {e:#}; inspecting without it"))
+            .ok(),
+        (true, None) => Some(Manifest::load(&shared.manifest)?),
+    };
     let dir = data_dir(args.data_dir.as_deref(), &shared, manifest.as_ref())?;
     let (doc, crc) = inspection_and_crc(&dir, manifest.as_ref())?;
     if doc.force_new_cluster {

@@ -236,13 +236,16 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
                 all_timed_out &= exit::code_of(&e) == exit::TIMEOUT;
                 continue;
             }
+            Err(e) if e.downcast_ref::<LocalWrite>().is_some() => {
+                return Err(e.context(part_path.display().to_string()));
+            }
             Err(e) => return Err(e),
         };
         let sha = check.finish().map_err(|p| coded(exit::INTEGRITY, format!("{url}: {p}")))?;
         file.sync_all().with_context(|| format!("{}: fsync", part_path.display()))?;
         drop(file);
         // The trailer was checked on the way in; what is left to check is the bbolt structure.
-        let size = std::fs::metadata(&part_path)?.len();
+        let size = std::fs::metadata(&part_path).with_context(|| part_path.display().to_string())?.len();
         let verified = snapshot::status(&part_path)
             .map(|status| snapshot::Verified { file_size: size, sha256: sha.clone(), has_trailer: true, status })
             .map_err(|p| {

@@ -681,6 +681,8 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let db_bad = c.base.join("db-bad");
     copy_tree(&n3.root.join("var/lib/etcd"), &db_bad);
     std::fs::write(db_bad.join("member/snap/db"), b"not a bbolt file").unwrap();
+    let intact = c.base.join("intact");
+    copy_tree(&n3.root.join("var/lib/etcd"), &intact);
     let target = inputs.join("restore-target");
 
     // Certificates: the cluster's CA and another one.
@@ -907,6 +909,14 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         row("inspect: WAL with a bad CRC in the middle", "etcd-quorum", &off, &["inspect", "--data-dir", &s(&wal_crc)])
             .fails(6, &["CRC mismatch", ".wal at byte"])
             .stdout(&["\"walCrcOk\": false"]),
+        row(
+            "inspect --data-dir: a broken manifest is a warning",
+            "etcd-quorum",
+            &On::Root(yaml.clone()),
+            &["inspect", "--data-dir", &s(&intact)],
+        )
+        .warns(&["invalid YAML at line", "inspecting without it"])
+        .stdout(&["\"walCrcOk\": true"]),
         row("inspect: a db that is not one", "etcd-quorum", &off, &["inspect", "--data-dir", &s(&db_bad)])
             .fails(6, &["db-bad: unreadable: ", "member/snap/db"])
             .stdout(&["\"kind\": \"DataDirInspection\"", "\"walCrcOk\": true"]),
@@ -1226,8 +1236,9 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             .fails(2, &["Required options not provided", "--initial-cluster"]),
         row("usage: missing --data-dir", "etcd-restore", &off, &["--snapshot", &snap("good"), "--name", "n1"])
             .fails(2, &["--data-dir is required"]),
-        row("usage: scheme-less endpoint", "etcd-status", &off, &["--endpoints", "127.0.0.1:2379"])
-            .fails(2, &["not an http:// or https:// URL"]),
+        // (A bare host:port is https, as etcdctl takes it: status.rs runs one.)
+        row("usage: endpoint of another scheme", "etcd-status", &off, &["--endpoints", "unix://127.0.0.1:2379"])
+            .fails(2, &["--endpoints: \"unix://127.0.0.1:2379\" is not an http:// or https:// URL"]),
         row("usage: unknown -w", "etcd-quorum", &off, &["inspect", "-w", "yaml", "--data-dir", &s(&wal_torn)])
             .fails(2, &["-w/--write-out: unknown value \"yaml\""]),
         row("usage: a Plan document to verify -", "etcd-snap", &off, &["verify", "-"])

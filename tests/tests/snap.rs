@@ -159,7 +159,7 @@ fn faults_mid_stream_leave_nothing() {
     assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
     assert!(listed.is_empty(), "{listed:?}");
     assert_eq!(full.code, 1, "{}", full.stderr);
-    assert!(full.stderr.contains("writing the snapshot: No space left on device"), "{}", full.stderr);
+    assert!(full.stderr.contains(".part: writing the snapshot: No space left on device"), "{}", full.stderr);
     assert_eq!(listed_full, ["filler"]);
 }
 
