@@ -44,6 +44,13 @@ pub fn try_lock(path: &Path) -> std::io::Result<Option<File>> {
     }
 }
 
+/// Whether another process holds a lock on `path`: bbolt, and so etcd, keeps an exclusive flock
+/// on its db while it runs, in a container or not. A missing file is held by nobody.
+pub fn locked_by_another(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else { return false };
+    matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

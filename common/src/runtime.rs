@@ -4,11 +4,13 @@
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const RUNNING: &str = "CONTAINER_RUNNING";
 pub const EXITED: &str = "CONTAINER_EXITED";
+pub const UNKNOWN: &str = "CONTAINER_UNKNOWN";
 
 #[derive(Debug, Clone)]
 pub struct Crictl {
@@ -30,6 +32,11 @@ pub struct Container {
 impl Container {
     pub fn running(&self) -> bool {
         self.state == RUNNING
+    }
+
+    /// Running, or in a state the runtime cannot tell (a wedged shim): its process may be alive.
+    pub fn may_run(&self) -> bool {
+        self.state == RUNNING || self.state == UNKNOWN
     }
 }
 
@@ -159,10 +166,11 @@ impl Crictl {
         let deadline = Instant::now() + timeout;
         loop {
             let why = match self.etcd_containers() {
-                Ok(list) if list.iter().all(|c| !c.running()) => return Ok(list),
+                Ok(list) if list.iter().all(|c| !c.may_run()) => return Ok(list),
                 Ok(list) => {
-                    let running: Vec<String> = list.into_iter().filter(|c| c.running()).map(|c| c.id).collect();
-                    format!("etcd still running after {timeout:?} (containers {})", running.join(","))
+                    let running: Vec<String> =
+                        list.into_iter().filter(|c| c.may_run()).map(|c| format!("{} {}", c.id, c.state)).collect();
+                    format!("etcd still running after {timeout:?} (containers {})", running.join(", "))
                 }
                 Err(e) => format!("crictl could not tell whether etcd stopped within {timeout:?}: {e:#}"),
             };
@@ -173,12 +181,39 @@ impl Crictl {
         }
     }
 
+    /// [`Crictl::wait_stopped`], then until no process holds the lock etcd keeps on the db of
+    /// `data_dir`: the proof, before its data is moved, that crictl did not look at another runtime
+    /// or miss a container.
+    pub fn wait_stopped_on(&self, timeout: Duration, data_dir: &Path) -> Result<Vec<Container>, String> {
+        let deadline = Instant::now() + timeout;
+        let list = self.wait_stopped(timeout)?;
+        wait_db_released(data_dir, deadline).map(|()| list)
+    }
+
     pub fn stop(&self, id: &str) -> Result<()> {
         self.run(&["stop", id]).map(drop)
     }
 
     pub fn remove(&self, id: &str) -> Result<()> {
         self.run(&["rm", id]).map(drop)
+    }
+}
+
+/// Waits until no process holds the lock on `<data_dir>/member/snap/db` (a running etcd does).
+pub fn wait_db_released(data_dir: &Path, deadline: Instant) -> Result<(), String> {
+    let db = data_dir.join("member/snap/db");
+    loop {
+        if !crate::durable::locked_by_another(&db) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "etcd still holds {} though crictl shows none of its containers running (is crictl looking at \
+                 the kubelet's runtime? CONTAINER_RUNTIME_ENDPOINT, /etc/crictl.yaml)",
+                db.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -226,6 +261,10 @@ mod tests {
         let list =
             parse_ps(br#"{"containers":[{"id":"x","state":"CONTAINER_EXITED","new":1,"createdAt":"5"}]}"#).unwrap();
         assert_eq!(list[0].created_at, 5);
+        assert!(!list[0].may_run());
+        // A state the runtime cannot tell (a wedged shim) is not taken for stopped.
+        let unknown = parse_ps(br#"{"containers":[{"id":"y","state":"CONTAINER_UNKNOWN","createdAt":"6"}]}"#).unwrap();
+        assert!(unknown[0].may_run() && !unknown[0].running());
         assert!(parse_ps(b"{}").unwrap().is_empty());
         assert!(parse_ps(b"not json").is_err());
     }

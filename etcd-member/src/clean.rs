@@ -177,17 +177,20 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         done.manifest_backup = Some(to.display().to_string());
         common::failpoint::hit("clean-manifest-moved");
     }
-    // The kubelet stops the pod once its manifest is gone; wait for every etcd container to exit.
-    // Without a working crictl only --force gets here: said, not waited for.
+    // The kubelet stops the pod once its manifest is gone; wait for every etcd container to exit,
+    // and for etcd to let go of its db. Without a working crictl only --force gets here: then the
+    // db's lock alone says whether etcd stopped.
+    let untouched = |why: String| {
+        coded(
+            exit::TIMEOUT,
+            format!("{why}; manifest is in {}, data dir {} untouched", backup_dir.display(), data_dir.display()),
+        )
+    };
     let containers = if crictl_works {
-        crictl.wait_stopped(timeout).map_err(|why| {
-            coded(
-                exit::TIMEOUT,
-                format!("{why}; manifest is in {}, data dir {} untouched", backup_dir.display(), data_dir.display()),
-            )
-        })?
+        crictl.wait_stopped_on(timeout, &data_dir).map_err(untouched)?
     } else {
-        eprintln!("etcd-member: crictl does not work: not known whether etcd stopped (--force)");
+        eprintln!("etcd-member: crictl does not work: waiting on etcd's db lock alone (--force)");
+        common::runtime::wait_db_released(&data_dir, std::time::Instant::now() + timeout).map_err(untouched)?;
         vec![]
     };
     // From here on a failure says where the manifest went (running clean again finishes the job).

@@ -144,7 +144,7 @@ fn undo(
             Ok(_) => said.push("new manifest taken out".to_string()),
             Err(e) => said.push(format!("new manifest NOT taken out: {e:#}")),
         }
-        if let Err(why) = crictl.wait_stopped(timeout) {
+        if let Err(why) = crictl.wait_stopped_on(timeout, data_dir) {
             said.push(why);
         }
     }
@@ -327,7 +327,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     let mut done = Done::default();
     let result = (|| -> Result<(common::disk::restore::Outcome, i64)> {
         done.manifest_backup = journaled_move(&root, &mut j, |j| &mut j.manifest_backup, &original.path, "manifest")?;
-        crictl.wait_stopped(timeout).map_err(|why| coded(exit::TIMEOUT, why))?;
+        crictl.wait_stopped_on(timeout, &data_dir).map_err(|why| coded(exit::TIMEOUT, why))?;
         common::failpoint::hit("swap-stopped");
         leftover_restores(&data_dir, &backup_dir)?;
         let (tmp, outcome) = restore_beside(&path, &data_dir, &m, args)?;

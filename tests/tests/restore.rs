@@ -432,6 +432,35 @@ fn option_two_3_5_30() {
     assert_eq!(status.json["clusterId"], plan.json["clusterId"]);
 }
 
+/// A crictl that looks at another runtime (it lists no etcd container) while etcd still runs (here
+/// frozen, so it holds on past the kubelet's stop): the swap waits for etcd to let go of its db
+/// instead of moving the data dir from under it, times out, and puts the manifest back.
+#[test]
+fn swap_waits_for_etcd_to_let_go_of_its_db_3_5_30() {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
+    put_keys(&c, 5);
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let elsewhere = c.base.join("crictl-elsewhere");
+    std::fs::write(&elsewhere, "#!/bin/sh\necho '{\"containers\":[]}'\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let manifest_before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+    let pid = c.freeze(1);
+    let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--timeout", "3s"];
+    let r = c.run_json("etcd-restore", 1, &[&args[..], &["--crictl", elsewhere.to_str().unwrap()]].concat(), None);
+    c.thaw(pid);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("etcd still holds") && r.stderr.contains("member/snap/db"), "{}", r.stderr);
+    assert!(r.stderr.contains("original manifest back") && !r.stderr.contains("old data dir"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), manifest_before);
+    let backups = c.node(1).root.join("var/lib/etcd-recovery");
+    assert!(!etcd_lab::holds(&backups, b"/registry/secrets/s4"), "the data dir was moved");
+    c.wait_healthy(&[1], std::time::Duration::from_secs(40));
+    assert_eq!(count_keys(&c, &c.node(1).client_url()), 5, "the old data");
+}
+
 /// A swap whose etcd never becomes healthy (its client port taken) is undone: the old data dir
 /// and the manifest are back, and the old member runs again.
 #[test]
