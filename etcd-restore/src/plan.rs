@@ -11,7 +11,8 @@ common::with_shared_flags! {
     /// print the command that restores each node into one new cluster (run them on the nodes)
     #[argh(subcommand, name = "plan")]
     pub struct PlanArgs {
-        /// the snapshot file (copy it to the same path on every node)
+        /// the snapshot file (copy it to the same path on every node), or - for a Snapshot
+        /// document on stdin; verified here when it is here
         #[argh(option)]
         pub snapshot: String,
         /// every member of the new cluster: name=peerURL,...
@@ -26,6 +27,12 @@ common::with_shared_flags! {
         /// mark the revisions before the bump as compacted
         #[argh(switch)]
         pub mark_compacted: bool,
+        /// accept a snapshot without a sha256 trailer (a copied member/snap/db) on every node
+        #[argh(switch)]
+        pub skip_hash_check: bool,
+        /// clear the alarms (NOSPACE, CORRUPT) the snapshot carries, on every node
+        #[argh(switch)]
+        pub drop_alarms: bool,
     }
 }
 
@@ -52,7 +59,7 @@ struct RestorePlan {
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:@".contains(c)) {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:@".contains(c)) {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -64,6 +71,24 @@ pub fn run(args: PlanArgs) -> Result<u8> {
     if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
         return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
     }
+    if args.initial_cluster_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(coded(exit::USAGE, "--initial-cluster-token: empty"));
+    }
+    // Every node runs its command in its own dir: the path goes out absolute. A snapshot that is
+    // here is verified now, rather than found bad on every node at once.
+    let here = cli::is_stdin(&args.snapshot) || std::path::Path::new(&args.snapshot).exists();
+    let snapshot = if here {
+        let (path, v) = crate::checked_snapshot(&args.snapshot, args.skip_hash_check)?;
+        eprintln!("etcd-restore: {path}: verified, revision {}, {} keys", v.status.revision, v.status.total_keys);
+        path
+    } else {
+        eprintln!("etcd-restore: {}: not on this node, not verified here (each node verifies its copy)", args.snapshot);
+        args.snapshot.clone()
+    };
+    let snapshot = std::path::absolute(&snapshot)
+        .map_err(|e| coded(exit::USAGE, format!("--snapshot {snapshot}: {e}")))?
+        .display()
+        .to_string();
     let token = args.initial_cluster_token.clone().unwrap_or_else(crate::new_token);
     let members =
         ids::parse_initial_cluster(&args.initial_cluster, &token).map_err(|e| coded(exit::USAGE, format!("{e:#}")))?;
@@ -75,7 +100,7 @@ pub fn run(args: PlanArgs) -> Result<u8> {
                 "etcd-restore".into(),
                 "--swap".into(),
                 "--snapshot".into(),
-                args.snapshot.clone(),
+                snapshot.clone(),
                 "--name".into(),
                 m.name.clone(),
                 "--initial-cluster".into(),
@@ -88,6 +113,8 @@ pub fn run(args: PlanArgs) -> Result<u8> {
             if let Some(b) = args.bump_revision.filter(|b| *b > 0) {
                 argv.extend(["--bump-revision".into(), b.to_string(), "--mark-compacted".into()]);
             }
+            let switches = [("--skip-hash-check", args.skip_hash_check), ("--drop-alarms", args.drop_alarms)];
+            argv.extend(switches.iter().filter(|(_, on)| *on).map(|(flag, _)| flag.to_string()));
             argv.push("--yes".into());
             let shell = argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
             NodeCommand {
@@ -101,7 +128,7 @@ pub fn run(args: PlanArgs) -> Result<u8> {
         .collect();
     let plan = RestorePlan {
         kind: "RestorePlan",
-        snapshot: args.snapshot.clone(),
+        snapshot,
         initial_cluster: args.initial_cluster.clone(),
         token,
         cluster_id: common::report::hex_id(cluster_id),

@@ -188,6 +188,65 @@ fn leftover_restores(data_dir: &Path, backup_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The manifest the swap starts from: the original an interrupted run moved into its backup (its
+/// journal says where), else the one in place.
+fn original_manifest(journal: Option<&Journal>, shared: &Shared) -> Result<Manifest> {
+    match journal.and_then(|j| j.manifest_backup.clone()).filter(|p| p.is_file()) {
+        Some(p) => {
+            let mut m = Manifest::load(&p)?;
+            m.path = shared.manifest.clone();
+            Ok(m)
+        }
+        None => Manifest::load(&shared.manifest),
+    }
+}
+
+/// This node's member name, peer URLs and data dir, from the manifest; flags may only repeat them.
+fn identity(args: &Args, shared: &Shared, original: &Manifest) -> Result<(String, String, PathBuf)> {
+    let name = args
+        .name
+        .clone()
+        .or_else(|| original.flag("name"))
+        .ok_or_else(|| coded(exit::USAGE, "no --name, none in the manifest"))?;
+    let peer = args
+        .initial_advertise_peer_urls
+        .clone()
+        .or_else(|| original.flag("initial-advertise-peer-urls"))
+        .ok_or_else(|| coded(exit::USAGE, "no --initial-advertise-peer-urls, none in the manifest"))?;
+    // The manifest keeps its --name and peer URLs (only the cluster flags are rewritten): others
+    // would make a member etcd refuses to start, or another node's member (a plan line pasted on
+    // the wrong node) running twice.
+    for (flag, given) in [("name", &args.name), ("initial-advertise-peer-urls", &args.initial_advertise_peer_urls)] {
+        let runs = original.flag(flag).unwrap_or_default();
+        if let Some(g) = given
+            && cli::split_list(g) != cli::split_list(&runs)
+        {
+            return Err(coded(
+                exit::USAGE,
+                format!(
+                    "--{flag} {g}: this node's manifest runs etcd with --{flag}={runs}; run each node's own \
+                     command on that node"
+                ),
+            ));
+        }
+    }
+    // The manifest's data dir is the one etcd will start on: another --data-dir would be restored
+    // and never used.
+    let data_dir = original.data_dir(&shared.rootfs)?;
+    if let Some(d) = &args.data_dir
+        && Path::new(d) != data_dir
+    {
+        return Err(coded(
+            exit::USAGE,
+            format!(
+                "--data-dir {d}: the manifest starts etcd on {}; --swap restores into that one",
+                data_dir.display()
+            ),
+        ));
+    }
+    Ok((name, peer, data_dir))
+}
+
 /// What a swap did: only printed its plan (`--dry-run`, or refused), or swapped the data in.
 pub enum Swapped {
     Planned(u8),
@@ -208,6 +267,10 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
 pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
+    let read_journal = || -> Option<Journal> { serde_json::from_slice(&std::fs::read(root.join(JOURNAL)).ok()?).ok() };
+    // Bad input is refused before anything is made, the lock file included: checked on a look
+    // at the journal here, and again under the lock below.
+    identity(args, shared, &original_manifest(read_journal().as_ref(), shared)?)?;
     // An interrupted earlier run: its journal says where the original manifest went.
     // Held from before the journal is read: a running swap's journal is never taken for stale.
     // A backup root it cannot write is the plan's to refuse (exit 5, with the others' checks).
@@ -219,44 +282,12 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
             Err(_) => None,
         },
     };
-    let journal = if args.dry_run {
-        std::fs::read(root.join(JOURNAL)).ok().and_then(|b| serde_json::from_slice(&b).ok())
-    } else {
-        live_journal(&root, shared)
-    };
-    let original = match journal.as_ref().and_then(|j| j.manifest_backup.clone()).filter(|p| p.is_file()) {
-        Some(p) => {
-            eprintln!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
-            let mut m = Manifest::load(&p)?;
-            m.path = shared.manifest.clone();
-            m
-        }
-        None => Manifest::load(&shared.manifest)?,
-    };
-    let name = args
-        .name
-        .clone()
-        .or_else(|| original.flag("name"))
-        .ok_or_else(|| coded(exit::USAGE, "no --name, none in the manifest"))?;
-    let peer = args
-        .initial_advertise_peer_urls
-        .clone()
-        .or_else(|| original.flag("initial-advertise-peer-urls"))
-        .ok_or_else(|| coded(exit::USAGE, "no --initial-advertise-peer-urls, none in the manifest"))?;
-    // The manifest's data dir is the one etcd will start on: another --data-dir would be restored
-    // and never used.
-    let data_dir = original.data_dir(&shared.rootfs)?;
-    if let Some(d) = &args.data_dir
-        && Path::new(d) != data_dir
-    {
-        return Err(coded(
-            exit::USAGE,
-            format!(
-                "--data-dir {d}: the manifest starts etcd on {}; --swap restores into that one",
-                data_dir.display()
-            ),
-        ));
+    let journal = if args.dry_run { read_journal() } else { live_journal(&root, shared) };
+    let original = original_manifest(journal.as_ref(), shared)?;
+    if journal.as_ref().is_some_and(|j| j.manifest_backup.as_ref().is_some_and(|p| p.is_file())) {
+        eprintln!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
     }
+    let (name, peer, data_dir) = identity(args, shared, &original)?;
     let initial = args
         .initial_cluster
         .clone()

@@ -799,6 +799,9 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let xdev_backups = c.base.join("xdev-backups");
     let xdev_mount = SmallMount::new(&xdev_backups, "size=64m,mode=0700");
 
+    // A node whose manifest runs node3: another node's plan line pasted here.
+    let pasted = node_root(&c, "pasted", &node3_manifest, &["var/lib/etcd/member"]);
+
     // Another procedure running on the node: its lock held for the whole table.
     let busy = node_root(&c, "busy", &node3_manifest, &["var/lib/etcd/member", "var/lib/etcd-recovery"]);
     let held = std::fs::File::create(busy.join("var/lib/etcd-recovery/.lock")).unwrap();
@@ -852,7 +855,48 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         .may_change(&root.join("var/lib/etcd-recovery"))
     };
 
-    let rows: Vec<Row> = vec![
+    let plan_rows: Vec<Row> = {
+        let plan = |snapshot: &str, extra: &[&str]| {
+            let mut a = vec!["plan", "--initial-cluster", "n1=https://10.9.0.1:2380,n2=https://10.9.0.2:2380"];
+            a.extend(["--snapshot", snapshot]);
+            a.extend(extra.iter().copied());
+            a.into_iter().map(String::from).collect::<Vec<_>>()
+        };
+        let argv_of = |r: &Run| -> Vec<String> {
+            r.json["nodes"][0]["argv"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                .unwrap_or_default()
+        };
+        let (flipped, hashless) = (plan(&snap("flipped"), &[]), plan(&snap("hashless"), &["--skip-hash-check"]));
+        let (empty_token, elsewhere) = (plan(&snap("good"), &["--initial-cluster-token", ""]), plan("x/s.db", &[]));
+        fn strs(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
+        vec![
+            row("restore plan: a damaged snapshot here", "etcd-restore", &off, &strs(&flipped))
+                .fails(6, &["flipped.db: sha256 mismatch"]),
+            row("restore plan: an empty token", "etcd-restore", &off, &strs(&empty_token))
+                .fails(2, &["--initial-cluster-token: empty"]),
+            row("restore plan: --skip-hash-check goes to every node", "etcd-restore", &off, &strs(&hashless))
+                .warns(&["hashless.db: verified, revision "])
+                .check(move |r, _| match argv_of(r).iter().any(|a| a == "--skip-hash-check") {
+                    true => Ok(()),
+                    false => Err(format!("not passed on: {:?}", argv_of(r))),
+                }),
+            row("restore plan: a snapshot not here, relative", "etcd-restore", &off, &strs(&elsewhere))
+                .warns(&["x/s.db: not on this node, not verified here"])
+                .check(move |r, _| {
+                    let argv = argv_of(r);
+                    let at = argv.iter().position(|a| a == "--snapshot").and_then(|i| argv.get(i + 1));
+                    match at {
+                        Some(p) if p.starts_with('/') && p.ends_with("/x/s.db") => Ok(()),
+                        _ => Err(format!("the path is not made absolute: {argv:?}")),
+                    }
+                }),
+        ]
+    };
+    let mut rows: Vec<Row> = vec![
         // --- snapshots, offline verify
         verify_row("verify: truncated snapshot", "truncated", &["truncated.db: no sha256 trailer"]),
         verify_row("verify: one flipped byte", "flipped", &["flipped.db: sha256 mismatch"]),
@@ -984,6 +1028,13 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &["clean", "--yes"],
         )
         .fails(5, &["another etcd recovery procedure is running on this node", "etcd-recovery/.lock"]),
+        row(
+            "swap: another node's plan line (its --name)",
+            "etcd-restore",
+            &On::Root(pasted.clone()),
+            &["--swap", "--snapshot", &snap("good"), "--name", "node1", "--yes"],
+        )
+        .fails(2, &["--name node1: this node's manifest runs etcd with --name=node3"]),
         swap(&busy)
             .named("swap: another procedure holds the node's lock")
             .fails(5, &["another etcd recovery procedure is running on this node"]),
@@ -1255,6 +1306,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             .stdin("node1 is the best\n")
             .fails(2, &["stdin: not JSON"]),
     ];
+    rows.extend(plan_rows);
 
     let mut failures = Vec::new();
     let mut summary = Vec::new();
