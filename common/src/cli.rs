@@ -293,6 +293,20 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// etcdutl's pair `--bump-revision N --mark-compacted`: together or not at all, and N within the
+/// int64 etcd keeps revisions in.
+pub fn check_bump(bump: Option<u64>, mark_compacted: bool) -> Result<()> {
+    if bump.is_some_and(|b| b > 0) != mark_compacted {
+        return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
+    }
+    match bump {
+        Some(b) if b > i64::MAX as u64 => {
+            Err(coded(exit::USAGE, format!("--bump-revision {b}: more than etcd's largest revision ({})", i64::MAX)))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A duration flag's value, or the usage error naming the flag (`--timeout: invalid duration ...`).
 pub fn duration_flag(flag: &str, value: &str) -> Result<Duration> {
     parse_duration(value).map_err(|m| coded(exit::USAGE, format!("--{flag}: {m}")))

@@ -214,9 +214,7 @@ fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
 
 pub fn run(args: RecoverArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
-        return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
-    }
+    cli::check_bump(args.bump_revision, args.mark_compacted)?;
     if (args.bump_revision.is_some() || args.mark_compacted) && !args.via_restore {
         return Err(coded(exit::USAGE, "--bump-revision and --mark-compacted go with --via-restore"));
     }

@@ -242,9 +242,7 @@ pub fn run(args: Args) -> Result<u8> {
         return plan::run(p);
     }
     let shared = args.shared_flags().resolve()?;
-    if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
-        return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
-    }
+    cli::check_bump(args.bump_revision, args.mark_compacted)?;
     let Some(snapshot_arg) = args.snapshot.clone() else {
         return Err(coded(exit::USAGE, "--snapshot is required"));
     };

@@ -68,9 +68,7 @@ fn shell_quote(s: &str) -> String {
 
 pub fn run(args: PlanArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    if args.bump_revision.is_some_and(|b| b > 0) != args.mark_compacted {
-        return Err(coded(exit::USAGE, "--bump-revision N and --mark-compacted go together"));
-    }
+    cli::check_bump(args.bump_revision, args.mark_compacted)?;
     if args.initial_cluster_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
         return Err(coded(exit::USAGE, "--initial-cluster-token: empty"));
     }

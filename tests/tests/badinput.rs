@@ -917,6 +917,20 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         verify_row("verify: out-of-range page id (3.4.23 snapshot)", "far-3.4.23", &["page id 999999 out of range"]),
         // --- snapshots, restore: exit 6, the target never created
         {
+            let mut args = restore_into(&snap("good"), &target);
+            args.extend(["--bump-revision", "9223372036854775807", "--mark-compacted"].map(String::from));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            row("restore: a bump past the largest revision", "etcd-restore", &off, &args)
+                .fails(1, &["--bump-revision 9223372036854775807: revision ", "past the largest etcd takes"])
+        },
+        {
+            let mut args = restore_into(&snap("good"), &target);
+            args.extend(["--bump-revision", "9223372036854775808", "--mark-compacted"].map(String::from));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            row("usage: a bump beyond int64", "etcd-restore", &off, &args)
+                .fails(2, &["--bump-revision 9223372036854775808: more than etcd's largest revision"])
+        },
+        {
             let args = restore_into(&snap("good"), &small.join("data"));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             row("restore: no room for the data dir", "etcd-restore", &off, &args)

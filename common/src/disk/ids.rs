@@ -45,9 +45,14 @@ pub fn normalize_url(raw: &str) -> Result<String> {
     if rest.contains('/') {
         bail!("URL {raw:?} must not contain a path");
     }
-    let port_ok = rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-    if !port_ok {
+    let Some((host, port)) = rest.rsplit_once(':').filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) else {
         bail!("URL {raw:?} must be host:port");
+    };
+    // etcd's URL parser refuses an IPv6 address without brackets ("too many colons"): a member
+    // given one could never be dialed.
+    let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if host.contains(':') && bracketed.is_none_or(|ip| ip.parse::<std::net::Ipv6Addr>().is_err()) {
+        bail!("URL {raw:?}: an IPv6 address goes in brackets, e.g. https://[fd00::1]:{port}");
     }
     Ok(format!("{scheme}://{rest}"))
 }
@@ -127,10 +132,13 @@ mod tests {
             ("n1", "not name=URL"),
             ("=http://a:1", "no name"),
             ("n1=http://a", "host:port"),
+            ("n1=https://fd00::1:2380", "IPv6 address goes in brackets"),
+            ("n1=https://[fd00::zz]:2380", "IPv6 address goes in brackets"),
             ("", "empty"),
         ] {
             let err = parse_initial_cluster(s, "t").unwrap_err().to_string();
             assert!(err.contains(want), "{s}: {err}");
         }
+        assert!(parse_initial_cluster("n1=https://[fd00::1]:2380", "t").is_ok());
     }
 }

@@ -134,8 +134,19 @@ impl Rewrite<'_> {
         if name == b"key"
             && let Some(x) = self.opts.bump_revision
         {
-            let main = self.last_key.as_ref().map_or(0, |k| u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])));
-            let key = revision_key(main + x);
+            let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+            let main =
+                match self.last_key.as_ref() {
+                    None => 0,
+                    Some(k) => k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(|| {
+                        bad(format!("the last key of bucket key is {} bytes, not a revision", k.len()))
+                    })?,
+                };
+            // etcd reads revisions as int64: a bump past that would come back negative.
+            let bumped = main.checked_add(x).filter(|r| *r <= i64::MAX as u64).ok_or_else(|| {
+                bad(format!("--bump-revision {x}: revision {main} + {x} is past the largest etcd takes ({})", i64::MAX))
+            })?;
+            let key = revision_key(bumped);
             self.w.put(&key, b"")?;
             self.bumped = Some(key);
         }
