@@ -54,6 +54,23 @@ fn url(ip: &IpAddr, port: u16) -> String {
     format!("https://{}:{port}", url_host(ip))
 }
 
+/// A URL list with every URL whose host is `old` moved to `new` (whole hosts: 10.0.0.1 is not a
+/// part of 110.0.0.12); scheme, port and the other URLs stay.
+fn rehost(list: &str, old: &str, new: &IpAddr) -> String {
+    let moved = |u: &String| {
+        let Some((scheme, rest)) = u.split_once("://") else { return u.clone() };
+        if cli::url_host(u) != old {
+            return u.clone();
+        }
+        let host_end = match rest.strip_prefix('[') {
+            Some(r) => r.find(']').map_or(rest.len(), |i| i + 2),
+            None => rest.rfind(':').unwrap_or(rest.len()),
+        };
+        format!("{scheme}://{}{}", url_host(new), &rest[host_end..])
+    };
+    cli::split_list(list).iter().map(moved).collect::<Vec<_>>().join(",")
+}
+
 /// Without a template: the manifest `kubeadm join` would write, for --name and --advertise-address.
 fn generated_manifest(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, root: &Path) -> Result<Manifest> {
     let (Some(name), Some(addr)) = (&args.name, &args.advertise_address) else {
@@ -132,7 +149,6 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
     let ip: IpAddr = ip_text
         .parse()
         .map_err(|_| coded(exit::USAGE, format!("--advertise-address {ip_text:?}: not an IP address")))?;
-    let peer_url = url(&ip, 2380);
     // A template from another node: its addresses become ours.
     if !old_host.is_empty() && old_host != ip.to_string() {
         for flag in [
@@ -143,18 +159,29 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
             "listen-metrics-urls",
         ] {
             if let Some(v) = m.flag(flag) {
-                m.set_flag(flag, &v.replace(&old_host, &ip.to_string()))?;
+                m.set_flag(flag, &rehost(&v, &old_host, &ip))?;
             }
         }
-        m.set_annotation(common::manifest::CLIENT_URLS_ANNOTATION, &url(&ip, 2379))?;
+        let client = m.flag("advertise-client-urls").unwrap_or_else(|| url(&ip, 2379));
+        m.set_annotation(common::manifest::CLIENT_URLS_ANNOTATION, &client)?;
     }
+    // The learner is added with the URL its etcd will advertise (the template's port, not 2380
+    // by assumption), else etcd refuses to start as that member.
+    let peer_url = match m.flag("initial-advertise-peer-urls").map(|v| cli::split_list(&v)) {
+        Some(urls) if !urls.is_empty() => urls[0].clone(),
+        _ => {
+            m.set_flag("initial-advertise-peer-urls", &url(&ip, 2380))?;
+            url(&ip, 2380)
+        }
+    };
     m.set_flag("name", &name)?;
+    let advertised = m.flag("initial-advertise-peer-urls");
     let data_dir = m.data_dir(&shared.rootfs)?;
     let manifest_in_place = shared.manifest.exists();
     // The manifest an interrupted join of this same member wrote (killed before the learner started).
     let ours_in_place = Manifest::load(&shared.manifest).ok().is_some_and(|m| {
         m.flag("initial-cluster-state").as_deref() == Some("existing")
-            && m.flag("initial-advertise-peer-urls").as_deref() == Some(peer_url.as_str())
+            && m.flag("initial-advertise-peer-urls") == advertised
             && m.flag("name").as_deref() == Some(name.as_str())
     });
 
@@ -478,5 +505,26 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             return Err(coded(exit::TIMEOUT, format!("{} promoted but not reachable as a voter in time", p.name)));
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rehost_moves_whole_hosts_only() {
+        let new: IpAddr = "10.0.0.13".parse().unwrap();
+        assert_eq!(
+            rehost("https://10.0.0.1:2379,https://110.0.0.12:2379,https://127.0.0.1:2379", "10.0.0.1", &new),
+            "https://10.0.0.13:2379,https://110.0.0.12:2379,https://127.0.0.1:2379"
+        );
+        assert_eq!(rehost("https://10.0.0.1:2390", "10.0.0.1", &new), "https://10.0.0.13:2390", "port kept");
+        let v6: IpAddr = "fd00::13".parse().unwrap();
+        assert_eq!(
+            rehost("https://[fd00::1]:2380,https://[::1]:2380", "fd00::1", &v6),
+            "https://[fd00::13]:2380,https://[::1]:2380"
+        );
+        assert_eq!(rehost("http://10.0.0.1:2381", "10.0.0.1", &v6), "http://[fd00::13]:2381");
     }
 }
