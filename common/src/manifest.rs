@@ -153,7 +153,7 @@ impl Manifest {
     }
 
     pub fn to_yaml(&self) -> Result<String> {
-        Ok(serde_yaml::to_string(&self.doc)?)
+        Ok(quote_yaml11_words(&serde_yaml::to_string(&self.doc)?))
     }
 
     /// Writes the (edited) manifest over `self.path` atomically (see [`write_atomic`]).
@@ -277,6 +277,45 @@ impl Manifest {
         }
         out
     }
+}
+
+/// Words YAML 1.1 reads as booleans, which serde_yaml (YAML 1.2) writes unquoted.
+const YAML11_BOOLS: &[&str] =
+    &["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"];
+
+/// Quotes the plain scalar values of serde_yaml's block output that YAML 1.1 reads as booleans:
+/// the kubelet parses manifests as YAML 1.1, so an env value or annotation `"on"` written back
+/// bare would turn into `true` and the static pod would be rejected. Block scalars are left alone.
+fn quote_yaml11_words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut block_indent: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let indent = body.len() - body.trim_start().len();
+        if let Some(b) = block_indent {
+            if body.trim().is_empty() || indent > b {
+                out.push_str(line);
+                continue;
+            }
+            block_indent = None;
+        }
+        let item = body.trim_start().trim_start_matches("- ");
+        let value_at = match item.find(": ") {
+            Some(i) => body.len() - item.len() + i + 2,
+            None if body.trim_start().starts_with("- ") => body.len() - item.len(),
+            None => body.len(),
+        };
+        let value = &body[value_at..];
+        if value.starts_with('|') || value.starts_with('>') {
+            block_indent = Some(indent);
+        }
+        if YAML11_BOOLS.contains(&value) {
+            out.push_str(&format!("{}'{value}'{}", &body[..value_at], &line[body.len()..]));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// What a kubeadm etcd manifest is made of.
@@ -409,6 +448,28 @@ mod tests {
     // The kubeadm 1.31 and 1.34 layouts (shared/reference/), trimmed to what is read here.
     const V131: &str = include_str!("../testdata/etcd.yaml.kubeadm-1.31");
     const V134: &str = include_str!("../testdata/etcd.yaml.kubeadm-1.34");
+
+    /// An edited manifest keeps YAML 1.1's booleans-to-be as strings (the kubelet reads 1.1), and
+    /// the text still parses to the same document; block scalars are untouched.
+    #[test]
+    fn yaml11_words_stay_strings() {
+        let text = V131.replacen(
+            "  containers:\n",
+            "  containers:\n  - name: sidecar\n    image: x\n    args: [\"on\", \"--x=yes\"]\n    \
+             env:\n    - name: FEATURE\n      value: \"on\"\n    - name: NOTE\n      value: |\n        \
+             enabled: yes\n        off\n",
+            1,
+        );
+        let mut m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+        m.set_annotation("example/flag", "yes").unwrap();
+        m.set_flag("snapshot-count", "10001").unwrap();
+        let out = m.to_yaml().unwrap();
+        assert!(out.contains("value: 'on'\n") && out.contains("example/flag: 'yes'\n"), "{out}");
+        assert!(out.contains("- 'on'\n") && out.contains("- --x=yes\n"), "{out}");
+        assert!(out.contains("  enabled: yes\n") && out.contains("  off\n"), "block scalar changed: {out}");
+        let again: Value = serde_yaml::from_str(&out).unwrap();
+        assert_eq!(again, m.doc);
+    }
 
     #[test]
     fn reads_kubeadm_131() {
