@@ -195,7 +195,7 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
 
     let dialer = common::client::Dialer::new(&shared, true)?;
     let rt = common::client::runtime()?;
-    let removed = std::cell::RefCell::new(Vec::new());
+    let mut removed: Vec<String> = Vec::new();
     let members = rt.block_on(async {
         let ids: Vec<&str> = targets.iter().map(|m| m.id.as_str()).collect();
         let (mut client, via) = cluster::connect_healthy(&dialer, live, &ids).await?;
@@ -214,15 +214,15 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
                 }
             }
             eprintln!("etcd-member: removed {}", m.label());
-            removed.borrow_mut().push(m.label());
+            removed.push(m.label());
         }
         let list = dialer.call(client.member_list()).await.map_err(|e| anyhow!("member list through {via}: {e}"))?;
         anyhow::Ok(cluster::member_refs(list.members()))
     });
     // A failure midway says which members are gone already.
     let members = members.map_err(|e| {
-        let gone = removed.borrow();
-        let state = if gone.is_empty() { "no member removed".into() } else { format!("removed: {}", gone.join(", ")) };
+        let state =
+            if removed.is_empty() { "no member removed".into() } else { format!("removed: {}", removed.join(", ")) };
         exit::with_state(e, state)
     })?;
     change.member = change.changed.first().cloned();

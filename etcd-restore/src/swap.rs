@@ -33,14 +33,18 @@ struct Journal {
     written_manifest: Option<String>,
 }
 
+fn read_journal(root: &Path) -> Option<Journal> {
+    serde_json::from_slice(&std::fs::read(root.join(JOURNAL)).ok()?).ok()
+}
+
 /// An earlier run's journal, when it still describes this node: no manifest in place (the run
 /// stopped between taking it out and writing its own), the original still in place (stopped
-/// before moving it), or its own manifest in place and etcd not healthy yet. A journal whose run got its etcd healthy, or beside a manifest someone else wrote
-/// since, is retired (renamed, kept) instead: resuming it would put back data and flags older than
-/// what this node runs now.
+/// before moving it), or its own manifest in place and etcd not healthy yet. A journal whose run
+/// got its etcd healthy, or beside a manifest someone else wrote since, is retired (renamed, kept)
+/// instead: resuming it would put back data and flags older than what this node runs now.
 fn live_journal(root: &Path, shared: &Shared) -> Option<Journal> {
     let path = root.join(JOURNAL);
-    let j: Journal = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let j = read_journal(root)?;
     let in_place = std::fs::read_to_string(&shared.manifest).ok();
     let ours = in_place.is_some() && in_place == j.written_manifest;
     // Killed between journaling the manifest's move and making it: the one in place is the original.
@@ -267,10 +271,9 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
 pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
-    let read_journal = || -> Option<Journal> { serde_json::from_slice(&std::fs::read(root.join(JOURNAL)).ok()?).ok() };
     // Bad input is refused before anything is made, the lock file included: checked on a look
     // at the journal here, and again under the lock below.
-    identity(args, shared, &original_manifest(read_journal().as_ref(), shared)?)?;
+    identity(args, shared, &original_manifest(read_journal(&root).as_ref(), shared)?)?;
     // An interrupted earlier run: its journal says where the original manifest went.
     // Held from before the journal is read: a running swap's journal is never taken for stale.
     // A backup root it cannot write is the plan's to refuse (exit 5, with the others' checks).
@@ -282,7 +285,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
             Err(_) => None,
         },
     };
-    let journal = if args.dry_run { read_journal() } else { live_journal(&root, shared) };
+    let journal = if args.dry_run { read_journal(&root) } else { live_journal(&root, shared) };
     let original = original_manifest(journal.as_ref(), shared)?;
     if journal.as_ref().is_some_and(|j| j.manifest_backup.as_ref().is_some_and(|p| p.is_file())) {
         eprintln!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());

@@ -44,8 +44,7 @@ fn listing(dir: &Path) -> Result<Vec<report::SnapshotEntry>> {
     store::list(dir).map_err(|e| coded(exit::USAGE, format!("--dir {}: {e}", dir.display())))
 }
 
-/// What the rules keep and what they let go (killed saves' `.part` files included), decided
-/// without touching anything.
+/// The snapshots the rules keep and the ones they let go, decided without touching anything.
 struct Decision {
     kept: Vec<report::SnapshotEntry>,
     going: Vec<String>,
@@ -67,7 +66,6 @@ fn decide(dir: &Path, rules: Rules, protect: Option<&str>) -> Result<Decision> {
             false => going.push(s.path),
         }
     }
-    going.extend(store::remove_dead_parts(dir, true)?.iter().map(|p| p.display().to_string()));
     Ok(Decision { kept, going, newest_verified })
 }
 
@@ -76,7 +74,7 @@ fn decide(dir: &Path, rules: Rules, protect: Option<&str>) -> Result<Decision> {
 pub fn prune(dir: &Path, rules: Rules, protect: Option<&str>) -> Result<SnapshotList> {
     let d = decide(dir, rules, protect)?;
     let mut removed = Vec::new();
-    for p in d.going.into_iter().filter(|p| !p.ends_with(".part")) {
+    for p in d.going {
         match std::fs::remove_file(&p) {
             Ok(()) => removed.push(p),
             // Gone already (another prune, by hand or without the lock): what we wanted.
@@ -104,7 +102,8 @@ fn plan(dir: &Path, rules: Rules) -> Result<report::Plan> {
     );
     let kept: Vec<&str> = d.kept.iter().map(|s| s.path.as_str()).collect();
     plan.step("keep", if kept.is_empty() { "nothing".into() } else { kept.join(", ") }, false);
-    for p in d.going {
+    let parts = store::remove_dead_parts(dir, true)?;
+    for p in d.going.into_iter().chain(parts.iter().map(|p| p.display().to_string())) {
         plan.step("remove", p, true);
     }
     Ok(plan)
