@@ -330,18 +330,35 @@ pub struct KubeadmEtcd<'a> {
 }
 
 /// The etcd static pod manifest `kubeadm` 1.31–1.33 writes for a stacked control plane.
+/// etcd 3.6 images (kubeadm 1.34) take the `--experimental-*` flags under their new names, and
+/// kubeadm then probes through a named container port.
+fn etcd_3_6_or_later(image: &str) -> bool {
+    let tag = image.rsplit_once(':').map_or("", |(_, t)| t).trim_start_matches('v');
+    let mut parts = tag.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (3, 6)
+}
+
 pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     let h = k.host;
+    let v36 = etcd_3_6_or_later(k.image);
     let mut flags = vec![
         format!("--advertise-client-urls=https://{h}:2379"),
         "--cert-file=/etc/kubernetes/pki/etcd/server.crt".into(),
         "--client-cert-auth=true".into(),
         "--data-dir=/var/lib/etcd".into(),
-        "--experimental-initial-corrupt-check=true".into(),
-        "--experimental-watch-progress-notify-interval=5s".into(),
+    ];
+    match v36 {
+        true => flags.push("--feature-gates=InitialCorruptCheck=true".into()),
+        false => flags.extend([
+            "--experimental-initial-corrupt-check=true".into(),
+            "--experimental-watch-progress-notify-interval=5s".into(),
+        ]),
+    }
+    flags.extend([
         format!("--initial-advertise-peer-urls=https://{h}:2380"),
         format!("--initial-cluster={}", k.initial_cluster),
-    ];
+    ]);
     if k.existing {
         flags.push("--initial-cluster-state=existing".into());
     }
@@ -358,14 +375,22 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
         "--snapshot-count=10000".into(),
         "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt".into(),
     ]);
+    if v36 {
+        flags.push("--watch-progress-notify-interval=5s".into());
+    }
     let command: String = flags.iter().map(|f| format!("    - {f}\n")).collect();
+    let port = if v36 { "probe-port" } else { "2381" };
     let probe = |path: &str, extra: &str| {
         format!(
-            "      failureThreshold: {extra}\n      httpGet:\n        host: 127.0.0.1\n        path: {path}\n        port: 2381\n        scheme: HTTP\n"
+            "      failureThreshold: {extra}\n      httpGet:\n        host: 127.0.0.1\n        path: {path}\n        port: {port}\n        scheme: HTTP\n"
         )
     };
+    let ports = match v36 {
+        true => "    ports:\n    - containerPort: 2381\n      name: probe-port\n      protocol: TCP\n",
+        false => "",
+    };
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    {CLIENT_URLS_ANNOTATION}: https://{h}:2379\n  labels:\n    component: etcd\n    tier: control-plane\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n{command}    image: {image}\n    imagePullPolicy: IfNotPresent\n    livenessProbe:\n{live}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    name: etcd\n    readinessProbe:\n{ready}      periodSeconds: 1\n      timeoutSeconds: 15\n    resources:\n      requests:\n        cpu: 100m\n        memory: 100Mi\n    startupProbe:\n{startup}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n    - mountPath: /etc/kubernetes/pki/etcd\n      name: etcd-certs\n  hostNetwork: true\n  priority: 2000001000\n  priorityClassName: system-node-critical\n  securityContext:\n    seccompProfile:\n      type: RuntimeDefault\n  volumes:\n  - hostPath:\n      path: /etc/kubernetes/pki/etcd\n      type: DirectoryOrCreate\n    name: etcd-certs\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\nstatus: {{}}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    {CLIENT_URLS_ANNOTATION}: https://{h}:2379\n  labels:\n    component: etcd\n    tier: control-plane\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n{command}    image: {image}\n    imagePullPolicy: IfNotPresent\n    livenessProbe:\n{live}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    name: etcd\n{ports}    readinessProbe:\n{ready}      periodSeconds: 1\n      timeoutSeconds: 15\n    resources:\n      requests:\n        cpu: 100m\n        memory: 100Mi\n    startupProbe:\n{startup}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n    - mountPath: /etc/kubernetes/pki/etcd\n      name: etcd-certs\n  hostNetwork: true\n  priority: 2000001000\n  priorityClassName: system-node-critical\n  securityContext:\n    seccompProfile:\n      type: RuntimeDefault\n  volumes:\n  - hostPath:\n      path: /etc/kubernetes/pki/etcd\n      type: DirectoryOrCreate\n    name: etcd-certs\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\nstatus: {{}}\n",
         image = k.image,
         live = probe("/livez", "8"),
         ready = probe("/readyz", "3"),
@@ -658,6 +683,26 @@ mod tests {
         });
         let m = Manifest::parse(Path::new("etcd.yaml"), &joined).unwrap();
         assert_eq!(m.flag("initial-cluster-state").as_deref(), Some("existing"));
+    }
+
+    /// For an etcd 3.6 image, the kubeadm 1.34 layout: new flag names, probes on a named port.
+    #[test]
+    fn renders_what_kubeadm_1_34_writes() {
+        let text = render_kubeadm(&KubeadmEtcd {
+            name: "master",
+            host: "172.31.108.209",
+            image: "etcd:3.6.6-0",
+            initial_cluster: "master=https://172.31.108.209:2380",
+            existing: false,
+        });
+        let a: Value = serde_yaml::from_str(&text).unwrap();
+        let b: Value = serde_yaml::from_str(V134).unwrap();
+        assert_eq!(a, b, "the whole pod as kubeadm 1.34 writes it");
+        for (image, new) in
+            [("r/etcd:3.5.21-0", false), ("etcd:3.6.0-0", true), ("etcd:v3.10.1", true), ("etcd", false)]
+        {
+            assert_eq!(etcd_3_6_or_later(image), new, "{image}");
+        }
     }
 
     #[test]
