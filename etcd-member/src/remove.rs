@@ -201,8 +201,10 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
         let (mut client, via) = cluster::connect_healthy(&dialer, live, &ids).await?;
         for m in &targets {
             let id = parse_hex_id(&m.id).ok_or_else(|| anyhow!("bad member id {:?}", m.id))?;
-            // etcd refuses member changes for ~5 s after a voter (re)connects: wait that out.
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            // etcd refuses member changes for ~5 s after a voter (re)connects: wait that out. A
+            // change proposed while the leader changes (one removed just before) can be lost and
+            // time out: it counts once the member is gone from the list, else it is proposed again.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
             loop {
                 match dialer.call(client.member_remove(id)).await {
                     Ok(_) => break,
@@ -210,14 +212,30 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
                         log::info!("member remove: {e}; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
+                    Err(e) if e.kind == common::client::FailKind::Timeout && std::time::Instant::now() < deadline => {
+                        log::info!("member remove: {e}; checking the member list");
+                        if crate::join::list(&dialer, &mut client).await.is_ok_and(|l| l.iter().all(|x| x.id != m.id)) {
+                            break;
+                        }
+                    }
                     Err(e) => return Err(anyhow!("member remove {} through {via}: {e}", m.label())),
                 }
             }
             eprintln!("etcd-member: removed {}", m.label());
             removed.push(m.label());
         }
-        let list = dialer.call(client.member_list()).await.map_err(|e| anyhow!("member list through {via}: {e}"))?;
-        anyhow::Ok(cluster::member_refs(list.members()))
+        // Removing the leader starts an election: the list may fail for a moment, so it is retried.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match crate::join::list(&dialer, &mut client).await {
+                Ok(members) => break anyhow::Ok(members),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    log::info!("{e:#}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => break Err(anyhow!("{e:#} (through {via})")),
+            }
+        }
     });
     // A failure midway says which members are gone already.
     let members = members.map_err(|e| {

@@ -342,3 +342,23 @@ fn join_without_template_3_5_30() {
     c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
     assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
 }
+
+/// `remove --force` of the healthy leader and another member: the changes go through the member
+/// that stays (a removed one stops serving, and the leader is removed first), and the member list
+/// printed is the new one, read once the election is over.
+#[test]
+fn remove_the_leader_with_force_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let s = tool(&c, "etcd-status", 1, &[], None);
+    let leader_id = s.json["leader"].as_str().unwrap().to_string();
+    let members = s.json["members"].as_array().unwrap();
+    let leader = members.iter().find(|m| m["id"] == leader_id.as_str()).unwrap()["name"].as_str().unwrap().to_string();
+    let others: Vec<String> =
+        ["node1", "node2", "node3"].iter().filter(|n| **n != leader).map(|n| n.to_string()).collect();
+    let (other, stays) = (&others[0], &others[1]);
+    let k: usize = stays.trim_start_matches("node").parse().unwrap();
+    let r = tool(&c, "etcd-member", k, &["remove", &leader, other, "--force", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let names: Vec<&str> = r.json["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [stays.as_str()], "{}", r.stdout);
+}
