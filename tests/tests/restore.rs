@@ -432,16 +432,22 @@ fn option_two_3_5_30() {
     assert_eq!(status.json["clusterId"], plan.json["clusterId"]);
 }
 
+/// A one-member 3.5.30 lab with `keys` secrets, and a snapshot of it (`<base>/s.db`).
+fn one_node_snapshot(keys: usize) -> (etcd_lab::Cluster, PathBuf) {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
+    put_keys(&c, keys);
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    (c, snap)
+}
+
 /// A crictl that looks at another runtime (it lists no etcd container) while etcd still runs (here
 /// frozen, so it holds on past the kubelet's stop): the swap waits for etcd to let go of its db
 /// instead of moving the data dir from under it, times out, and puts the manifest back.
 #[test]
 fn swap_waits_for_etcd_to_let_go_of_its_db_3_5_30() {
-    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
-    put_keys(&c, 5);
-    let snap = c.base.join("s.db");
-    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (c, snap) = one_node_snapshot(5);
     let elsewhere = c.base.join("crictl-elsewhere");
     std::fs::write(&elsewhere, "#!/bin/sh\necho '{\"containers\":[]}'\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -465,11 +471,7 @@ fn swap_waits_for_etcd_to_let_go_of_its_db_3_5_30() {
 /// and the manifest are back, and the old member runs again.
 #[test]
 fn failed_swap_is_undone_3_5_30() {
-    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
-    put_keys(&c, 5);
-    let snap = c.base.join("s.db");
-    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (c, snap) = one_node_snapshot(5);
     c.etcdctl_ok(&["put", "/registry/secrets/after", "x"]);
     let manifest_before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
     // Once etcd is stopped, something else takes its client port.
@@ -505,11 +507,7 @@ fn failed_swap_is_undone_3_5_30() {
 /// dir in place or in the backup, and running the same command again finishes the job.
 #[test]
 fn killed_swap_converges_on_rerun_3_5_30() {
-    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
-    put_keys(&c, 10);
-    let snap = c.base.join("s.db");
-    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (c, snap) = one_node_snapshot(10);
     let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "kill-test"];
     let root = &c.node(1).root;
     for point in [
@@ -558,11 +556,7 @@ fn killed_swap_converges_on_rerun_3_5_30() {
 /// wrote since.
 #[test]
 fn stale_swap_journal_is_retired_3_5_30() {
-    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
-    put_keys(&c, 10);
-    let snap = c.base.join("s.db");
-    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (c, snap) = one_node_snapshot(10);
     let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "stale-test"];
     let root = c.node(1).root.clone();
     let journal = root.join("var/lib/etcd-recovery/swap-in-progress.json");
