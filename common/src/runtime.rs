@@ -163,22 +163,15 @@ impl Crictl {
     /// returns the containers then. `Err` when `timeout` passes, saying what still runs, or why
     /// crictl could not tell (a failing crictl is never taken for "nothing runs").
     pub fn wait_stopped(&self, timeout: Duration) -> Result<Vec<Container>, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let why = match self.etcd_containers() {
-                Ok(list) if list.iter().all(|c| !c.may_run()) => return Ok(list),
-                Ok(list) => {
-                    let running: Vec<String> =
-                        list.into_iter().filter(|c| c.may_run()).map(|c| format!("{} {}", c.id, c.state)).collect();
-                    format!("etcd still running after {timeout:?} (containers {})", running.join(", "))
-                }
-                Err(e) => format!("crictl could not tell whether etcd stopped within {timeout:?}: {e:#}"),
-            };
-            if Instant::now() >= deadline {
-                return Err(why);
+        poll_until(Instant::now() + timeout, || match self.etcd_containers() {
+            Ok(list) if list.iter().all(|c| !c.may_run()) => Ok(list),
+            Ok(list) => {
+                let running: Vec<String> =
+                    list.into_iter().filter(|c| c.may_run()).map(|c| format!("{} {}", c.id, c.state)).collect();
+                Err(format!("etcd still running after {timeout:?} (containers {})", running.join(", ")))
             }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            Err(e) => Err(format!("crictl could not tell whether etcd stopped within {timeout:?}: {e:#}")),
+        })
     }
 
     /// [`Crictl::wait_stopped`], then until no process holds the lock etcd keeps on the db of
@@ -202,18 +195,24 @@ impl Crictl {
 /// Waits until no process holds the lock on `<data_dir>/member/snap/db` (a running etcd does).
 pub fn wait_db_released(data_dir: &Path, deadline: Instant) -> Result<(), String> {
     let db = data_dir.join("member/snap/db");
+    poll_until(deadline, || match crate::durable::locked_by_another(&db) {
+        false => Ok(()),
+        true => Err(format!(
+            "etcd still holds {}: it has not stopped (if crictl shows none of its containers running, is crictl \
+             looking at the kubelet's runtime? CONTAINER_RUNTIME_ENDPOINT, /etc/crictl.yaml)",
+            db.display()
+        )),
+    })
+}
+
+/// Asks `check` every 200 ms until it succeeds; at `deadline`, its last answer.
+fn poll_until<T>(deadline: Instant, mut check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
     loop {
-        if !crate::durable::locked_by_another(&db) {
-            return Ok(());
+        match check() {
+            Ok(v) => return Ok(v),
+            Err(why) if Instant::now() >= deadline => return Err(why),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "etcd still holds {} though crictl shows none of its containers running (is crictl looking at \
-                 the kubelet's runtime? CONTAINER_RUNTIME_ENDPOINT, /etc/crictl.yaml)",
-                db.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
