@@ -342,6 +342,11 @@ fn etcd_3_6_or_later(image: &str) -> bool {
 pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     let h = k.host;
     let v36 = etcd_3_6_or_later(k.image);
+    // kubeadm takes the loopback of the advertise address's family: an IPv6-only node has no 127.0.0.1.
+    let (lo_url, lo_probe) = match h.starts_with('[') {
+        true => ("[::1]", "'::1'"),
+        false => ("127.0.0.1", "127.0.0.1"),
+    };
     let mut flags = vec![
         format!("--advertise-client-urls=https://{h}:2379"),
         "--cert-file=/etc/kubernetes/pki/etcd/server.crt".into(),
@@ -364,8 +369,8 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     }
     flags.extend([
         "--key-file=/etc/kubernetes/pki/etcd/server.key".into(),
-        format!("--listen-client-urls=https://127.0.0.1:2379,https://{h}:2379"),
-        "--listen-metrics-urls=http://127.0.0.1:2381".into(),
+        format!("--listen-client-urls=https://{lo_url}:2379,https://{h}:2379"),
+        format!("--listen-metrics-urls=http://{lo_url}:2381"),
         format!("--listen-peer-urls=https://{h}:2380"),
         format!("--name={}", k.name),
         "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt".into(),
@@ -382,7 +387,7 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     let port = if v36 { "probe-port" } else { "2381" };
     let probe = |path: &str, extra: &str| {
         format!(
-            "      failureThreshold: {extra}\n      httpGet:\n        host: 127.0.0.1\n        path: {path}\n        port: {port}\n        scheme: HTTP\n"
+            "      failureThreshold: {extra}\n      httpGet:\n        host: {lo_probe}\n        path: {path}\n        port: {port}\n        scheme: HTTP\n"
         )
     };
     let ports = match v36 {
@@ -683,6 +688,28 @@ mod tests {
         });
         let m = Manifest::parse(Path::new("etcd.yaml"), &joined).unwrap();
         assert_eq!(m.flag("initial-cluster-state").as_deref(), Some("existing"));
+    }
+
+    /// On an IPv6 node kubeadm listens and probes on ::1: 127.0.0.1 may not exist there.
+    #[test]
+    fn renders_the_ipv6_loopback_for_an_ipv6_node() {
+        let text = render_kubeadm(&KubeadmEtcd {
+            name: "cp1",
+            host: "[fd00::10]",
+            image: "etcd:3.5.21-0",
+            initial_cluster: "cp1=https://[fd00::10]:2380",
+            existing: false,
+        });
+        let m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+        let flag = |f: &str| m.flag(f).unwrap();
+        assert_eq!(flag("listen-client-urls"), "https://[::1]:2379,https://[fd00::10]:2379");
+        assert_eq!(flag("listen-metrics-urls"), "http://[::1]:2381");
+        assert_eq!(flag("advertise-client-urls"), "https://[fd00::10]:2379");
+        let pod: Value = serde_yaml::from_str(&text).unwrap();
+        let c = &pod["spec"]["containers"][0];
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            assert_eq!(c[probe]["httpGet"]["host"].as_str(), Some("::1"), "{probe}");
+        }
     }
 
     /// For an etcd 3.6 image, the kubeadm 1.34 layout: new flag names, probes on a named port.
