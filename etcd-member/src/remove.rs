@@ -204,10 +204,16 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
             // etcd refuses member changes for ~5 s after a voter (re)connects: wait that out. A
             // change proposed while the leader changes (one removed just before) can be lost and
             // time out: it counts once the member is gone from the list, else it is proposed again.
+            // Gone already (another operator, or our own proposal applied after all): that is the goal.
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let mut already = false;
             loop {
                 match dialer.call(client.member_remove(id)).await {
                     Ok(_) => break,
+                    Err(e) if e.message.contains("member not found") => {
+                        already = true;
+                        break;
+                    }
                     Err(e) if e.message.contains("unhealthy cluster") && std::time::Instant::now() < deadline => {
                         log::info!("member remove: {e}; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -221,8 +227,12 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
                     Err(e) => return Err(anyhow!("member remove {} through {via}: {e}", m.label())),
                 }
             }
-            eprintln!("etcd-member: removed {}", m.label());
+            match already {
+                true => eprintln!("etcd-member: {} was removed already", m.label()),
+                false => eprintln!("etcd-member: removed {}", m.label()),
+            }
             removed.push(m.label());
+            common::failpoint::hit("remove-member-removed");
         }
         // Removing the leader starts an election: the list may fail for a moment, so it is retried.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);

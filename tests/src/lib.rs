@@ -305,6 +305,44 @@ impl Cluster {
         cmd
     }
 
+    /// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs, then the
+    /// tool goes on. Returns the finished run and how long it took after `act`.
+    pub fn paused_at(&self, mut cmd: std::process::Command, point: &str, act: impl FnOnce()) -> (Run, Duration) {
+        use std::io::{BufRead, BufReader};
+        let go = self.base.join(format!("go-{point}"));
+        cmd.env(common::failpoint::VAR, format!("{point}:pause"))
+            .env(common::failpoint::GO_VAR, &go)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains(&format!("failpoint {point}: paused")) {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
+            seen += &line;
+        }
+        act();
+        std::fs::write(&go, b"").unwrap();
+        let t = Instant::now();
+        let rest = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+            s
+        });
+        let out = child.wait_with_output().unwrap();
+        let took = t.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let run = Run {
+            code: out.status.code().expect("exit code"),
+            json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+            stdout,
+            stderr: seen + &rest.join().unwrap(),
+        };
+        (run, took)
+    }
+
     /// A tool on node `k` with `-w json`.
     pub fn run_json(&self, name: &str, k: usize, args: &[&str], stdin: Option<&str>) -> Run {
         let mut cmd = self.tool(name, k);

@@ -137,49 +137,6 @@ fn member_frozen_or_killed_mid_snapshot_3_5_30() {
     }
 }
 
-/// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs, then the
-/// tool goes on. Returns the finished run and how long it took after `act`.
-fn paused_at(
-    c: &Cluster,
-    mut cmd: std::process::Command,
-    point: &str,
-    act: impl FnOnce(),
-) -> (etcd_lab::Run, Duration) {
-    use std::io::{BufRead, BufReader};
-    let go = c.base.join(format!("go-{point}"));
-    cmd.env(common::failpoint::VAR, format!("{point}:pause"))
-        .env(common::failpoint::GO_VAR, &go)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains(&format!("failpoint {point}: paused")) {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
-        seen += &line;
-    }
-    act();
-    std::fs::write(&go, b"").unwrap();
-    let t = Instant::now();
-    let rest = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
-        s
-    });
-    let out = child.wait_with_output().unwrap();
-    let took = t.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let run = etcd_lab::Run {
-        code: out.status.code().expect("exit code"),
-        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
-        stdout,
-        stderr: seen + &rest.join().unwrap(),
-    };
-    (run, took)
-}
-
 /// Freezes node `k`'s etcd once the kubelet has replaced the container whose pid was `old`.
 fn freeze_new(c: &Cluster, k: usize, old: i32) -> i32 {
     let t = Instant::now();
@@ -208,7 +165,7 @@ fn swap_with_the_restored_etcd_frozen_3_5_30() {
     let mut cmd = c.tool("etcd-restore", 1);
     cmd.args(["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--timeout", "12s", "-w", "json"]);
     let mut frozen = 0;
-    let (r, took) = paused_at(&c, cmd, "swap-manifest-written", || frozen = freeze_new(&c, 1, old));
+    let (r, took) = c.paused_at(cmd, "swap-manifest-written", || frozen = freeze_new(&c, 1, old));
     c.thaw(frozen);
     let line = error_line(&r.stderr, "etcd-restore");
     assert_eq!(r.code, 7, "{}", r.stderr);
@@ -234,7 +191,7 @@ fn recover_with_the_forced_etcd_frozen_3_5_30() {
     let mut cmd = c.tool("etcd-quorum", 1);
     cmd.args(["recover", "--yes", "--timeout", "8s", "-w", "json"]).args(TIMEOUTS);
     let mut frozen = 0;
-    let (r, took) = paused_at(&c, cmd, "recover-flag-in", || frozen = freeze_new(&c, 1, old));
+    let (r, took) = c.paused_at(cmd, "recover-flag-in", || frozen = freeze_new(&c, 1, old));
     let line = error_line(&r.stderr, "etcd-quorum");
     c.thaw(frozen);
     assert_eq!(r.code, 7, "{}", r.stderr);

@@ -362,3 +362,54 @@ fn remove_the_leader_with_force_3_5_30() {
     let names: Vec<&str> = r.json["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(names, [stays.as_str()], "{}", r.stdout);
 }
+
+/// The member of node2/node3 still in the list, with its ID in hex (as etcdctl takes it).
+fn remaining_target(c: &Cluster) -> (String, String) {
+    let v: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let m = v["members"].as_array().unwrap().iter().find(|m| m["name"] == "node2" || m["name"] == "node3").unwrap();
+    (m["name"].as_str().unwrap().to_string(), format!("{:x}", m["ID"].as_u64().unwrap()))
+}
+
+/// A member someone else removed while `remove` was at work (or that our own lost-looking proposal
+/// removed after all) counts as removed: the goal is reached, the run succeeds and says so.
+#[test]
+fn remove_of_a_member_removed_meanwhile_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let mut cmd = c.tool("etcd-member", 1);
+    cmd.args(["remove", "node2", "node3", "--force", "--yes", "-w", "json"]);
+    let mut second = String::new();
+    let (r, _) = c.paused_at(cmd, "remove-member-removed", || {
+        let (name, id) = remaining_target(&c);
+        c.etcdctl_ok(&["member", "remove", &id]);
+        // Removing the leader (it may be node3) starts an election: let it end, so that the tool's
+        // call gets etcd's answer rather than a timeout.
+        c.wait_healthy(&[1], std::time::Duration::from_secs(30));
+        second = name;
+    });
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r.stderr.lines().find(|l| l.contains("was removed already")).unwrap_or_default();
+    assert!(line.starts_with(&format!("etcd-member: {second} (")), "{}", r.stderr);
+    let names: Vec<&str> = r.json["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["node1"], "{}", r.stdout);
+}
+
+/// The member `remove` goes through dies after the first of two removals: the error says which
+/// member is gone already, so the operator knows where the cluster stands.
+#[test]
+fn remove_failing_midway_says_what_is_gone_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let mut cmd = c.tool("etcd-member", 1);
+    cmd.args(["remove", "node2", "node3", "--force", "--yes", "--command-timeout", "2s", "-w", "json"]);
+    let mut second = String::new();
+    let (r, _) = c.paused_at(cmd, "remove-member-removed", || {
+        second = remaining_target(&c).0;
+        c.stop_node(1);
+    });
+    let first = if second == "node2" { "node3" } else { "node2" };
+    let line = r.stderr.lines().rev().find(|l| l.starts_with("etcd-member:")).unwrap_or_default();
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(line.contains(&format!("member remove {second} (")), "{line}");
+    assert!(line.contains(&format!("; removed: {first} (")), "{line}");
+    c.start_node(1);
+    assert_eq!(member_names(&c), ["node1", second.as_str()]);
+}
