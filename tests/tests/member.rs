@@ -413,3 +413,28 @@ fn remove_failing_midway_says_what_is_gone_3_5_30() {
     c.start_node(1);
     assert_eq!(member_names(&c), ["node1", second.as_str()]);
 }
+
+/// A node whose etcd advertises its peer URL on another port than 2380 (here a relay's, 2382)
+/// joins back: the learner is added with the URL the manifest advertises, else etcd would refuse
+/// to start as that member.
+#[test]
+fn join_with_a_peer_port_other_than_2380_3_5_30() {
+    let mut spec = Spec::new(3, "3.5.30");
+    spec.peer_links = true;
+    let c = Cluster::start(spec);
+    c.etcdctl_ok(&["put", "/registry/k", "v"]);
+    destroy_node3(&c);
+    let removed = tool(&c, "etcd-member", 1, &["remove", "--unreachable", "--yes"], None);
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    let clean = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    let parked = c.node(3).parked_manifest();
+    let advertised = common::manifest::Manifest::load(&parked).unwrap().flag("initial-advertise-peer-urls").unwrap();
+    assert!(advertised.ends_with(":2382"), "{advertised}");
+    let join = tool(&c, "etcd-member", 3, &["join", "--yes", "--template", parked.to_str().unwrap()], None);
+    assert_eq!(join.code, 0, "{}\n{}", join.stderr, join.stdout);
+    assert_eq!(join.json["member"]["peerURLs"], serde_json::json!([advertised]), "{}", join.stdout);
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    let out = c.etcdctl(&c.node(3).client_url(), &["get", "/registry/k", "--consistency=s", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v");
+}

@@ -324,3 +324,49 @@ pub fn restore(snapshot: &Path, data_dir: &Path, opts: &Options) -> Result<Outco
     sync_dir(data_dir)?;
     Ok(Outcome { member_id: opts.own, cluster_id: cid, revision, bumped_revision: bumped })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A db whose `key` bucket holds `keys` (and an empty `meta`), in a fresh temp dir.
+    fn db_with_keys(tag: &str, keys: &[Vec<u8>]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("restore-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let mut w = BoltWriter::create(&path, 4096).unwrap();
+        for k in keys {
+            w.put(k, b"v").unwrap();
+        }
+        let key = w.end_bucket().unwrap();
+        let meta = w.end_bucket().unwrap();
+        w.finish(vec![(b"key".to_vec(), key), (b"meta".to_vec(), meta)]).unwrap();
+        dir
+    }
+
+    fn bump(dir: &Path, by: u64) -> Result<Outcome, Error> {
+        let m = InitialMember { name: "n1".into(), peer_urls: vec!["https://10.0.0.1:2380".into()], id: 7 };
+        let opts = Options { members: &[m], own: 7, bump_revision: Some(by), drop_alarms: false, copy_patch: false };
+        restore(&dir.join("s.db"), &dir.join(format!("data-{by}")), &opts)
+    }
+
+    /// `--bump-revision` reads the last revision off the last key: a key that is not a revision,
+    /// or a bump past int64 (etcd reads revisions signed), is an error naming why, never a panic
+    /// or a wrapped revision.
+    #[test]
+    fn bump_errors_name_the_reason() {
+        let dir = db_with_keys("short", &[revision_key(3), b"zz".to_vec()]);
+        let err = bump(&dir, 10).unwrap_err().to_string();
+        assert_eq!(err, "the last key of bucket key is 2 bytes, not a revision");
+
+        let dir2 = db_with_keys("past", &[revision_key(i64::MAX as u64 - 5)]);
+        let err = bump(&dir2, 10).unwrap_err().to_string();
+        assert!(err.starts_with("--bump-revision 10: revision 9223372036854775802 + 10 is past the largest"), "{err}");
+        let bumped = bump(&dir2, 5).map_err(|e| e.to_string()).unwrap().bumped_revision;
+        assert_eq!(bumped, Some(i64::MAX), "a bump to int64's largest fits");
+        for d in [dir, dir2] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    }
+}
