@@ -73,6 +73,7 @@ fn decide(dir: &Path, rules: Rules, protect: Option<&str>) -> Result<Decision> {
 /// stays and what went.
 pub fn prune(dir: &Path, rules: Rules, protect: Option<&str>) -> Result<SnapshotList> {
     let d = decide(dir, rules, protect)?;
+    common::failpoint::hit("prune-decided");
     let mut removed = Vec::new();
     for p in d.going {
         match std::fs::remove_file(&p) {

@@ -187,6 +187,44 @@ pub fn run(mut cmd: Command, stdin: Option<&str>) -> Run {
 }
 
 /// Runs a command to its end; its exit code, or None when a signal ended it.
+/// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs, then the
+/// tool goes on. The go file goes in `dir`. Returns the finished run and how long it took after `act`.
+pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce()) -> (Run, Duration) {
+    use std::io::{BufRead, BufReader};
+    let go = dir.join(format!("go-{point}"));
+    cmd.env(common::failpoint::VAR, format!("{point}:pause"))
+        .env(common::failpoint::GO_VAR, &go)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(&format!("failpoint {point}: paused")) {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
+        seen += &line;
+    }
+    act();
+    std::fs::write(&go, b"").unwrap();
+    let t = Instant::now();
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let out = child.wait_with_output().unwrap();
+    let took = t.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run = Run {
+        code: out.status.code().expect("exit code"),
+        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stdout,
+        stderr: seen + &rest.join().unwrap(),
+    };
+    (run, took)
+}
+
 pub fn run_status(mut cmd: Command) -> Option<i32> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run").code()
 }
@@ -305,42 +343,9 @@ impl Cluster {
         cmd
     }
 
-    /// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs, then the
-    /// tool goes on. Returns the finished run and how long it took after `act`.
-    pub fn paused_at(&self, mut cmd: std::process::Command, point: &str, act: impl FnOnce()) -> (Run, Duration) {
-        use std::io::{BufRead, BufReader};
-        let go = self.base.join(format!("go-{point}"));
-        cmd.env(common::failpoint::VAR, format!("{point}:pause"))
-            .env(common::failpoint::GO_VAR, &go)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        while !seen.contains(&format!("failpoint {point}: paused")) {
-            let mut line = String::new();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
-            seen += &line;
-        }
-        act();
-        std::fs::write(&go, b"").unwrap();
-        let t = Instant::now();
-        let rest = std::thread::spawn(move || {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
-            s
-        });
-        let out = child.wait_with_output().unwrap();
-        let took = t.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let run = Run {
-            code: out.status.code().expect("exit code"),
-            json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
-            stdout,
-            stderr: seen + &rest.join().unwrap(),
-        };
-        (run, took)
+    /// [`paused_at`] with the go file in the lab's dir.
+    pub fn paused_at(&self, cmd: Command, point: &str, act: impl FnOnce()) -> (Run, Duration) {
+        paused_at(&self.base, cmd, point, act)
     }
 
     /// A tool on node `k` with `-w json`.

@@ -265,6 +265,19 @@ fn prune_keeps_what_the_rules_say() {
     let left = files(&dir);
     assert!(left.contains(&names[0].to_string()) && left.contains(&names[3].to_string()), "{left:?}");
     assert!(!left.contains(&names[2].to_string()), "{left:?}");
+
+    // A file another hand removes between the decision and the removal: what prune wanted anyway.
+    for n in names {
+        std::fs::write(dir.join(n), &good).unwrap();
+    }
+    let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
+    cmd.args(["prune", "--dir", dir.to_str().unwrap(), "--keep", "1", "-w", "json"]);
+    let (r, _) = etcd_lab::paused_at(&dir, cmd, "prune-decided", || std::fs::remove_file(dir.join(names[4])).unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let removed: Vec<&str> = r.json["removed"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(removed.len(), 4, "{removed:?}");
+    assert!(!removed.iter().any(|p| p.ends_with(names[4])), "{removed:?}");
+    assert_eq!(files(&dir).iter().filter(|f| f.starts_with("etcd-snapshot-") && f.ends_with(".db")).count(), 1);
     drop(live_writer);
     std::fs::remove_dir_all(&dir).unwrap();
 }
