@@ -442,6 +442,26 @@ fn one_node_snapshot(keys: usize) -> (etcd_lab::Cluster, PathBuf) {
     (c, snap)
 }
 
+/// Keys over half a page in a bucket the rewrite copies (etcd puts no limit on user names): the
+/// restored db holds them, and etcd starts from it and lists them.
+#[test]
+fn long_user_names_survive_a_restore_3_5_30() {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));
+    let names: Vec<String> = (0..3).map(|i| format!("{i}{}", "u".repeat(2100))).collect();
+    for n in &names {
+        c.etcdctl_ok(&["user", "add", &format!("{n}:pw")]);
+    }
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    c.etcdctl_ok(&["user", "delete", &names[0]]);
+    let r = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", snap.to_str().unwrap(), "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let users = c.etcdctl_ok(&["user", "list"]);
+    let listed: Vec<&str> = users.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(listed, names.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
 /// A crictl that looks at another runtime (it lists no etcd container) while etcd still runs (here
 /// frozen, so it holds on past the kubelet's stop): the swap waits for etcd to let go of its db
 /// instead of moving the data dir from under it, times out, and puts the manifest back.

@@ -139,16 +139,19 @@ impl BoltWriter {
         Ok(value)
     }
 
-    /// Branch levels over the flushed leaves until one root page remains.
+    /// Branch levels over the flushed leaves until one root page remains. A branch page takes at
+    /// least two children (it overflows rather than split below that, as bbolt's do): each level
+    /// then at least halves, so even keys of over half a page end in one root.
     fn build_branches(&mut self) -> std::io::Result<u64> {
         let mut level = std::mem::take(&mut self.children);
         while level.len() > 1 {
+            let width = level.len();
             let mut next = Vec::new();
             let mut page: Vec<(Vec<u8>, u64)> = Vec::new();
             let mut size = PAGE_HEADER;
             for (key, child) in level {
                 let add = ELEMENT + key.len();
-                if !page.is_empty() && size + add > self.page_size {
+                if page.len() >= 2 && size + add > self.page_size {
                     next.push(self.write_branch(std::mem::take(&mut page))?);
                     size = PAGE_HEADER;
                 }
@@ -156,6 +159,10 @@ impl BoltWriter {
                 page.push((key, child));
             }
             next.push(self.write_branch(page)?);
+            // A guard: a level that does not shrink would loop, writing pages until the disk is full.
+            if next.len() >= width {
+                return Err(std::io::Error::other("bolt writer: a branch level did not shrink"));
+            }
             level = next;
         }
         Ok(level[0].1)
@@ -210,5 +217,44 @@ impl BoltWriter {
         }
         file.set_len(pgid * self.page_size as u64)?;
         file.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::bolt::{Bolt, Visitor};
+
+    struct Keys(Vec<Vec<u8>>);
+    impl Visitor for Keys {
+        fn bucket(&mut self, _: &[u8]) {}
+        fn entry(&mut self, key: &[u8], _: &[u8], _: bool) {
+            self.0.push(key.to_vec());
+        }
+    }
+
+    /// Keys of over half a page (auth user or role names have no limit in etcd): the branch
+    /// levels still end in one root, and the file reads back whole. Splitting a branch page at one
+    /// child made every level as wide as the one below, and the writer filled the disk.
+    #[test]
+    fn keys_longer_than_half_a_page() {
+        for (len, count) in [(2100usize, 2usize), (2100, 9), (5000, 3), (9000, 40)] {
+            let path = std::env::temp_dir().join(format!("boltw-long-{}-{len}-{count}.db", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let keys: Vec<Vec<u8>> = (0..count).map(|i| vec![b'a' + i as u8 % 26; len + i]).collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            let mut w = BoltWriter::create(&path, 4096).unwrap();
+            for k in &sorted {
+                w.put(k, b"v").unwrap();
+            }
+            let bucket = w.end_bucket().unwrap();
+            w.finish(vec![(b"authUsers".to_vec(), bucket)]).unwrap();
+            assert!(std::fs::metadata(&path).unwrap().len() < 64 * (len as u64 + 4096) * count as u64);
+            let mut seen = Keys(Vec::new());
+            Bolt::open(&path).unwrap().walk(&mut seen).unwrap();
+            assert_eq!(seen.0, sorted, "{len} x {count}");
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 }
