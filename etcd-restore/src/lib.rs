@@ -298,6 +298,8 @@ pub fn run(args: Args) -> Result<u8> {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(anyhow!("rename {} to {}: {e}", tmp.display(), data_dir.display()));
     }
+    // The rename is durable before we say it is done.
+    common::durable::sync_parent(&data_dir).map_err(|e| anyhow!("fsync the dir of {}: {e}", data_dir.display()))?;
     cli::emit(&document(path, &data_dir, &m, &outcome), shared.output, render);
     Ok(exit::OK)
 }

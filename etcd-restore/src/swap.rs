@@ -372,6 +372,9 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
             .map_err(|e| anyhow!("rename {} to {}: {e}", tmp.display(), data_dir.display()))?;
         done.tmp = None;
         done.new_in_place = true;
+        // Durable before the manifest that starts etcd on it: else a crash could keep the manifest
+        // and lose the rename, and etcd would bootstrap an empty cluster in an empty dir.
+        common::durable::sync_parent(&data_dir).map_err(|e| anyhow!("fsync the dir of {}: {e}", data_dir.display()))?;
         common::failpoint::hit("swap-swapped-in");
         let mut new = original.clone();
         new.set_flag("initial-cluster", &initial)?;

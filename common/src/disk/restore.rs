@@ -228,6 +228,27 @@ fn rewrite_db(bolt: &mut Bolt, db: &Path, opts: &Options, n: u64) -> Result<(i64
     Ok(out)
 }
 
+/// Reads a bucket through: its last key, and whether it nests buckets.
+#[derive(Default)]
+struct Check {
+    last: Option<Vec<u8>>,
+    nested: bool,
+}
+
+impl Visitor for Check {
+    fn bucket(&mut self, _: &[u8]) {}
+    fn entry(&mut self, key: &[u8], _: &[u8], is_bucket: bool) {
+        self.nested |= is_bucket;
+        match &mut self.last {
+            Some(l) => {
+                l.clear();
+                l.extend_from_slice(key);
+            }
+            None => self.last = Some(key.to_vec()),
+        }
+    }
+}
+
 /// Copy-then-patch: the file copied (the kernel's copy, reflinks where the filesystem has them),
 /// the changed buckets and a new root bucket appended as new pages, new meta pages. The old pages
 /// of the changed buckets are left unreachable, which a no-freelist file treats as free.
@@ -238,30 +259,44 @@ fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64)
     drop(out);
     let page_size = bolt.meta.page_size as usize;
     let mut w = BoltWriter::append(db, page_size, bolt.meta.pgid)?;
-    let mut source = bolt.buckets().map_err(Error::Corrupt)?;
+    // None: a bucket the source lacks (created empty); a present bucket's value is checked as read.
+    let mut source: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+        bolt.buckets().map_err(Error::Corrupt)?.into_iter().map(|(n, v)| (n, Some(v))).collect();
     for name in ENSURED {
         if !source.iter().any(|(n, _)| n == name) {
-            source.push((name.to_vec(), Vec::new()));
+            source.push((name.to_vec(), None));
         }
     }
     source.sort();
     let mut revision = 0;
     let mut buckets = Vec::new();
     for (name, value) in source {
-        if name == b"key" && !value.is_empty() {
-            revision = main_revision(bolt.last_key(&value).map_err(Error::Corrupt)?.as_ref());
+        match (value, changes(&name, opts)) {
+            (Some(value), false) => {
+                // Linked as it is, but read through first: the copy must not carry damage the
+                // rewrite would refuse (a raw db from a crashed node has no hash to catch it).
+                let mut check = Check::default();
+                bolt.bucket_entries(&name, &value, &mut check).map_err(Error::Corrupt)?;
+                if check.nested {
+                    return Err(Error::Io(std::io::Error::other("nested buckets are not etcd's")));
+                }
+                if name == b"key" {
+                    revision = main_revision(check.last.as_ref());
+                }
+                buckets.push((name, value));
+            }
+            (value, changed) => {
+                let old = match &value {
+                    None => BTreeMap::new(),
+                    Some(v) => bolt.bucket_map(&name, v).map_err(Error::Corrupt)?,
+                };
+                let entries = if changed { changed_entries(&name, old, opts, n, None) } else { old };
+                for (k, v) in entries {
+                    w.put(&k, &v)?;
+                }
+                buckets.push((name, w.end_bucket()?));
+            }
         }
-        if !changes(&name, opts) && !value.is_empty() {
-            buckets.push((name, value));
-            continue;
-        }
-        let old =
-            if value.is_empty() { BTreeMap::new() } else { bolt.bucket_map(&name, &value).map_err(Error::Corrupt)? };
-        let entries = if changes(&name, opts) { changed_entries(&name, old, opts, n, None) } else { old };
-        for (k, v) in entries {
-            w.put(&k, &v)?;
-        }
-        buckets.push((name, w.end_bucket()?));
     }
     w.finish(buckets)?;
     Ok((revision, None))
@@ -343,6 +378,28 @@ mod tests {
         let meta = w.end_bucket().unwrap();
         w.finish(vec![(b"key".to_vec(), key), (b"meta".to_vec(), meta)]).unwrap();
         dir
+    }
+
+    /// Damage off the `key` bucket's rightmost path (its first child pointing past the file):
+    /// copy-then-patch links that bucket unchanged, but reads it through first, so it refuses the
+    /// file as the rewrite does instead of copying the damage into a data dir.
+    #[test]
+    fn copy_patch_refuses_damage_in_a_bucket_it_keeps() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshot-3.5.30.db");
+        let db = std::fs::read(path).unwrap();
+        let far = crate::disk::forge::with_key_child(&db, Some(999_999)).unwrap();
+        let dir = std::env::temp_dir().join(format!("restore-far-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("s.db"), far).unwrap();
+        let m = InitialMember { name: "n1".into(), peer_urls: vec!["https://10.0.0.1:2380".into()], id: 7 };
+        for copy_patch in [false, true] {
+            let opts = Options { members: &[m.clone()], own: 7, bump_revision: None, drop_alarms: false, copy_patch };
+            let err = restore(&dir.join("s.db"), &dir.join(format!("data-{copy_patch}")), &opts).unwrap_err();
+            assert!(matches!(err, Error::Corrupt(_)), "copy_patch {copy_patch}: {err}");
+            assert!(err.to_string().contains("page id 999999 out of range"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn bump(dir: &Path, by: u64) -> Result<Outcome, Error> {
