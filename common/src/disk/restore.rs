@@ -394,7 +394,13 @@ mod tests {
         std::fs::write(dir.join("s.db"), far).unwrap();
         let m = InitialMember { name: "n1".into(), peer_urls: vec!["https://10.0.0.1:2380".into()], id: 7 };
         for copy_patch in [false, true] {
-            let opts = Options { members: &[m.clone()], own: 7, bump_revision: None, drop_alarms: false, copy_patch };
+            let opts = Options {
+                members: std::slice::from_ref(&m),
+                own: 7,
+                bump_revision: None,
+                drop_alarms: false,
+                copy_patch,
+            };
             let err = restore(&dir.join("s.db"), &dir.join(format!("data-{copy_patch}")), &opts).unwrap_err();
             assert!(matches!(err, Error::Corrupt(_)), "copy_patch {copy_patch}: {err}");
             assert!(err.to_string().contains("page id 999999 out of range"), "{err}");
