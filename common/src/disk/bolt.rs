@@ -144,7 +144,7 @@ impl Bolt {
         };
         let mut meta1 = None;
         for ps in sizes {
-            if ps < 1024 || len < ps + (PAGE_HEADER + 64) as u64 {
+            if ps < 512 || len < ps + (PAGE_HEADER + 64) as u64 {
                 continue;
             }
             let mut buf = vec![0u8; PAGE_HEADER + 64];
@@ -212,13 +212,42 @@ impl Bolt {
         if id * ps + total > self.len {
             return Err(corrupt(format!("page {id} runs past the end of the file")));
         }
+        // Only the bytes the elements use are read, so a corrupt overflow count alone cannot make
+        // us allocate up to the whole file: first the element table, then up to the furthest data.
+        let is_leaf = flags & FLAG_LEAF != 0;
+        let elements = if flags & (FLAG_LEAF | FLAG_BRANCH) != 0 { count } else { 0 };
+        let table = PAGE_HEADER + elements * if is_leaf { LEAF_ELEMENT } else { BRANCH_ELEMENT };
+        let past = || corrupt(format!("page {id}: its elements run past its {} page(s)", overflow + 1));
+        if table as u64 > total {
+            return Err(past());
+        }
         // One buffer for all pages: grown (and zeroed) only when a bigger page comes.
         let mut data = std::mem::take(&mut self.spare);
-        let len = total as usize;
+        if data.len() < table {
+            data.resize(table, 0);
+        }
+        let read = |data: &mut [u8], at: u64| {
+            self.file.read_exact_at(data, id * ps + at).map_err(|e| corrupt(format!("page {id}: {e}")))
+        };
+        read(&mut data[..table], 0)?;
+        let mut end = table as u64;
+        for i in 0..elements {
+            let at = PAGE_HEADER + i * LEAF_ELEMENT;
+            let el = &data[at..at + LEAF_ELEMENT];
+            let extent = match is_leaf {
+                true => u64::from(u32_at(el, 4)) + u64::from(u32_at(el, 8)) + u64::from(u32_at(el, 12)),
+                false => u64::from(u32_at(el, 0)) + u64::from(u32_at(el, 4)),
+            };
+            end = end.max(at as u64 + extent);
+        }
+        if end > total {
+            return Err(past());
+        }
+        let len = end as usize;
         if data.len() < len {
             data.resize(len, 0);
         }
-        self.file.read_exact_at(&mut data[..len], id * ps).map_err(|e| corrupt(format!("page {id}: {e}")))?;
+        read(&mut data[table..len], table as u64)?;
         Ok(Page { id, flags, count, data, len })
     }
 
@@ -438,6 +467,53 @@ mod tests {
         fn entry(&mut self, _: &[u8], _: &[u8], _: bool) {
             self.0 += 1;
         }
+    }
+
+    /// A corrupt overflow count (one bit flip) on a big db: only the bytes the page's elements use
+    /// are read, not the hundreds of MB the count claims. bbolt reads such a page fine too.
+    #[test]
+    fn a_huge_overflow_count_reads_only_what_the_elements_use() {
+        use std::os::unix::fs::FileExt;
+        let path = std::env::temp_dir().join(format!("overflow-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut w = crate::disk::boltw::BoltWriter::create(&path, 4096).unwrap();
+        for i in 0..200u32 {
+            w.put(&i.to_be_bytes(), &[7u8; 100]).unwrap();
+        }
+        let bucket = w.end_bucket().unwrap();
+        w.finish(vec![(b"key".to_vec(), bucket)]).unwrap();
+        // Grown to 2^20 pages (4 GiB, sparse), as both meta pages say.
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let pages = 1u64 << 20;
+        f.set_len(pages * 4096).unwrap();
+        let mut root = 0;
+        for m in 0..2u64 {
+            let mut meta = vec![0u8; 4096];
+            f.read_exact_at(&mut meta, m * 4096).unwrap();
+            root = u64_at(&meta, PAGE_HEADER + 16);
+            meta[PAGE_HEADER + 40..PAGE_HEADER + 48].copy_from_slice(&pages.to_le_bytes());
+            let sum = fnv1a64(&meta[PAGE_HEADER..PAGE_HEADER + 56]);
+            meta[PAGE_HEADER + 56..PAGE_HEADER + 64].copy_from_slice(&sum.to_le_bytes());
+            f.write_all_at(&meta, m * 4096).unwrap();
+        }
+        // The root bucket's page claims 600,000 overflow pages (2.3 GiB).
+        f.write_all_at(&600_000u32.to_le_bytes(), root * 4096 + 12).unwrap();
+        drop(f);
+        let mut count = Count(0);
+        Bolt::open(&path).unwrap().walk(&mut count).unwrap();
+        assert_eq!(count.0, 200);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let hwm_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(hwm_kb < 1 << 20, "peak RSS {hwm_kb} kB: the claimed overflow was read");
+        std::fs::remove_file(&path).unwrap();
     }
 
     /// An empty leaf below a branch is corrupt for the walk and for `last_key` alike (found by
