@@ -345,9 +345,11 @@ impl Bolt {
     }
 
     fn walk_tree(&mut self, root: u64, name: &str, last: &mut Option<Vec<u8>>, emit: &mut Emit) -> Result<()> {
-        // Depth-first with an explicit stack: (page id, lower bound key from the parent).
-        let mut stack: Vec<(u64, Option<Vec<u8>>)> = vec![(root, None)];
-        while let Some((id, lower)) = stack.pop() {
+        // Depth-first with an explicit stack: (page id, the parent's key for it, the parent's next
+        // key). Every key of a page lies in [its key, the next one), as bbolt's check wants.
+        let mut stack: Vec<(u64, Option<Vec<u8>>, Option<Vec<u8>>)> = vec![(root, None, None)];
+        let above = |id: u64| corrupt(format!("bucket {name:?} page {id}: a key at or above its parent's next key"));
+        while let Some((id, lower, upper)) = stack.pop() {
             let page = self.read_page(id)?;
             if page.flags & FLAG_LEAF != 0 {
                 let first = leaf_entries(&page, name, last, emit)?;
@@ -359,6 +361,11 @@ impl Bolt {
                 if lower.is_some() && first.is_none() {
                     return Err(empty_leaf(name, id));
                 }
+                if let (Some(up), Some(l)) = (&upper, last.as_ref())
+                    && l >= up
+                {
+                    return Err(above(id));
+                }
             } else if page.flags & FLAG_BRANCH != 0 {
                 let children = branch_children(&page, name)?;
                 if let Some(lo) = &lower
@@ -366,8 +373,15 @@ impl Bolt {
                 {
                     return Err(corrupt(format!("bucket {name:?} page {id}: first key below its parent's key")));
                 }
+                if let (Some(up), Some((l, _))) = (&upper, children.last())
+                    && l >= up
+                {
+                    return Err(above(id));
+                }
+                let mut next = upper;
                 for (key, child) in children.into_iter().rev() {
-                    stack.push((child, Some(key)));
+                    stack.push((child, Some(key.clone()), next));
+                    next = Some(key);
                 }
             } else {
                 return Err(corrupt(format!(
@@ -513,6 +527,35 @@ mod tests {
             .parse()
             .unwrap();
         assert!(hwm_kb < 1 << 20, "peak RSS {hwm_kb} kB: the claimed overflow was read");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A leaf whose keys reach its parent's next key: still in order overall, but bbolt's check
+    /// (and so `etcdutl`) refuses it, and so do we.
+    #[test]
+    fn a_key_at_or_above_the_parents_next_key_is_corrupt() {
+        use std::os::unix::fs::FileExt;
+        let path = std::env::temp_dir().join(format!("upper-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut w = crate::disk::boltw::BoltWriter::create(&path, 4096).unwrap();
+        for i in 0..200u32 {
+            w.put(&i.to_be_bytes(), &[7u8; 100]).unwrap();
+        }
+        let bucket = w.end_bucket().unwrap();
+        w.finish(vec![(b"key".to_vec(), bucket.clone())]).unwrap();
+        let mut count = Count(0);
+        Bolt::open(&path).unwrap().walk(&mut count).unwrap();
+        assert_eq!(count.0, 200);
+        // The branch's second key lowered to 10: the first leaf (keys 0..) now runs past it.
+        let branch = u64_at(&bucket, 0) * 4096;
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut el = [0u8; 16];
+        f.read_exact_at(&mut el, branch + 32).unwrap();
+        let key_at = branch + 32 + u64::from(u32_at(&el, 0));
+        f.write_all_at(&10u32.to_be_bytes(), key_at).unwrap();
+        drop(f);
+        let err = Bolt::open(&path).unwrap().walk(&mut Count(0)).unwrap_err().to_string();
+        assert!(err.contains("a key at or above its parent's next key"), "{err}");
         std::fs::remove_file(&path).unwrap();
     }
 
