@@ -347,7 +347,8 @@ impl Bolt {
     fn walk_tree(&mut self, root: u64, name: &str, last: &mut Option<Vec<u8>>, emit: &mut Emit) -> Result<()> {
         // Depth-first with an explicit stack: (page id, the parent's key for it, the parent's next
         // key). Every key of a page lies in [its key, the next one), as bbolt's check wants.
-        let mut stack: Vec<(u64, Option<Vec<u8>>, Option<Vec<u8>>)> = vec![(root, None, None)];
+        type Bound = Option<Vec<u8>>;
+        let mut stack: Vec<(u64, Bound, Bound)> = vec![(root, None, None)];
         let above = |id: u64| corrupt(format!("bucket {name:?} page {id}: a key at or above its parent's next key"));
         while let Some((id, lower, upper)) = stack.pop() {
             let page = self.read_page(id)?;

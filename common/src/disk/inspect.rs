@@ -134,11 +134,24 @@ pub fn read_wal(dir: &Path) -> Result<WalState, String> {
     Ok(st)
 }
 
-/// The newest `.snap` whose CRC holds.
-pub fn read_snap(dir: &Path) -> Result<Option<SnapState>, String> {
+/// The `.snap` etcd would load: the newest whose CRC holds and, when the WAL was read, that a WAL
+/// snapshot record at or below the commit index names (etcd writes the `.snap` before that record,
+/// so a crash between the two leaves one it ignores). An unreadable file is skipped, as etcd does.
+pub fn read_snap(dir: &Path, wal: Option<&WalState>) -> Result<Option<SnapState>, String> {
+    let usable = |index: u64, term: u64| wal.is_none_or(|w| index <= w.commit && w.snapshots.contains(&(index, term)));
+    let mut unreadable = Vec::new();
     for f in sorted_files(dir, "snap").into_iter().rev() {
-        let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let bytes = match std::fs::read(&f) {
+            Ok(b) => b,
+            Err(e) => {
+                unreadable.push(format!("{}: {e}", f.display()));
+                continue;
+            }
+        };
         let Some(m) = snapfile::parse(&bytes) else { continue };
+        if !usable(m.index, m.term) {
+            continue;
+        }
         return Ok(Some(SnapState {
             file: f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             index: m.index,
@@ -147,7 +160,11 @@ pub fn read_snap(dir: &Path) -> Result<Option<SnapState>, String> {
             learners: m.learners,
         }));
     }
-    Ok(None)
+    // Nothing usable: a file we could not read may have been the one.
+    match unreadable.is_empty() {
+        true => Ok(None),
+        false => Err(unreadable.join("; ")),
+    }
 }
 
 fn be_u64(v: Option<&Vec<u8>>) -> u64 {
@@ -204,7 +221,7 @@ pub fn inspect(data_dir: &Path) -> Inspection {
         Ok(w) => out.wal = Some(w),
         Err(e) => out.problems.push(e),
     }
-    match read_snap(&member.join("snap")) {
+    match read_snap(&member.join("snap"), out.wal.as_ref()) {
         Ok(s) => out.snap = s,
         Err(e) => out.problems.push(e),
     }
@@ -218,6 +235,32 @@ pub fn inspect(data_dir: &Path) -> Inspection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `.snap` no WAL snapshot record names (written just before a crash), or one above the
+    /// commit index, is not the one etcd loads; the newest one it would load is reported.
+    #[test]
+    fn the_snap_is_the_one_etcd_would_load() {
+        let dir = std::env::temp_dir().join(format!("snap-choice-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let v2 = snapfile::v2_store_json(&[(1, vec!["https://10.0.0.1:2380".into()])]);
+        for (term, index) in [(2, 100), (2, 200), (3, 300)] {
+            std::fs::write(dir.join(snapfile::snap_name(term, index)), snapfile::snap_file(&v2, &[1], index, term))
+                .unwrap();
+        }
+        let wal = |commit: u64, snapshots: &[(u64, u64)]| WalState {
+            commit,
+            snapshots: snapshots.to_vec(),
+            ..Default::default()
+        };
+        let index = |w: Option<&WalState>| read_snap(&dir, w).unwrap().map(|s| s.index);
+        assert_eq!(index(None), Some(300), "no WAL: the newest sound file");
+        assert_eq!(index(Some(&wal(350, &[(0, 0), (100, 2), (200, 2)]))), Some(200), "no record names 300");
+        assert_eq!(index(Some(&wal(250, &[(100, 2), (200, 2), (300, 3)]))), Some(200), "300 is above the commit");
+        assert_eq!(index(Some(&wal(350, &[(100, 2), (200, 3), (300, 3)]))), Some(300));
+        assert_eq!(index(Some(&wal(350, &[(0, 0)]))), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn segment(prev_crc: u32, index: u64) -> Vec<u8> {
         let mut w = wal::Writer::new(prev_crc);
