@@ -63,6 +63,10 @@ common::with_shared_flags! {
         /// drop the alarms (NOSPACE, CORRUPT) the snapshot carries
         #[argh(switch)]
         pub drop_alarms: bool,
+        /// write the new members as meta/confState: etcd 3.6.0-3.6.4 refuse a db from etcd 3.4
+        /// (neither confState nor storageVersion) without it; etcdutl keeps the old one
+        #[argh(switch)]
+        pub write_confstate: bool,
         /// copy the db and patch it instead of rewriting it compactly (the rewrite measured faster
         /// here and defragments; see BENCHMARKS.md)
         #[argh(switch)]
@@ -169,9 +173,18 @@ pub(crate) fn restore_beside(
         bump_revision: args.bump_revision.filter(|b| *b > 0),
         drop_alarms: args.drop_alarms,
         copy_patch: args.copy_patch,
+        write_conf_state: args.write_confstate,
     };
     match restore::restore(Path::new(snapshot), &tmp, &opts) {
-        Ok(o) => Ok((tmp, o)),
+        Ok(o) => {
+            if o.legacy_schema && !args.write_confstate {
+                eprintln!(
+                    "etcd-restore: warning: {snapshot} comes from etcd 3.4 (no meta/confState or storageVersion): etcd \
+                     3.6.0-3.6.4 will not start from it; --write-confstate makes one they start from"
+                );
+            }
+            Ok((tmp, o))
+        }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
             Err(match e {

@@ -33,6 +33,10 @@ common::with_shared_flags! {
         /// clear the alarms (NOSPACE, CORRUPT) the snapshot carries, on every node
         #[argh(switch)]
         pub drop_alarms: bool,
+        /// write the new members as meta/confState on every node (for etcd 3.6.0-3.6.4 and a
+        /// snapshot from etcd 3.4)
+        #[argh(switch)]
+        pub write_confstate: bool,
     }
 }
 
@@ -111,7 +115,11 @@ pub fn run(args: PlanArgs) -> Result<u8> {
             if let Some(b) = args.bump_revision.filter(|b| *b > 0) {
                 argv.extend(["--bump-revision".into(), b.to_string(), "--mark-compacted".into()]);
             }
-            let switches = [("--skip-hash-check", args.skip_hash_check), ("--drop-alarms", args.drop_alarms)];
+            let switches = [
+                ("--skip-hash-check", args.skip_hash_check),
+                ("--drop-alarms", args.drop_alarms),
+                ("--write-confstate", args.write_confstate),
+            ];
             argv.extend(switches.iter().filter(|(_, on)| *on).map(|(flag, _)| flag.to_string()));
             argv.push("--yes".into());
             let shell = argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");

@@ -141,6 +141,8 @@ fn db_like_etcdutl() {
             None,
         );
         assert_eq!(r.code, 0, "{}", r.stderr);
+        // A 3.4 db: etcd 3.6.0-3.6.4 cannot tell its schema, and the operator is told.
+        assert_eq!(r.stderr.contains("will not start from it; --write-confstate"), v == "3.4.23", "{}", r.stderr);
         assert_eq!(r.json["memberId"], "e04b22db4a72a6dd");
         assert_eq!(r.json["clusterId"], "4180329efa9c6f95");
         let status = |dir: &Path| common::disk::snapshot::status(&dir.join("member/snap/db")).unwrap();
@@ -217,6 +219,14 @@ fn cluster_from_restore_3_5_30() {
 #[test]
 fn cluster_from_restore_3_5_30_of_a_3_4_snapshot() {
     cluster_from_restore("3.5.30", "3.4.23");
+}
+
+/// `--write-confstate` (the new voters in meta/confState, for etcd 3.6.0-3.6.4) on a 3.4 db: 3.4
+/// and 3.5 start from it as well.
+#[test]
+fn cluster_from_restore_with_conf_state() {
+    cluster_from_restore_with("3.4.23", "3.4.23", &["--write-confstate"]);
+    cluster_from_restore_with("3.5.30", "3.4.23", &["--write-confstate", "--copy-patch"]);
 }
 
 /// `--bump-revision 1000 --mark-compacted`: the revision jumps and older ones are compacted, as
@@ -618,5 +628,29 @@ fn stale_swap_journal_is_retired_3_5_30() {
             assert!(kept.contains("--snapshot-count=10001"), "the operator's edit is the new base");
         }
         assert_eq!(count_keys(&c, &c.node(1).client_url()), 10);
+    }
+}
+
+/// `plan` passes the restore switches on to every node's command, and only those given.
+#[test]
+fn plan_passes_the_switches_on() {
+    let snap = testdata("snapshot-3.5.30.db");
+    let plan = |switches: &[&str]| {
+        let mut cmd = Command::new(etcd_lab::bin("etcd-restore"));
+        cmd.args(["plan", "--snapshot"]).arg(&snap);
+        cmd.args(["--initial-cluster", "a=https://10.0.0.1:2380,b=https://10.0.0.2:2380", "-w", "json"]).args(switches);
+        let r = etcd_lab::run(cmd, None);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.json["nodes"].as_array().unwrap().clone()
+    };
+    let all = ["--skip-hash-check", "--drop-alarms", "--write-confstate"];
+    for (given, nodes) in [(&all[..], plan(&all)), (&[][..], plan(&[]))] {
+        assert_eq!(nodes.len(), 2);
+        for n in &nodes {
+            let argv: Vec<&str> = n["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+            for s in all {
+                assert_eq!(argv.contains(&s), given.contains(&s), "{s}: {argv:?}");
+            }
+        }
     }
 }

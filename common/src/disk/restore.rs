@@ -29,6 +29,8 @@ pub struct Options<'a> {
     pub drop_alarms: bool,
     /// Copy the db and patch it instead of the compacting rewrite (a bump always rewrites).
     pub copy_patch: bool,
+    /// `meta/confState` := the new voters (ETCD-DISK-FORMAT.md §8.6 step 5; etcdutl keeps the old).
+    pub write_conf_state: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,9 @@ pub struct Outcome {
     pub revision: i64,
     /// The revision after the bump, when bumped.
     pub bumped_revision: Option<i64>,
+    /// The source's `meta` has neither `confState` nor `storageVersion` (a db from etcd 3.4):
+    /// etcd 3.6.0–3.6.4 cannot tell its schema and refuse it unless `confState` is written.
+    pub legacy_schema: bool,
 }
 
 #[derive(Debug)]
@@ -96,6 +101,14 @@ fn changed_entries(
             let mut meta = old;
             meta.insert(b"consistent_index".to_vec(), n.to_be_bytes().to_vec());
             meta.insert(b"term".to_vec(), 1u64.to_be_bytes().to_vec());
+            if opts.write_conf_state {
+                let mut voters: Vec<u64> = opts.members.iter().map(|m| m.id).collect();
+                voters.sort();
+                let ids: Vec<String> = voters.iter().map(u64::to_string).collect();
+                // Go's encoding of raftpb.ConfState: empty lists omitted, auto_leave always there.
+                let json = format!("{{\"voters\":[{}],\"auto_leave\":false}}", ids.join(","));
+                meta.insert(b"confState".to_vec(), json.into_bytes());
+            }
             if let Some(k) = bumped {
                 meta.insert(b"scheduledCompactRev".to_vec(), k.clone());
             }
@@ -104,6 +117,11 @@ fn changed_entries(
         // members_removed emptied; alarm dropped when asked
         _ => BTreeMap::new(),
     }
+}
+
+/// A `meta` bucket from which etcd 3.6.0–3.6.4 cannot tell the schema (see [`Outcome`]).
+fn legacy_schema(meta: &BTreeMap<Vec<u8>, Vec<u8>>) -> bool {
+    !meta.contains_key(b"confState".as_slice()) && !meta.contains_key(b"storageVersion".as_slice())
 }
 
 /// Streams the source db into the writer, with the restore's changes.
@@ -117,6 +135,7 @@ struct Rewrite<'a> {
     meta: BTreeMap<Vec<u8>, Vec<u8>>,
     last_key: Option<Vec<u8>>,
     bumped: Option<Vec<u8>>,
+    legacy_schema: bool,
     err: Option<std::io::Error>,
 }
 
@@ -152,6 +171,9 @@ impl Rewrite<'_> {
         }
         if changes(name, self.opts) {
             let old = std::mem::take(&mut self.meta);
+            if name == b"meta" {
+                self.legacy_schema = legacy_schema(&old);
+            }
             for (k, v) in changed_entries(name, old, self.opts, self.n, self.bumped.as_ref()) {
                 self.w.put(&k, &v)?;
             }
@@ -205,7 +227,7 @@ fn main_revision(key: Option<&Vec<u8>>) -> i64 {
 }
 
 /// The compacting rewrite: every bucket streamed through the writer.
-fn rewrite_db(bolt: &mut Bolt, db: &Path, opts: &Options, n: u64) -> Result<(i64, Option<i64>), Error> {
+fn rewrite_db(bolt: &mut Bolt, db: &Path, opts: &Options, n: u64) -> Result<Written, Error> {
     let w = BoltWriter::create(db, bolt.meta.page_size as usize)?;
     let mut rw = Rewrite {
         w,
@@ -216,6 +238,7 @@ fn rewrite_db(bolt: &mut Bolt, db: &Path, opts: &Options, n: u64) -> Result<(i64
         meta: BTreeMap::new(),
         last_key: None,
         bumped: None,
+        legacy_schema: false,
         err: None,
     };
     bolt.walk(&mut rw).map_err(Error::Corrupt)?;
@@ -223,9 +246,20 @@ fn rewrite_db(bolt: &mut Bolt, db: &Path, opts: &Options, n: u64) -> Result<(i64
     if let Some(e) = rw.err {
         return Err(Error::Io(e));
     }
-    let out = (main_revision(rw.last_key.as_ref()), rw.bumped.as_ref().map(|k| main_revision(Some(k))));
+    let out = Written {
+        revision: main_revision(rw.last_key.as_ref()),
+        bumped: rw.bumped.as_ref().map(|k| main_revision(Some(k))),
+        legacy_schema: rw.legacy_schema,
+    };
     rw.w.finish(rw.done)?;
     Ok(out)
+}
+
+/// What writing the db found out.
+struct Written {
+    revision: i64,
+    bumped: Option<i64>,
+    legacy_schema: bool,
 }
 
 /// Reads a bucket through: its last key, and whether it nests buckets.
@@ -252,7 +286,7 @@ impl Visitor for Check {
 /// Copy-then-patch: the file copied (the kernel's copy, reflinks where the filesystem has them),
 /// the changed buckets and a new root bucket appended as new pages, new meta pages. The old pages
 /// of the changed buckets are left unreachable, which a no-freelist file treats as free.
-fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64) -> Result<(i64, Option<i64>), Error> {
+fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64) -> Result<Written, Error> {
     // Created 0600 before any byte of the copy lands (fs::copy would give it the source's mode).
     let mut out = crate::durable::create_new(db, 0o600)?;
     std::io::copy(&mut std::fs::File::open(snapshot)?, &mut out)?;
@@ -269,6 +303,7 @@ fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64)
     }
     source.sort();
     let mut revision = 0;
+    let mut legacy = false;
     let mut buckets = Vec::new();
     for (name, value) in source {
         match (value, changes(&name, opts)) {
@@ -290,6 +325,9 @@ fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64)
                     None => BTreeMap::new(),
                     Some(v) => bolt.bucket_map(&name, v).map_err(Error::Corrupt)?,
                 };
+                if name == b"meta" {
+                    legacy = legacy_schema(&old);
+                }
                 let entries = if changed { changed_entries(&name, old, opts, n, None) } else { old };
                 for (k, v) in entries {
                     w.put(&k, &v)?;
@@ -299,7 +337,7 @@ fn patch_db(bolt: &mut Bolt, snapshot: &Path, db: &Path, opts: &Options, n: u64)
         }
     }
     w.finish(buckets)?;
-    Ok((revision, None))
+    Ok(Written { revision, bumped: None, legacy_schema: legacy })
 }
 
 fn write_file(p: &Path, data: &[u8], mode: u32, len: Option<u64>) -> std::io::Result<()> {
@@ -334,7 +372,7 @@ pub fn restore(snapshot: &Path, data_dir: &Path, opts: &Options) -> Result<Outco
     let db = member.join("snap/db");
     // Chosen by measurement (BENCHMARKS.md): the rewrite beat copy-then-patch on a 1.3 GB
     // snapshot, and defragments on the way.
-    let (revision, bumped) = if opts.copy_patch && opts.bump_revision.is_none() {
+    let written = if opts.copy_patch && opts.bump_revision.is_none() {
         patch_db(&mut bolt, snapshot, &db, opts, n)?
     } else {
         rewrite_db(&mut bolt, &db, opts, n)?
@@ -357,7 +395,13 @@ pub fn restore(snapshot: &Path, data_dir: &Path, opts: &Options) -> Result<Outco
     std::fs::rename(&tmp, member.join("wal"))?;
     sync_dir(&member)?;
     sync_dir(data_dir)?;
-    Ok(Outcome { member_id: opts.own, cluster_id: cid, revision, bumped_revision: bumped })
+    Ok(Outcome {
+        member_id: opts.own,
+        cluster_id: cid,
+        revision: written.revision,
+        bumped_revision: written.bumped,
+        legacy_schema: written.legacy_schema,
+    })
 }
 
 #[cfg(test)]
@@ -400,6 +444,7 @@ mod tests {
                 bump_revision: None,
                 drop_alarms: false,
                 copy_patch,
+                write_conf_state: false,
             };
             let err = restore(&dir.join("s.db"), &dir.join(format!("data-{copy_patch}")), &opts).unwrap_err();
             assert!(matches!(err, Error::Corrupt(_)), "copy_patch {copy_patch}: {err}");
@@ -408,9 +453,54 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A db from etcd 3.4 (no confState, no storageVersion) is flagged, one from 3.5 is not; with
+    /// `write_conf_state` the new voters go in as Go writes raftpb.ConfState, in both write modes.
+    #[test]
+    fn conf_state_for_a_3_4_db() {
+        let dir = std::env::temp_dir().join(format!("restore-confstate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let members = [
+            InitialMember { name: "a".into(), peer_urls: vec!["https://10.0.0.1:2380".into()], id: 900 },
+            InitialMember { name: "b".into(), peer_urls: vec!["https://10.0.0.2:2380".into()], id: 12 },
+        ];
+        let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        for (version, legacy) in [("3.4.23", true), ("3.5.30", false)] {
+            for (write, copy_patch) in [(false, false), (true, false), (true, true)] {
+                let opts = Options {
+                    members: &members,
+                    own: 12,
+                    bump_revision: None,
+                    drop_alarms: false,
+                    copy_patch,
+                    write_conf_state: write,
+                };
+                let out = dir.join(format!("{version}-{write}-{copy_patch}"));
+                let o = restore(&testdata.join(format!("snapshot-{version}.db")), &out, &opts).unwrap();
+                assert_eq!(o.legacy_schema, legacy, "{version}");
+                let mut bolt = Bolt::open(&out.join("member/snap/db")).unwrap();
+                let meta = bolt.buckets().unwrap().into_iter().find(|(n, _)| n == b"meta").unwrap().1;
+                let meta = bolt.bucket_map(b"meta", &meta).unwrap();
+                let conf = meta.get(b"confState".as_slice()).map(|v| String::from_utf8_lossy(v).into_owned());
+                match write {
+                    true => assert_eq!(conf.as_deref(), Some(r#"{"voters":[12,900],"auto_leave":false}"#)),
+                    false => assert_eq!(conf.is_some(), !legacy, "{version}: the source's own, kept"),
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn bump(dir: &Path, by: u64) -> Result<Outcome, Error> {
         let m = InitialMember { name: "n1".into(), peer_urls: vec!["https://10.0.0.1:2380".into()], id: 7 };
-        let opts = Options { members: &[m], own: 7, bump_revision: Some(by), drop_alarms: false, copy_patch: false };
+        let opts = Options {
+            members: &[m],
+            own: 7,
+            bump_revision: Some(by),
+            drop_alarms: false,
+            copy_patch: false,
+            write_conf_state: false,
+        };
         restore(&dir.join("s.db"), &dir.join(format!("data-{by}")), &opts)
     }
 
