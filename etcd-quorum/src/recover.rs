@@ -90,6 +90,8 @@ fn via_restore(
     (r.dial_timeout, r.command_timeout, r.write_out) = (flags.dial_timeout, flags.command_timeout, flags.write_out);
     (r.rootfs, r.manifest, r.crictl, r.backup_dir) =
         (flags.rootfs, flags.manifest, flags.crictl, args.backup_dir.clone());
+    // The live-majority check was recover's, overridden or not by its own --force.
+    r.force = args.force;
     let done = match etcd_restore::swap(&r, shared, &snapshot)? {
         etcd_restore::Swapped::Planned(code) => return Ok(code),
         etcd_restore::Swapped::Done(doc) => doc,

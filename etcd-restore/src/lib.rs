@@ -25,7 +25,7 @@ common::with_shared_flags! {
     /// that restore every node into one new cluster.
     #[argh(
         example = "Into a new data dir, for member cp1 of a new 3-member cluster:\n  $ etcd-restore --snapshot /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db --data-dir /var/lib/etcd-new --name cp1 --initial-cluster cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380 --initial-advertise-peer-urls https://10.0.0.11:2380 --initial-cluster-token restore-1",
-        example = "This node from a snapshot, as a one-member cluster (then etcd-member join the others):\n  $ etcd-restore --swap --snapshot /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db --yes",
+        example = "This node from a snapshot, as a one-member cluster (the other nodes cleaned first; then etcd-member join them):\n  $ etcd-restore --swap --snapshot /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db --yes",
         example = "Every node at once: print each node's command, then run them on the nodes:\n  $ etcd-restore plan --snapshot S --initial-cluster cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380",
         note = "Exit codes: 0 ok, 1 error, 2 usage, 5 refused (target not empty, no disk room, --yes missing), 6 integrity \
 (hash mismatch, corrupt file), 7 timeout (the swapped-in member did not become healthy; the old data dir is back)."
@@ -77,6 +77,10 @@ common::with_shared_flags! {
         /// with --swap: where the old data dir and manifest go (default <rootfs>/var/lib/etcd-recovery)
         #[argh(option)]
         pub backup_dir: Option<String>,
+        /// with --swap: go on while a majority of the old cluster still serves without this node
+        /// (it goes on beside the restored one: two clusters)
+        #[argh(switch)]
+        pub force: bool,
         /// with --swap: how long etcd may take to stop, and to start healthy (default 120s)
         #[argh(option, default = "String::from(\"120s\")")]
         pub timeout: String,

@@ -267,6 +267,50 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
     }
 }
 
+/// Whether the old cluster can no longer go on without this node: its other voters that answer,
+/// and that the new cluster does not take in (option 2 restores them too), are fewer than a
+/// majority. Else they keep serving the old data next to the restored node: two clusters, and
+/// the control plane split between them. A member hidden by a TLS failure counts as answering.
+fn old_cluster_gone(shared: &Shared, manifest: &Manifest, peer: &str, m: &Membership) -> (bool, String) {
+    let survey = match common::cluster::survey(shared, Some(manifest)) {
+        Ok(s) => s,
+        Err(e) => return (false, format!("could not ask the old cluster: {e:#} (--force to go on)")),
+    };
+    let mine = cli::split_list(peer);
+    let taken_in: Vec<&String> = m.members.iter().flat_map(|x| &x.peer_urls).collect();
+    let voters: Vec<_> = survey.status.members.iter().filter(|x| !x.is_learner).collect();
+    let needed = voters.len() / 2 + 1;
+    let outsiders: Vec<String> = voters
+        .iter()
+        .filter(|x| !x.peer_urls.iter().any(|u| mine.contains(u)))
+        .filter(|x| !x.peer_urls.iter().any(|u| taken_in.contains(&u)))
+        .filter(|x| x.endpoint.reachable || survey.tls_failed(&x.endpoint.url))
+        .map(|x| x.label())
+        .collect();
+    match outsiders.len() >= needed && !voters.is_empty() {
+        false if outsiders.is_empty() => (true, "no other member of the old cluster answers".into()),
+        false => (
+            true,
+            format!(
+                "{} of {} voters answer ({}): too few to go on",
+                outsiders.len(),
+                voters.len(),
+                outsiders.join(", ")
+            ),
+        ),
+        true => (
+            false,
+            format!(
+                "{} of {} voters of the old cluster still serve ({}): stop them first (etcd-member clean there), or \
+                 restore every node at once (etcd-restore plan); --force to go on anyway",
+                outsiders.len(),
+                voters.len(),
+                outsiders.join(", ")
+            ),
+        ),
+    }
+}
+
 /// The swap itself, without printing its result (etcd-quorum recover --via-restore uses it).
 pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
@@ -315,6 +359,11 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         true,
         format!("{path}: revision {}, {} keys", verified.status.revision, verified.status.total_keys),
     );
+    // A resumed run asked before it began; asking again now would count the half-restored node.
+    if journal.is_none() {
+        let (alone, detail) = old_cluster_gone(shared, &original, &peer, &m);
+        plan.check("no majority of the old cluster serves beside the new one", alone || args.force, detail);
+    }
     let crictl_ok = crictl.etcd_containers();
     plan.check(
         "crictl works",

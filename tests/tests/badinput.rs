@@ -850,7 +850,8 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             "",
             "etcd-restore",
             &On::Root(root.to_path_buf()),
-            &["--swap", "--snapshot", &snap("good"), "--timeout", "2s", "--yes"],
+            // --force: the lab's cluster still serves beside these roots; the rows test what follows.
+            &["--swap", "--snapshot", &snap("good"), "--timeout", "2s", "--yes", "--force"],
         )
         .may_change(&root.join("var/lib/etcd-recovery"))
     };
@@ -1058,7 +1059,17 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
                 "swap: --backup-dir on another filesystem; times out, undone all the same",
                 "etcd-restore",
                 &On::Root(xdev.clone()),
-                &["--swap", "--snapshot", &snap("good"), "--timeout", "2s", "--yes", "--backup-dir", &s(&xdev_backups)],
+                &[
+                    "--swap",
+                    "--snapshot",
+                    &snap("good"),
+                    "--timeout",
+                    "2s",
+                    "--yes",
+                    "--force",
+                    "--backup-dir",
+                    &s(&xdev_backups),
+                ],
             )
             .fails(
                 7,
@@ -1272,7 +1283,17 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             "restore --swap: backup dir on a read-only filesystem",
             "etcd-restore",
             &node3,
-            &["--swap", "--snapshot", &snap("good"), "--backup-dir", &s(&ro), "--manifest", &parked3, "--yes"],
+            &[
+                "--swap",
+                "--snapshot",
+                &snap("good"),
+                "--backup-dir",
+                &s(&ro),
+                "--manifest",
+                &parked3,
+                "--yes",
+                "--force",
+            ],
         )
         .fails(5, &["backup dir writable: ", "read-only backups: on a read-only filesystem"]),
         row(

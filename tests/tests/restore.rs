@@ -361,6 +361,33 @@ fn option_one(version: &str) {
     let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(3, version));
     let snap = snapshot_then_disaster(&c);
     let old_cluster = c.run_json("etcd-status", 1, &[], None).json["clusterId"].clone();
+    assert!(old_cluster.as_str().is_some_and(|id| id.len() == 16), "{old_cluster}");
+
+    // node2 and node3 still serve the old data: a swap beside them would make two clusters. It
+    // refuses, and changes nothing.
+    let manifest_before = std::fs::read(c.node(1).manifest()).unwrap();
+    let refused = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--yes"], None);
+    assert_eq!(
+        refused.code, 5,
+        "{}
+{}",
+        refused.stderr, refused.stdout
+    );
+    let line = refused.stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("etcd-restore: refused: no majority of the old cluster serves beside the new one"),
+        "{line}"
+    );
+    assert!(line.contains("2 of 3 voters of the old cluster still serve") && line.contains("node2"), "{line}");
+    assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), manifest_before);
+    // Only the node lock (taken before the plan, so no other run decides beside this one).
+    assert_eq!(etcd_lab::dir_names(&c.node(1).root.join("var/lib/etcd-recovery")), [".lock"]);
+    assert_eq!(count_keys(&c, &c.node(1).client_url()), 0, "node1 still runs the old data");
+    // The runbook: the others stopped first (cleaned, as they must be to join anyway).
+    for k in [2, 3] {
+        let r = c.run_json("etcd-member", k, &["clean", "--yes", "--force"], None);
+        assert_eq!(r.code, 0, "clean node{k}: {}", r.stderr);
+    }
 
     let dry = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--dry-run"], None);
     assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
@@ -377,8 +404,6 @@ fn option_one(version: &str) {
     assert_eq!(status.json["members"].as_array().unwrap().len(), 1);
 
     for k in [2, 3] {
-        let r = c.run_json("etcd-member", k, &["clean", "--yes", "--force"], None);
-        assert_eq!(r.code, 0, "clean node{k}: {}", r.stderr);
         let r = c.run_json("etcd-member", k, &["join", "--yes", "--endpoints", &c.node(1).client_url()], None);
         assert_eq!(r.code, 0, "join node{k}: {}\n{}", r.stderr, r.stdout);
     }

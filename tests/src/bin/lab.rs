@@ -140,9 +140,12 @@ impl Drill<'_> {
         let snap = self.fresh_snapshot("step4.db")?;
         println!("# BREAK: every key deleted by mistake; the cluster must go back to the snapshot");
         self.c.etcdctl_ok(&["del", "--prefix", "/registry/drill/"]);
-        self.ok(1, "etcd-restore", &["--swap", "--snapshot", &snap, "--yes"], None)?;
+        println!("# the other members stop first: they must not go on serving the old data beside the restored one");
         for k in [2, 3] {
             self.ok(k, "etcd-member", &["clean", "--yes", "--force"], None)?;
+        }
+        self.ok(1, "etcd-restore", &["--swap", "--snapshot", &snap, "--yes"], None)?;
+        for k in [2, 3] {
             self.ok(k, "etcd-member", &["join", "--yes", "--endpoints", &self.c.node(1).client_url()], None)?;
         }
         self.verify(&self.keys.clone())?;
