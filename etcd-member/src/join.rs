@@ -379,7 +379,18 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let root = backup_root(&shared, args.backup_dir.as_deref());
     let template_path = args.template.as_ref().map(PathBuf::from).or_else(|| crate::last_cleaned_manifest(&root));
     let template = template_path.as_deref().map(Manifest::load).transpose()?;
-    let survey = cluster::survey(&shared, template.as_ref())?;
+    // Where the cluster is: the template's or the in-place manifest's URLs, else --endpoints
+    // (the kubeadm default would only ask this node's own etcd, which is not running).
+    let in_place = Manifest::load(&shared.manifest).ok();
+    let seed = template.as_ref().or(in_place.as_ref());
+    if seed.is_none() && shared.endpoints.is_none() {
+        return Err(coded(
+            exit::USAGE,
+            "no manifest to find the cluster from: give --endpoints (a live member's client URL) with --template, or \
+             with --name and --advertise-address",
+        ));
+    }
+    let survey = cluster::survey(&shared, seed)?;
     if survey.nobody_answered() {
         return Err(survey.unreachable());
     }

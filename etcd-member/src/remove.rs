@@ -157,7 +157,7 @@ fn plan(args: &RemoveArgs, survey: &cluster::Survey, doc: Option<&ClusterStatus>
 }
 
 pub fn run(args: RemoveArgs) -> Result<u8> {
-    let shared = args.shared_flags().resolve()?;
+    let mut shared = args.shared_flags().resolve()?;
     if args.unreachable != args.members.is_empty() {
         return Err(coded(exit::USAGE, "give member names/IDs or --unreachable (not both)"));
     }
@@ -167,6 +167,14 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
     let max_age = cli::duration_flag("max-age", &args.max_age)?;
     let doc = args.status.as_deref().map(|s| read_status_doc(s, max_age)).transpose()?;
     let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
+    // Piped from etcd-status run elsewhere, on a host without a manifest: the document says where
+    // the members are (else only the local default would be tried).
+    if let (None, None, Some(d)) = (&shared.endpoints, &manifest, &doc) {
+        let urls: Vec<String> = d.members.iter().flat_map(|m| m.client_urls.iter().cloned()).collect();
+        if !urls.is_empty() {
+            shared.endpoints = Some(urls);
+        }
+    }
     let survey = cluster::survey(&shared, manifest.as_ref())?;
     if survey.nobody_answered() {
         return Err(survey.unreachable());

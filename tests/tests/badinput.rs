@@ -1304,6 +1304,13 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         )
         .fails(5, &["backup dir writable: ", "read-only backups: on a read-only filesystem"]),
         // --- usage
+        row(
+            "usage: join with no manifest to find the cluster from, and no --endpoints",
+            "etcd-member",
+            &off,
+            &["join", "--name", "n4", "--advertise-address", "10.9.0.4", "--yes"],
+        )
+        .fails(2, &["no manifest to find the cluster from: give --endpoints"]),
         row("usage: unknown flag", "etcd-snap", &off, &["verify", "--bogus", &snap("good")])
             .fails(2, &["Unrecognized argument: --bogus"]),
         row(

@@ -438,3 +438,18 @@ fn join_with_a_peer_port_other_than_2380_3_5_30() {
     let out = c.etcdctl(&c.node(3).client_url(), &["get", "/registry/k", "--consistency=s", "--print-value-only"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v");
 }
+
+/// `etcd-status -w json | etcd-member remove --unreachable --status -` from a host without a
+/// manifest (a bastion, a node already cleaned): the members are found where the document says.
+#[test]
+fn remove_piped_on_a_host_without_a_manifest_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    destroy_node3(&c);
+    let status = tool(&c, "etcd-status", 1, &[], None);
+    assert_eq!(status.code, 3, "{}", status.stderr);
+    let nowhere = c.base.join("no-manifest/etcd.yaml");
+    let args = ["remove", "--unreachable", "--status", "-", "--yes", "--manifest", nowhere.to_str().unwrap()];
+    let removed = tool(&c, "etcd-member", 1, &args, Some(&status.stdout));
+    assert_eq!(removed.code, 0, "{}\n{}", removed.stderr, removed.stdout);
+    assert_eq!(member_names(&c), ["node1", "node2"]);
+}
