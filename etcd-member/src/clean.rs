@@ -19,7 +19,8 @@ common::with_shared_flags! {
         /// where backups go; a UTC-timestamped dir is made in it (default <rootfs>/var/lib/etcd-recovery)
         #[argh(option)]
         pub backup_dir: Option<String>,
-        /// the data dir when the manifest does not name one (default <rootfs>/var/lib/etcd)
+        /// the data dir when there is no readable manifest (default <rootfs>/var/lib/etcd); a manifest's
+        /// own is the only one it takes
         #[argh(option)]
         pub data_dir: Option<String>,
         /// how long to wait for the kubelet to stop etcd (default 60s)
@@ -52,9 +53,17 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     } else {
         crate::last_cleaned_manifest(&root).and_then(|p| Some((p.parent()?.to_path_buf(), Manifest::load(&p).ok()?)))
     };
-    let data_dir = match (&args.data_dir, manifest.as_ref().or(resumed.as_ref().map(|r| &r.1))) {
-        (Some(d), _) => PathBuf::from(d),
-        (None, Some(m)) => m.data_dir(&shared.rootfs)?,
+    let named = manifest.as_ref().or(resumed.as_ref().map(|r| &r.1)).map(|m| m.data_dir(&shared.rootfs)).transpose()?;
+    let data_dir = match (&args.data_dir, named) {
+        // The manifest's is the dir etcd uses: another one moved aside would leave etcd's in place.
+        (Some(d), Some(n)) if std::path::Path::new(d) != n && cli::host_path(&shared.rootfs, d) != n => {
+            return Err(coded(
+                exit::USAGE,
+                format!("--data-dir {d}: the manifest runs etcd with --data-dir {}; drop the flag", n.display()),
+            ));
+        }
+        (_, Some(n)) => n,
+        (Some(d), None) => PathBuf::from(d),
         (None, None) => cli::host_path(&shared.rootfs, common::manifest::DEFAULT_DATA_DIR),
     };
     let resumed_dir =

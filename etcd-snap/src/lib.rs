@@ -18,7 +18,7 @@ common::subcommands! {
     /// Verified etcd snapshots: save from any healthy member, verify offline, list, prune; cron mode.
     #[argh(
         example = "A snapshot into a directory, from a healthy follower:\n  $ etcd-snap save --dir /var/backups/etcd",
-        example = "Cron mode (lock, retention, node_exporter metrics):\n  $ etcd-snap save --dir /var/backups/etcd --keep 24 --keep-daily 7 --lock --metrics-file /var/lib/node_exporter/etcd_snapshot.prom",
+        example = "Cron mode (lock, retention, node_exporter metrics):\n  $ etcd-snap save --dir /var/backups/etcd --keep 24 --keep-daily 7 --lock --metrics-file /var/lib/node_exporter/textfile_collector/etcd_snapshot.prom",
         example = "Check a file offline, as etcdutl snapshot status would:\n  $ etcd-snap verify /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db",
         note = "Exit codes: 0 ok, 1 error, 2 usage, 4 no healthy member, 5 refused (lock held, a world-writable \
              dir or an existing --out without --force), 6 integrity (hash mismatch, corrupt file), 7 timeout (every \

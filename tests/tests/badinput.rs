@@ -1095,6 +1095,13 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
                 Ok(())
             })
         },
+        row(
+            "clean: --data-dir other than the manifest's",
+            "etcd-member",
+            &node3,
+            &["clean", "--manifest", &parked3, "--data-dir", "/srv/etcd", "--yes"],
+        )
+        .fails(2, &["--data-dir /srv/etcd: the manifest runs etcd with --data-dir ", "drop the flag"]),
         row("clean --yes: data dir is a symlink", "etcd-member", &On::Root(linked.clone()), &["clean", "--yes"])
             .fails(5, &["data dir can be moved aside: ", "a symlink to etcd-real"]),
         row("clean --yes: data dir is a mount point", "etcd-member", &On::Root(mounted.clone()), &["clean", "--yes"])
