@@ -149,7 +149,18 @@ fn undo(
             Err(e) => said.push(format!("new manifest NOT taken out: {e:#}")),
         }
         if let Err(why) = crictl.wait_stopped_on(timeout, data_dir) {
+            // etcd still runs on the restored data: moving dirs from under it, or starting the old
+            // member beside it, is worse than stopping here with the way back spelled out.
             said.push(why);
+            let mut todo = vec![format!("mv {} {}/restored-data", data_dir.display(), backup_dir.display())];
+            if let Some(old) = &done.old_data_backup {
+                todo.push(format!("mv {} {}", old.display(), data_dir.display()));
+            }
+            if let Some(m) = &done.manifest_backup {
+                todo.push(format!("cp {} {}", m.display(), original.path.display()));
+            }
+            said.push(format!("stopped undoing; once etcd has stopped: {}", todo.join(" && ")));
+            return said.join("; ");
         }
     }
     if done.new_in_place {

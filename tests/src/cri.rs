@@ -74,6 +74,8 @@ pub struct Pod {
     /// The manifest went away: containers are stopped and never restarted.
     pub removed: bool,
     pub removed_at_unix_millis: u64,
+    /// How long a stopped container gets after SIGTERM before SIGKILL.
+    pub grace_seconds: u64,
     /// Restart bookkeeping by container name.
     pub containers: BTreeMap<String, PodContainer>,
 }

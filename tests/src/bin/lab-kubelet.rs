@@ -14,7 +14,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 const LOOP: Duration = Duration::from_millis(200);
-const GRACE: Duration = Duration::from_secs(10);
+/// The API's default `terminationGracePeriodSeconds`, which static pods get too (kubeadm's set none).
+const DEFAULT_GRACE_SECONDS: u64 = 30;
 const GC_KEEP_EXITED: usize = 3;
 const GC_REMOVED_POD_MILLIS: u64 = 5 * 60 * 1000;
 /// A container that ran this long resets the backoff (the kubelet's "stable" threshold, shortened).
@@ -96,10 +97,12 @@ struct Meta {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct Spec {
     containers: Vec<ContainerSpec>,
     #[serde(default)]
     volumes: Vec<Volume>,
+    termination_grace_period_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +310,11 @@ impl Kubelet {
                         namespace: d.namespace.clone(),
                         manifest_file: d.file.display().to_string(),
                         created_at: now,
+                        grace_seconds: d
+                            .manifest
+                            .spec
+                            .termination_grace_period_seconds
+                            .unwrap_or(DEFAULT_GRACE_SECONDS),
                         ..Pod::default()
                     };
                     self.log(&format!(
@@ -342,7 +350,7 @@ impl Kubelet {
                 "pod {} uid {uid}: manifest {} gone, stopping its containers",
                 pod.pod_name, pod.manifest_file
             ));
-            let deadline = Instant::now() + GRACE;
+            let deadline = Instant::now() + Duration::from_secs(pod.grace_seconds);
             for r in self.children.iter_mut().filter(|r| r.pod_uid == uid && r.term_deadline.is_none()) {
                 r.term_deadline = Some(deadline);
                 cri::signal(r.child.id(), libc::SIGTERM);
