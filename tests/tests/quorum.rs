@@ -51,8 +51,13 @@ fn recover(version: &str) {
     assert!(i.json["lastIndex"].as_u64().unwrap() >= raft_index, "{} vs raft index {raft_index}", i.json);
     assert!(i.json["appliedIndex"].as_u64().unwrap() > 0);
 
+    let manifest_before = std::fs::read(c.node(1).manifest()).unwrap();
     let dry = c.run_json("etcd-quorum", 1, &["recover", "--dry-run"], None);
     assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
+    assert_eq!(dry.json["kind"], "Plan", "{}", dry.stdout);
+    assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), manifest_before, "a dry run changes nothing");
+    let backups = c.node(1).root.join("var/lib/etcd-recovery");
+    assert!(etcd_lab::dir_names(&backups).iter().all(|n| n.starts_with('.')), "a dry run copies nothing");
     let r = c.run_json("etcd-quorum", 1, &["recover", "--yes"], None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert_eq!(r.json["kind"], "QuorumRecovery");
@@ -254,6 +259,9 @@ fn recover_via_restore_3_5_30() {
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert_eq!(r.json["kind"], "QuorumRecovery");
     let s = c.run_json("etcd-status", 1, &["--endpoints", &c.node(1).client_url()], None);
+    for id in [&s.json["clusterId"], &old["clusterId"]] {
+        assert!(id.as_str().is_some_and(|id| id.len() == 16), "{id}");
+    }
     assert_ne!(s.json["clusterId"], old["clusterId"], "a new cluster");
     assert_eq!(s.json["members"].as_array().unwrap().len(), 1);
     assert_eq!(keys_on(&c, 1), 12);

@@ -400,6 +400,7 @@ fn option_one(version: &str) {
     assert!(backups.iter().all(|b| Path::new(b.as_str().unwrap()).exists()));
     assert_eq!(count_keys(&c, &c.node(1).client_url()), 30);
     let status = c.run_json("etcd-status", 1, &["--endpoints", &c.node(1).client_url()], None);
+    assert!(status.json["clusterId"].as_str().is_some_and(|id| id.len() == 16), "{}", status.stdout);
     assert_ne!(status.json["clusterId"], old_cluster, "a new cluster");
     assert_eq!(status.json["members"].as_array().unwrap().len(), 1);
 
@@ -435,6 +436,7 @@ fn option_two_3_5_30() {
         c.run_json("etcd-restore", 1, &["plan", "--snapshot", &snap, "--initial-cluster", &initial.join(",")], None);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     assert_eq!(plan.json["kind"], "RestorePlan");
+    assert!(plan.json["clusterId"].as_str().is_some_and(|id| id.len() == 16), "{}", plan.stdout);
     let runs: Vec<etcd_lab::Run> = std::thread::scope(|s| {
         let handles: Vec<_> = plan.json["nodes"]
             .as_array()
