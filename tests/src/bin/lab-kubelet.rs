@@ -179,6 +179,8 @@ struct Kubelet {
     adopted_term: HashMap<String, Instant>,
     /// Unparsable manifests already reported (by uid, i.e. per content).
     reported_bad: HashSet<String>,
+    /// Images that failed to pull, by pod (logged once).
+    reported_pull: HashSet<String>,
 }
 
 fn backoff_millis(step: u32) -> u64 {
@@ -464,11 +466,31 @@ impl Kubelet {
     }
 
     fn start(&mut self, st: &mut State, uid: &str, pod: &Pod, d: &DesiredPod, spec: &ContainerSpec, attempt: u32) {
-        let version = cri::version_from_image(&spec.image)
-            .filter(|v| self.args.etcd_dir.join(v).join("etcd").is_file())
-            .unwrap_or_else(|| self.args.default_version.clone());
+        // The lab's "registry" holds the installed etcd versions: another image fails to pull, as
+        // on a real node (ErrImagePull), and no container is created.
+        let Some(version) =
+            cri::version_from_image(&spec.image).filter(|v| self.args.etcd_dir.join(v).join("etcd").is_file())
+        else {
+            if self.reported_pull.insert(format!("{uid}/{}", spec.image)) {
+                self.log(&format!(
+                    "pod {}: failed to pull image {:?}: ErrImagePull (not in this lab)",
+                    d.pod_name, spec.image
+                ));
+            }
+            return;
+        };
         let bin_dir = self.args.etcd_dir.join(&version);
+        let id = cri::new_id();
         let mounts = self.mounts_for(d, spec);
+        // Outside its volumes a container writes to its own layer, gone with the container: a path
+        // no mount covers lands in a fresh dir, never on the machine running the lab.
+        let layer = self.args.root.join("var/lib/lab-kubelet/containers").join(&id);
+        let _ = fs::create_dir_all(&layer);
+        let with_layer: Vec<cri::Mount> = mounts
+            .iter()
+            .cloned()
+            .chain([cri::Mount { container_path: "/".into(), host_path: layer.display().to_string() }])
+            .collect();
         let argv: Vec<&String> = spec.command.iter().chain(&spec.args).collect();
         let exe = argv.first().and_then(|a| cri::etcd_tool_name(a)).map(|n| bin_dir.join(n));
         let mut command: Vec<String> = vec![
@@ -476,9 +498,9 @@ impl Kubelet {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| argv.first().map(|s| s.to_string()).unwrap_or_default()),
         ];
-        command.extend(argv.iter().skip(1).map(|a| cri::map_container_path(a, &mounts)));
+        command.extend(argv.iter().skip(1).map(|a| cri::map_container_path(a, &with_layer)));
         let work_dir = match &spec.working_dir {
-            Some(w) => cri::map_container_path(w, &mounts),
+            Some(w) => cri::map_container_path(w, &with_layer),
             None => self.args.root.display().to_string(),
         };
         let env: Vec<(String, String)> = spec.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
@@ -491,7 +513,7 @@ impl Kubelet {
 
         let now = cri::now_nanos();
         let mut rec = Container {
-            id: cri::new_id(),
+            id,
             pod_sandbox_id: pod.sandbox_id.clone(),
             pod_uid: uid.to_string(),
             pod_name: d.pod_name.clone(),
@@ -709,6 +731,7 @@ fn main() -> ExitCode {
         children: Vec::new(),
         adopted_term: HashMap::new(),
         reported_bad: HashSet::new(),
+        reported_pull: HashSet::new(),
     };
     k.log(&format!(
         "started pid {} root {} etcd dir {} default version {}",
