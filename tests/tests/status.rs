@@ -160,7 +160,8 @@ fn frozen_member(version: &str, freeze_leader: bool) {
     let r = status(&c, asker, &["--dial-timeout", "1s"]);
     let took = t.elapsed();
     c.thaw(pid);
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // The frozen member costs the 1 s dial timeout, not the 5 s command timeout (slack for a loaded machine).
+    assert!(took < Duration::from_secs(4), "took {took:?}");
     assert_eq!(r.code, 3, "{}\n{}", r.stderr, r.stdout);
     let f = member(&r.json, names[frozen - 1]);
     assert_eq!(f["endpoint"]["reachable"], false);

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 const LOOP: Duration = Duration::from_millis(200);
 /// The API's default `terminationGracePeriodSeconds`, which static pods get too (kubeadm's set none).
 const DEFAULT_GRACE_SECONDS: u64 = 30;
-const GC_KEEP_EXITED: usize = 3;
-const GC_REMOVED_POD_MILLIS: u64 = 5 * 60 * 1000;
+/// The kubelet's `--maximum-dead-containers-per-container` default: one exited container kept.
+const GC_KEEP_EXITED: usize = 1;
+/// A removed pod's containers go at the kubelet's next garbage collection (it runs every minute).
+const GC_REMOVED_POD_MILLIS: u64 = 60 * 1000;
 /// A container that ran this long resets the backoff (the kubelet's "stable" threshold, shortened).
 const BACKOFF_RESET_NANOS: u64 = 60 * 1_000_000_000;
 /// What containerd reports when it lost track of how a task ended.
