@@ -59,6 +59,8 @@ mod tests {
     #[test]
     fn success_then_failure() {
         let dir = std::env::temp_dir().join(format!("metrics-test-{}", std::process::id()));
+        // A failed run's file under a reused pid would carry its failure count into this one.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("etcd_snapshot.prom");
         record(&f, &Outcome { success: true, size: 20512, revision: 9, duration_secs: 0.5 }).unwrap();

@@ -192,6 +192,8 @@ pub fn run(mut cmd: Command, stdin: Option<&str>) -> Run {
 pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce()) -> (Run, Duration) {
     use std::io::{BufRead, BufReader};
     let go = dir.join(format!("go-{point}"));
+    // A go file left by an earlier pause at the same point would let this one through at once.
+    let _ = std::fs::remove_file(&go);
     cmd.env(common::failpoint::VAR, format!("{point}:pause"))
         .env(common::failpoint::GO_VAR, &go)
         .stdin(Stdio::null())
@@ -659,6 +661,11 @@ pub fn swap_places(node_root: &Path, key: &str, in_place: PathBuf) -> Vec<PathBu
     let mut places = vec![in_place];
     places.extend(journal[key].as_str().map(PathBuf::from));
     places
+}
+
+/// The address `last` in a node's /24 (127.0.S.11 -> 127.0.S.<last>): an address nothing listens on.
+pub fn sibling_ip(ip: &str, last: u8) -> String {
+    format!("{}.{last}", ip.rsplit_once('.').expect("an IPv4 address").0)
 }
 
 pub fn dir_names(dir: &Path) -> Vec<String> {

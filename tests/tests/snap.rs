@@ -46,7 +46,7 @@ fn save_past_a_dead_member(version: &str) {
     let c = Cluster::start(Spec::new(3, version));
     fill(&c, 50, 1000);
     let dir = c.base.join("backups");
-    let dead = format!("https://{}:2379", c.node(1).ip.replace(".11", ".99"));
+    let dead = format!("https://{}:2379", etcd_lab::sibling_ip(&c.node(1).ip, 99));
     let eps = format!("{dead},{}", c.node(1).client_url());
     let r = snap(&c, 1, &["save", "--dir", dir.to_str().unwrap(), "--endpoints", &eps]);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);

@@ -327,7 +327,7 @@ fn bad_input() {
     assert!(one_line(&r).contains("--dial-timeout: invalid duration \"soon\""), "{}", r.stderr);
 
     // No reachable endpoint (connection refused): quorum lost, every endpoint's error.
-    let dead = format!("https://{}:2379", n1.ip.replace(".11", ".98"));
+    let dead = format!("https://{}:2379", etcd_lab::sibling_ip(&n1.ip, 98));
     let r = status(&c, 1, &["--endpoints", &dead]);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(
@@ -336,7 +336,7 @@ fn bad_input() {
         r.stderr
     );
     // An endpoint that accepts TCP and never answers: timeout.
-    let hung_ip = n1.ip.replace(".11", ".97");
+    let hung_ip = etcd_lab::sibling_ip(&n1.ip, 97);
     let _listener = TcpListener::bind(format!("{hung_ip}:2379")).unwrap();
     let hung = format!("https://{hung_ip}:2379");
     let r = status(&c, 1, &["--endpoints", &format!("{dead},{hung}"), "--dial-timeout", "500ms"]);

@@ -719,7 +719,8 @@ fn stop_cmd(dir: &Path, args: &[String]) -> Res<u8> {
     let p = parse_flags(args, &specs, false)?;
     let timeout = match p.last("timeout") {
         Some(v) => parse_secs(v)?,
-        None => Duration::from_secs(10),
+        // crictl's default: no grace, the runtime kills at once.
+        None => Duration::ZERO,
     };
     let ids = if p.has("all") { all_ids(dir)? } else { p.pos.clone() };
     if ids.is_empty() {
