@@ -17,13 +17,36 @@ fn error_line(stderr: &str, tool: &str) -> String {
     stderr.lines().rev().find(|l| l.starts_with(&format!("{tool}:"))).unwrap_or("").to_string()
 }
 
-/// Every member frozen: each procedure that needs the cluster gives up within its timeouts.
+/// What a tool could change on node `k`: every path with its size and mtime, outside what the
+/// kubelet and the runtime own (their state, the container logs).
+fn node_state(c: &Cluster, k: usize) -> std::collections::BTreeMap<std::path::PathBuf, (u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let root = &c.node(k).root;
+    let owned = [root.join("run"), root.join("var/log"), root.join("kubelet.log"), root.join("var/lib/lab-kubelet")];
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(p) = stack.pop() {
+        if owned.iter().any(|o| p.starts_with(o)) {
+            continue;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().filter_map(Result::ok).map(|e| e.path()));
+        }
+        out.insert(p, (m.size(), m.mtime(), m.mtime_nsec()));
+    }
+    out
+}
+
+/// Every member frozen: each procedure that needs the cluster gives up within its timeouts, and
+/// writes nothing on any node.
 #[test]
 fn frozen_cluster_every_network_step_3_5_30() {
     let c = Cluster::start(Spec::new(3, "3.5.30"));
     let backups = c.base.join("backups");
     let template = c.node(3).manifest();
     let pids: Vec<i32> = (1..=3).map(|k| c.freeze(k)).collect();
+    let before: Vec<_> = (1..=3).map(|k| node_state(&c, k)).collect();
     let cases: Vec<(&str, usize, Vec<&str>, i32)> = vec![
         ("etcd-status", 1, vec![], 7),
         ("etcd-snap", 1, vec!["save", "--dir", backups.to_str().unwrap()], 7),
@@ -57,6 +80,13 @@ fn frozen_cluster_every_network_step_3_5_30() {
         }
     }
     assert!(files(&backups).is_empty(), "{:?}", files(&backups));
+    for (k, was) in (1..=3).zip(&before) {
+        let now = node_state(&c, k);
+        let changed: Vec<_> = now.iter().filter(|(p, v)| was.get(*p) != Some(v)).map(|(p, _)| p).collect();
+        let gone: Vec<_> = was.keys().filter(|p| !now.contains_key(*p)).collect();
+        failures.extend(changed.iter().map(|p| format!("node{k}: {} written", p.display())));
+        failures.extend(gone.iter().map(|p| format!("node{k}: {} gone", p.display())));
+    }
     for pid in pids {
         c.thaw(pid);
     }

@@ -361,6 +361,11 @@ fn remove_the_leader_with_force_3_5_30() {
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     let names: Vec<&str> = r.json["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(names, [stays.as_str()], "{}", r.stdout);
+    let changed: Vec<&str> =
+        r.json["changed"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(changed, [leader.as_str(), other.as_str()], "the leader first: {}", r.stdout);
+    // What the cluster itself says, not only what the tool printed.
+    assert_eq!(member_names(&c), [stays.as_str()]);
 }
 
 /// The member of node2/node3 still in the list, with its ID in hex (as etcdctl takes it).
