@@ -663,7 +663,16 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     }
     // A big write last, so that node3's last WAL records cross sector boundaries (let it arrive).
     c.etcdctl_ok(&["put", "/registry/configmaps/big", &"b".repeat(3000)]);
-    std::thread::sleep(Duration::from_millis(300));
+    let revision = |k: usize| -> Value {
+        let out = c.etcdctl(&c.node(k).client_url(), &["endpoint", "status", "-w", "json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .map_or(Value::Null, |v| v[0]["Status"]["header"]["revision"].clone())
+    };
+    let t = Instant::now();
+    while revision(3) != revision(1) {
+        assert!(t.elapsed() < Duration::from_secs(10), "node3 never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // node3 is the failed node: stopped (manifest parked), its data dir and container left.
     c.stop_node(3);
     let n1 = c.node(1).clone();
