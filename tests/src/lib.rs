@@ -521,6 +521,8 @@ const PEER_LINK_PORT: u16 = 2382;
 pub struct PeerLink {
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: String,
 }
 
 impl PeerLink {
@@ -528,10 +530,18 @@ impl PeerLink {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind(format!("{ip}:{port}")).expect("peer link listen");
         let target = format!("{ip}:{target_port}");
-        let link = PeerLink { cut: Default::default(), open: Default::default() };
-        let (cut, open) = (link.cut.clone(), link.open.clone());
+        let link = PeerLink {
+            cut: Default::default(),
+            open: Default::default(),
+            stop: Default::default(),
+            addr: format!("{ip}:{port}"),
+        };
+        let (cut, open, stop) = (link.cut.clone(), link.open.clone(), link.stop.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break; // the listener goes with the thread: the port is free again
+                }
                 let Ok(client) = client else { continue };
                 if cut.load(Ordering::SeqCst) {
                     continue; // dropped: closed at once
@@ -562,6 +572,15 @@ impl PeerLink {
 
     pub fn heal(&self) {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for PeerLink {
+    fn drop(&mut self) {
+        self.cut();
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(&self.addr);
     }
 }
 
