@@ -251,8 +251,8 @@ fn main() -> ExitCode {
         "status of a healthy cluster",
         "a cron-style snapshot with retention and metrics",
         "a member fails: remove, clean, join",
-        "all members lost: restore on one node, join the others (option 1)",
-        "all members lost: restore every node at once (option 2)",
+        "every key deleted: the others cleaned, restore on one node, join them back (option 1)",
+        "every key deleted: restore every node at once (option 2)",
         "two of three lost: quorum recovery on the survivor, re-join",
     ];
     let mut failed = 0;
