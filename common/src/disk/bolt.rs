@@ -484,19 +484,26 @@ mod tests {
         }
     }
 
-    /// A corrupt overflow count (one bit flip) on a big db: only the bytes the page's elements use
-    /// are read, not the hundreds of MB the count claims. bbolt reads such a page fine too.
-    #[test]
-    fn a_huge_overflow_count_reads_only_what_the_elements_use() {
-        use std::os::unix::fs::FileExt;
-        let path = std::env::temp_dir().join(format!("overflow-{}.db", std::process::id()));
+    /// A fresh db (temp file named by `tag`) whose bucket `key` holds 200 keys over 6 leaves and a
+    /// branch; returns its path and the bucket's value.
+    fn db_of_200_keys(tag: &str) -> (std::path::PathBuf, Vec<u8>) {
+        let path = std::env::temp_dir().join(format!("{tag}-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let mut w = crate::disk::boltw::BoltWriter::create(&path, 4096).unwrap();
         for i in 0..200u32 {
             w.put(&i.to_be_bytes(), &[7u8; 100]).unwrap();
         }
         let bucket = w.end_bucket().unwrap();
-        w.finish(vec![(b"key".to_vec(), bucket)]).unwrap();
+        w.finish(vec![(b"key".to_vec(), bucket.clone())]).unwrap();
+        (path, bucket)
+    }
+
+    /// A corrupt overflow count (one bit flip) on a big db: only the bytes the page's elements use
+    /// are read, not the hundreds of MB the count claims. bbolt reads such a page fine too.
+    #[test]
+    fn a_huge_overflow_count_reads_only_what_the_elements_use() {
+        use std::os::unix::fs::FileExt;
+        let (path, _) = db_of_200_keys("overflow");
         // Grown to 2^20 pages (4 GiB, sparse), as both meta pages say.
         let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let pages = 1u64 << 20;
@@ -536,14 +543,7 @@ mod tests {
     #[test]
     fn a_key_at_or_above_the_parents_next_key_is_corrupt() {
         use std::os::unix::fs::FileExt;
-        let path = std::env::temp_dir().join(format!("upper-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let mut w = crate::disk::boltw::BoltWriter::create(&path, 4096).unwrap();
-        for i in 0..200u32 {
-            w.put(&i.to_be_bytes(), &[7u8; 100]).unwrap();
-        }
-        let bucket = w.end_bucket().unwrap();
-        w.finish(vec![(b"key".to_vec(), bucket.clone())]).unwrap();
+        let (path, bucket) = db_of_200_keys("upper");
         let mut count = Count(0);
         Bolt::open(&path).unwrap().walk(&mut count).unwrap();
         assert_eq!(count.0, 200);
