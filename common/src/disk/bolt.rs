@@ -213,24 +213,28 @@ impl Bolt {
             return Err(corrupt(format!("page {id} runs past the end of the file")));
         }
         // Only the bytes the elements use are read, so a corrupt overflow count alone cannot make
-        // us allocate up to the whole file: first the element table, then up to the furthest data.
+        // us allocate up to the whole file: the first page (one read for most pages), then the rest
+        // of the element table if it runs on, then up to the furthest element's data.
         let is_leaf = flags & FLAG_LEAF != 0;
         let elements = if flags & (FLAG_LEAF | FLAG_BRANCH) != 0 { count } else { 0 };
-        let table = PAGE_HEADER + elements * if is_leaf { LEAF_ELEMENT } else { BRANCH_ELEMENT };
+        let table = (PAGE_HEADER + elements * if is_leaf { LEAF_ELEMENT } else { BRANCH_ELEMENT }) as u64;
         let past = || corrupt(format!("page {id}: its elements run past its {} page(s)", overflow + 1));
-        if table as u64 > total {
+        if table > total {
             return Err(past());
         }
         // One buffer for all pages: grown (and zeroed) only when a bigger page comes.
         let mut data = std::mem::take(&mut self.spare);
-        if data.len() < table {
-            data.resize(table, 0);
-        }
-        let read = |data: &mut [u8], at: u64| {
-            self.file.read_exact_at(data, id * ps + at).map_err(|e| corrupt(format!("page {id}: {e}")))
+        let read = |data: &mut Vec<u8>, from: u64, to: u64| {
+            if data.len() < to as usize {
+                data.resize(to as usize, 0);
+            }
+            self.file
+                .read_exact_at(&mut data[from as usize..to as usize], id * ps + from)
+                .map_err(|e| corrupt(format!("page {id}: {e}")))
         };
-        read(&mut data[..table], 0)?;
-        let mut end = table as u64;
+        let have = ps.min(total).max(table);
+        read(&mut data, 0, have)?;
+        let mut end = table;
         for i in 0..elements {
             let at = PAGE_HEADER + i * LEAF_ELEMENT;
             let el = &data[at..at + LEAF_ELEMENT];
@@ -243,11 +247,10 @@ impl Bolt {
         if end > total {
             return Err(past());
         }
-        let len = end as usize;
-        if data.len() < len {
-            data.resize(len, 0);
+        if end > have {
+            read(&mut data, have, end)?;
         }
-        read(&mut data[table..len], table as u64)?;
+        let len = end as usize;
         Ok(Page { id, flags, count, data, len })
     }
 
