@@ -186,7 +186,6 @@ pub fn run(mut cmd: Command, stdin: Option<&str>) -> Run {
     }
 }
 
-/// Runs a command to its end; its exit code, or None when a signal ended it.
 /// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs, then the
 /// tool goes on. The go file goes in `dir`. Returns the finished run and how long it took after `act`.
 pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce()) -> (Run, Duration) {
@@ -199,8 +198,19 @@ pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce()) 
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // Killed if the test fails while the tool is held: else it would go on, up to five minutes
+    // later, against a lab left for inspection.
+    struct Held(Option<std::process::Child>);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut held = Held(Some(cmd.spawn().unwrap()));
+    let mut stderr = BufReader::new(held.0.as_mut().and_then(|c| c.stderr.take()).unwrap());
     let mut seen = String::new();
     while !seen.contains(&format!("failpoint {point}: paused")) {
         let mut line = String::new();
@@ -208,6 +218,7 @@ pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce()) 
         seen += &line;
     }
     act();
+    let child = held.0.take().expect("held");
     std::fs::write(&go, b"").unwrap();
     let t = Instant::now();
     let rest = std::thread::spawn(move || {
@@ -227,6 +238,7 @@ pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce()) 
     (run, took)
 }
 
+/// Runs a command to its end; its exit code, or None when a signal ended it.
 pub fn run_status(mut cmd: Command) -> Option<i32> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run").code()
 }

@@ -198,7 +198,9 @@ fn survivor_that_cannot_start_keeps_no_flag() {
     put(&c, 5);
     c.stop_node(2);
     c.stop_node(3);
-    // Damage the first WAL segment's records (past the first one) under the running etcd.
+    // Damage the first WAL segment's records (past the first one) while node1's etcd is stopped,
+    // then give it back its manifest: it fails to start from that WAL, and crash-loops.
+    c.stop_node(1);
     let wal_dir = c.node(1).root.join("var/lib/etcd/member/wal");
     let first = std::fs::read_dir(&wal_dir)
         .unwrap()
@@ -211,6 +213,7 @@ fn survivor_that_cannot_start_keeps_no_flag() {
         *b ^= 0x5a;
     }
     std::fs::write(&first, &bytes).unwrap();
+    std::fs::rename(c.node(1).parked_manifest(), c.node(1).manifest()).unwrap();
     // The plan sees the damage and refuses, changing nothing.
     let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--timeout", "15s"], None);
     assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
