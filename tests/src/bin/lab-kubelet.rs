@@ -14,6 +14,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 const LOOP: Duration = Duration::from_millis(200);
+/// Under the node root: each container's own layer (what it writes outside its volumes).
+const LAYERS: &str = "var/lib/lab-kubelet/containers";
 /// The API's default `terminationGracePeriodSeconds`, which static pods get too (kubeadm's set none).
 const DEFAULT_GRACE_SECONDS: u64 = 30;
 /// The kubelet's `--maximum-dead-containers-per-container` default: one exited container kept.
@@ -422,6 +424,16 @@ impl Kubelet {
                 let Some(pod) = st.pods.get_mut(uid) else {
                     continue;
                 };
+                // An image that cannot be pulled makes no container and counts no restart.
+                if self.etcd_version(&spec.image).is_none() {
+                    if self.reported_pull.insert(format!("{uid}/{}", spec.image)) {
+                        self.log(&format!(
+                            "pod {}: failed to pull image {:?}: ErrImagePull (not in this lab)",
+                            d.pod_name, spec.image
+                        ));
+                    }
+                    continue;
+                }
                 let pc = pod.containers.entry(spec.name.clone()).or_default();
                 if now_ms < pc.next_start_after_unix_millis {
                     continue;
@@ -433,6 +445,12 @@ impl Kubelet {
                 self.start(st, uid, &pod, d, spec, attempt);
             }
         }
+    }
+
+    /// The lab's "registry" holds the installed etcd versions: another image fails to pull, as on a
+    /// real node (ErrImagePull).
+    fn etcd_version(&self, image: &str) -> Option<String> {
+        cri::version_from_image(image).filter(|v| self.args.etcd_dir.join(v).join("etcd").is_file())
     }
 
     fn mounts_for(&self, d: &DesiredPod, spec: &ContainerSpec) -> Vec<Mount> {
@@ -468,25 +486,13 @@ impl Kubelet {
     }
 
     fn start(&mut self, st: &mut State, uid: &str, pod: &Pod, d: &DesiredPod, spec: &ContainerSpec, attempt: u32) {
-        // The lab's "registry" holds the installed etcd versions: another image fails to pull, as
-        // on a real node (ErrImagePull), and no container is created.
-        let Some(version) =
-            cri::version_from_image(&spec.image).filter(|v| self.args.etcd_dir.join(v).join("etcd").is_file())
-        else {
-            if self.reported_pull.insert(format!("{uid}/{}", spec.image)) {
-                self.log(&format!(
-                    "pod {}: failed to pull image {:?}: ErrImagePull (not in this lab)",
-                    d.pod_name, spec.image
-                ));
-            }
-            return;
-        };
+        let Some(version) = self.etcd_version(&spec.image) else { return };
         let bin_dir = self.args.etcd_dir.join(&version);
         let id = cri::new_id();
         let mounts = self.mounts_for(d, spec);
         // Outside its volumes a container writes to its own layer, gone with the container: a path
         // no mount covers lands in a fresh dir, never on the machine running the lab.
-        let layer = self.args.root.join("var/lib/lab-kubelet/containers").join(&id);
+        let layer = self.args.root.join(LAYERS).join(&id);
         let _ = fs::create_dir_all(&layer);
         let with_layer: Vec<cri::Mount> = mounts
             .iter()
@@ -610,9 +616,11 @@ impl Kubelet {
             drop.extend(list.into_iter().skip(keep).map(|(_, id)| id));
         }
         if !drop.is_empty() {
+            let layers = self.args.root.join(LAYERS);
             st.containers.retain(|c| {
                 if drop.contains(&c.id) {
                     let _ = fs::remove_file(&c.log_path);
+                    let _ = fs::remove_dir_all(layers.join(&c.id));
                     false
                 } else {
                     true
