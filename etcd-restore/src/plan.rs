@@ -62,7 +62,7 @@ struct RestorePlan {
     nodes: Vec<NodeCommand>,
 }
 
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:@".contains(c)) {
         s.to_string()
     } else {

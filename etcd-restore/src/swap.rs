@@ -42,7 +42,7 @@ fn read_journal(root: &Path) -> Option<Journal> {
 /// before moving it), or its own manifest in place and etcd not healthy yet. A journal whose run
 /// got its etcd healthy, or beside a manifest someone else wrote since, is retired (renamed, kept)
 /// instead: resuming it would put back data and flags older than what this node runs now.
-fn live_journal(root: &Path, shared: &Shared) -> Option<Journal> {
+fn live_journal(root: &Path, shared: &Shared, retire: bool) -> Option<Journal> {
     let path = root.join(JOURNAL);
     let j = read_journal(root)?;
     let in_place = std::fs::read_to_string(&shared.manifest).ok();
@@ -60,6 +60,9 @@ fn live_journal(root: &Path, shared: &Shared) -> Option<Journal> {
             .map(|_| "its etcd is healthy: it had finished"),
     };
     let Some(why) = stale else { return Some(j) };
+    if !retire {
+        return None;
+    }
     let retired = root.join(format!("{JOURNAL}.{}", common::time::compact_utc(std::time::SystemTime::now())));
     match std::fs::rename(&path, &retired) {
         Ok(()) => eprintln!("etcd-restore: an earlier swap's journal is stale ({why}); kept as {}", retired.display()),
@@ -133,7 +136,8 @@ struct Done {
     tmp: Option<PathBuf>,
 }
 
-/// Puts the old data dir and the original manifest back; says what it did and what it could not.
+/// Puts the old data dir and the original manifest back; says what it did and what it could not,
+/// and whether it is settled (false: stopped midway, the journal must stay for a rerun).
 fn undo(
     done: &Done,
     original: &Manifest,
@@ -141,10 +145,11 @@ fn undo(
     backup_dir: &Path,
     crictl: &Crictl,
     timeout: std::time::Duration,
-) -> String {
+) -> (String, bool) {
     let mut said = Vec::new();
     if done.manifest_written {
-        match set_aside(&original.path, backup_dir) {
+        let taken_out = set_aside(&original.path, backup_dir);
+        match &taken_out {
             Ok(_) => said.push("new manifest taken out".to_string()),
             Err(e) => said.push(format!("new manifest NOT taken out: {e:#}")),
         }
@@ -152,15 +157,26 @@ fn undo(
             // etcd still runs on the restored data: moving dirs from under it, or starting the old
             // member beside it, is worse than stopping here with the way back spelled out.
             said.push(why);
-            let mut todo = vec![format!("mv {} {}/restored-data", data_dir.display(), backup_dir.display())];
+            let q = |p: &Path| crate::plan::shell_quote(&p.display().to_string());
+            let mut todo = Vec::new();
+            if taken_out.is_err() {
+                todo.push(format!("mv {} {}/", q(&original.path), q(backup_dir)));
+            }
+            todo.push(format!("mv {} {}", q(data_dir), q(&backup_dir.join("restored-data"))));
             if let Some(old) = &done.old_data_backup {
-                todo.push(format!("mv {} {}", old.display(), data_dir.display()));
+                todo.push(format!("mv {} {}", q(old), q(data_dir)));
             }
             if let Some(m) = &done.manifest_backup {
-                todo.push(format!("cp {} {}", m.display(), original.path.display()));
+                // Through a dot file and a rename: the kubelet never reads half a manifest.
+                let tmp = original.path.with_file_name(".etcd.yaml.tmp");
+                todo.push(format!("cp {} {} && mv {} {}", q(m), q(&tmp), q(&tmp), q(&original.path)));
             }
-            said.push(format!("stopped undoing; once etcd has stopped: {}", todo.join(" && ")));
-            return said.join("; ");
+            said.push(format!(
+                "stopped undoing; once etcd has stopped, run the same command again to finish the swap, or go \
+                 back: {}",
+                todo.join(" && ")
+            ));
+            return (said.join("; "), false);
         }
     }
     if done.new_in_place {
@@ -187,7 +203,7 @@ fn undo(
     if let Some(t) = &done.tmp {
         let _ = std::fs::remove_dir_all(t);
     }
-    said.join("; ")
+    (said.join("; "), true)
 }
 
 /// Half-built restore dirs of killed runs (`.<data dir>.restore-<pid>` beside it) go aside.
@@ -282,28 +298,64 @@ pub fn run(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<u8> {
 /// and that the new cluster does not take in (option 2 restores them too), are fewer than a
 /// majority. Else they keep serving the old data next to the restored node: two clusters, and
 /// the control plane split between them. A member hidden by a TLS failure counts as answering.
-fn old_cluster_gone(shared: &Shared, manifest: &Manifest, peer: &str, m: &Membership) -> (bool, String) {
-    let survey = match common::cluster::survey(shared, Some(manifest)) {
+/// Members are told apart by name or peer URL (etcd's spelling of it).
+fn old_cluster_gone(
+    shared: &Shared,
+    manifest: &Manifest,
+    name: &str,
+    data_dir: &Path,
+    m: &Membership,
+) -> (bool, String) {
+    let ask = |shared: &Shared| common::cluster::survey(shared, Some(manifest));
+    let mut survey = match ask(shared) {
         Ok(s) => s,
         Err(e) => return (false, format!("could not ask the old cluster: {e:#} (--force to go on)")),
     };
-    let mine = cli::split_list(peer);
-    let taken_in: Vec<&String> = m.members.iter().flat_map(|x| &x.peer_urls).collect();
+    // Nobody at the manifest's addresses (its --initial-cluster may name this node alone, as on
+    // kubeadm's first node): the members this node's db last knew are asked too.
+    if survey.nobody_answered() && shared.endpoints.is_none() {
+        let known = known_client_urls(data_dir, manifest);
+        if !known.is_empty() {
+            let mut wider = shared.clone();
+            wider.endpoints = Some(known);
+            if let Ok(s) = ask(&wider) {
+                survey = s;
+            }
+        }
+    }
+    let norm = |u: &String| common::disk::ids::normalize_url(u).unwrap_or_else(|_| u.clone());
+    let mine: Vec<String> =
+        cli::split_list(&manifest.flag("initial-advertise-peer-urls").unwrap_or_default()).iter().map(norm).collect();
+    let same = |x: &common::report::MemberStatus, names: &[&str], urls: &[String]| {
+        (!x.name.is_empty() && names.contains(&x.name.as_str())) || x.peer_urls.iter().any(|u| urls.contains(&norm(u)))
+    };
+    let new_names: Vec<&str> = m.members.iter().map(|x| x.name.as_str()).collect();
+    let new_urls: Vec<String> = m.members.iter().flat_map(|x| &x.peer_urls).map(norm).collect();
     let voters: Vec<_> = survey.status.members.iter().filter(|x| !x.is_learner).collect();
     let needed = voters.len() / 2 + 1;
-    let outsiders: Vec<String> = voters
+    let others: Vec<_> =
+        voters.iter().filter(|x| !same(x, &[name], &mine) && !same(x, &new_names, &new_urls)).collect();
+    let outsiders: Vec<String> = others
         .iter()
-        .filter(|x| !x.peer_urls.iter().any(|u| mine.contains(u)))
-        .filter(|x| !x.peer_urls.iter().any(|u| taken_in.contains(&u)))
         .filter(|x| x.endpoint.reachable || survey.tls_failed(&x.endpoint.url))
         .map(|x| x.label())
         .collect();
+    // Counted as down, as recover counts them; named, since a partition looks the same.
+    let silent: Vec<String> = others
+        .iter()
+        .filter(|x| !x.endpoint.reachable && !survey.tls_failed(&x.endpoint.url))
+        .map(|x| format!("{}: {}", x.label(), x.endpoint.error.clone().unwrap_or_default()))
+        .collect();
+    let down = match silent.is_empty() {
+        true => String::new(),
+        false => format!("; counted as down: {}", silent.join("; ")),
+    };
     match outsiders.len() >= needed && !voters.is_empty() {
-        false if outsiders.is_empty() => (true, "no other member of the old cluster answers".into()),
+        false if outsiders.is_empty() => (true, format!("no other member of the old cluster answers{down}")),
         false => (
             true,
             format!(
-                "{} of {} voters answer ({}): too few to go on",
+                "{} of {} voters answer ({}): too few to go on{down}",
                 outsiders.len(),
                 voters.len(),
                 outsiders.join(", ")
@@ -320,6 +372,32 @@ fn old_cluster_gone(shared: &Shared, manifest: &Manifest, peer: &str, m: &Member
             ),
         ),
     }
+}
+
+/// The client URLs of the members this node's db lists (their peer hosts on this node's client
+/// port when the db keeps no client URLs): where the rest of the cluster was.
+fn known_client_urls(data_dir: &Path, manifest: &Manifest) -> Vec<String> {
+    let Ok(db) = common::disk::inspect::read_db(&data_dir.join("member/snap/db")) else { return Vec::new() };
+    // This node's client URL gives the scheme and port the others use too (kubeadm's layout).
+    let own = manifest.client_urls().into_iter().next().unwrap_or_else(|| cli::DEFAULT_ENDPOINT.to_string());
+    let (scheme, rest) = own.split_once("://").unwrap_or(("https", "127.0.0.1:2379"));
+    let port = rest.trim_end_matches('/').rsplit_once(':').map_or("2379", |(_, p)| p);
+    let on_client_port = |peer: &String| {
+        let (_, rest) = peer.split_once("://")?;
+        let (host, _) = rest.trim_end_matches('/').rsplit_once(':')?;
+        Some(format!("{scheme}://{host}:{port}"))
+    };
+    let mut urls: Vec<String> = db
+        .members
+        .iter()
+        .flat_map(|x| match x.client_urls.is_empty() {
+            false => x.client_urls.clone(),
+            true => x.peer_urls.iter().filter_map(on_client_port).collect(),
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls
 }
 
 /// The swap itself, without printing its result (etcd-quorum recover --via-restore uses it).
@@ -340,7 +418,8 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
             Err(_) => None,
         },
     };
-    let journal = if args.dry_run { read_journal(&root) } else { live_journal(&root, shared) };
+    // A dry run judges the journal as the real run would, and leaves a stale one where it is.
+    let journal = live_journal(&root, shared, !args.dry_run);
     let original = original_manifest(journal.as_ref(), shared)?;
     if journal.as_ref().is_some_and(|j| j.manifest_backup.as_ref().is_some_and(|p| p.is_file())) {
         eprintln!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
@@ -372,7 +451,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     );
     // A resumed run asked before it began; asking again now would count the half-restored node.
     if journal.is_none() {
-        let (alone, detail) = old_cluster_gone(shared, &original, &peer, &m);
+        let (alone, detail) = old_cluster_gone(shared, &original, &name, &data_dir, &m);
         plan.check("no majority of the old cluster serves beside the new one", alone || args.force, detail);
     }
     let crictl_ok = crictl.etcd_containers();
@@ -478,8 +557,10 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
             Ok(Swapped::Done(Box::new(doc)))
         }
         Err(e) => {
-            let state = undo(&done, &original, &data_dir, &backup_dir, &crictl, timeout);
-            journal_done();
+            let (state, settled) = undo(&done, &original, &data_dir, &backup_dir, &crictl, timeout);
+            if settled {
+                journal_done();
+            }
             Err(exit::with_state(
                 e,
                 format!("undone: {}", if state.is_empty() { "nothing had changed" } else { &state }),

@@ -180,13 +180,13 @@ fn freeze_new(c: &Cluster, k: usize, old: i32) -> i32 {
     }
 }
 
-/// The etcd a swap has just started from the restored data freezes before it answers: the health
-/// wait ends at --timeout (exit 7), and the undo takes the new manifest out. The kubelet gives the
-/// frozen container its 30 s grace period, longer than --timeout: the undo stops there instead of
-/// moving the data dir from under the live etcd and starting the old member beside it, and spells
-/// out the way back, which works once etcd has stopped.
-#[test]
-fn swap_with_the_restored_etcd_frozen_3_5_30() {
+/// A one-member lab, a snapshot, a key written after it, and a swap whose restored etcd freezes
+/// before it answers: the health wait ends at --timeout (exit 7) and the undo takes the new
+/// manifest out. The kubelet gives the frozen container its 30 s grace period, longer than
+/// --timeout: the undo stops there instead of moving the data dir from under the live etcd and
+/// starting the old member beside it. Returns the lab, the swap's arguments, the original manifest,
+/// and the undo's two ways on (a rerun, or the way back), once the kubelet has killed the etcd.
+fn swap_stopped_midway() -> (Cluster, Vec<String>, Vec<u8>, String) {
     let c = Cluster::start(Spec::new(1, "3.5.30"));
     c.etcdctl_ok(&["put", "/registry/before", "1"]);
     let snap = c.base.join("s.db");
@@ -195,8 +195,12 @@ fn swap_with_the_restored_etcd_frozen_3_5_30() {
     c.etcdctl_ok(&["put", "/registry/after", "2"]);
     let manifest_before = std::fs::read(c.node(1).manifest()).unwrap();
     let old = c.etcd_pid(1);
+    let args: Vec<String> = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--timeout", "12s"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     let mut cmd = c.tool("etcd-restore", 1);
-    cmd.args(["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--timeout", "12s", "-w", "json"]);
+    cmd.args(&args).args(["-w", "json"]);
     let mut frozen = 0;
     let (r, took) = c.paused_at(cmd, "swap-manifest-written", || frozen = freeze_new(&c, 1, old));
     let line = error_line(&r.stderr, "etcd-restore");
@@ -204,23 +208,46 @@ fn swap_with_the_restored_etcd_frozen_3_5_30() {
     assert!(line.contains("not healthy within 12s"), "{line}");
     assert!(line.contains("undone: new manifest taken out"), "{line}");
     assert!(!line.contains("old data dir back in") && !line.contains("original manifest back"), "{line}");
+    assert!(line.contains("run the same command again to finish the swap"), "{line}");
     // The health wait, then the undo's own wait for etcd to stop, with slack.
     assert!(took < Duration::from_secs(35), "took {took:?}");
     assert!(!c.node(1).manifest().exists(), "no manifest while the restored etcd may still run");
     let data_dir = c.node(1).root.join("var/lib/etcd");
     assert!(!etcd_lab::holds(&data_dir, b"/registry/after"), "the restored data stays in place");
-    let way_back = line.split("once etcd has stopped: ").nth(1).expect("the way back");
+    assert!(c.node(1).root.join("var/lib/etcd-recovery/swap-in-progress.json").is_file(), "the journal stays");
+    let way_back = line.split("or go back: ").nth(1).expect("the way back").to_string();
     c.thaw(frozen);
     let t = Instant::now();
     while Path::new(&format!("/proc/{frozen}")).exists() {
         assert!(t.elapsed() < Duration::from_secs(40), "the kubelet never stopped the frozen etcd");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = std::process::Command::new("sh").args(["-c", way_back]).output().unwrap();
+    (c, args, manifest_before, way_back)
+}
+
+/// The way back the stopped undo prints works: the old data serves again, with what was written
+/// after the snapshot.
+#[test]
+fn swap_with_the_restored_etcd_frozen_the_way_back_3_5_30() {
+    let (c, _, manifest_before, way_back) = swap_stopped_midway();
+    let out = std::process::Command::new("sh").args(["-c", &way_back]).output().unwrap();
     assert!(out.status.success(), "{way_back}: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), manifest_before);
     c.wait_healthy(&[1], Duration::from_secs(30));
     assert_eq!(c.etcdctl_ok(&["get", "/registry/after", "--print-value-only"]).trim(), "2");
+}
+
+/// Or the same command run again, through the journal the stopped undo kept, finishes the swap.
+#[test]
+fn swap_with_the_restored_etcd_frozen_then_rerun_3_5_30() {
+    let (c, args, _, _) = swap_stopped_midway();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = c.run_json("etcd-restore", 1, &args, None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["swappedIn"], true);
+    assert!(!c.node(1).root.join("var/lib/etcd-recovery/swap-in-progress.json").exists());
+    assert_eq!(c.etcdctl_ok(&["get", "/registry/before", "--print-value-only"]).trim(), "1");
+    assert!(c.etcdctl_ok(&["get", "/registry/after", "--print-value-only"]).trim().is_empty(), "the snapshot's data");
 }
 
 /// After a quorum loss, the survivor's forced start freezes: recover's restart wait ends at

@@ -469,6 +469,37 @@ fn option_two_3_5_30() {
     assert_eq!(status.json["clusterId"], plan.json["clusterId"]);
 }
 
+/// On kubeadm's first node the manifest's --initial-cluster names that node alone. With its own
+/// etcd not answering (frozen here: crash-looping does the same), nothing in the manifest leads to
+/// the others: the swap asks the members its db lists, finds the live majority, and refuses.
+#[test]
+fn swap_refused_beside_a_majority_only_the_db_knows_3_5_30() {
+    let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(3, "3.5.30"));
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let n1 = c.node(1);
+    let mut m = common::manifest::Manifest::load(&n1.manifest()).unwrap();
+    m.set_flag("initial-cluster", &format!("node1={}", n1.peer_url())).unwrap();
+    let old = c.etcd_pid(1);
+    m.save().unwrap();
+    let t = std::time::Instant::now();
+    while c.etcd_pid(1) == old {
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "the kubelet kept the old etcd");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    let pid = c.freeze(1);
+    let r = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", snap.to_str().unwrap(), "--dry-run"], None);
+    c.thaw(pid);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    let failed: Vec<&serde_json::Value> =
+        r.json["preconditions"].as_array().unwrap().iter().filter(|k| k["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "{}", r.stdout);
+    let detail = failed[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("2 of 3 voters of the old cluster still serve"), "{detail}");
+}
+
 /// A one-member 3.5.30 lab with `keys` secrets, and a snapshot of it (`<base>/s.db`).
 fn one_node_snapshot(keys: usize) -> (etcd_lab::Cluster, PathBuf) {
     let c = etcd_lab::Cluster::start(etcd_lab::Spec::new(1, "3.5.30"));

@@ -51,6 +51,8 @@ pub struct DbMember {
     pub id: u64,
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// Empty for a member that never started (and in dbs that do not keep them).
+    pub client_urls: Vec<String>,
     pub is_learner: bool,
 }
 
@@ -199,6 +201,10 @@ pub fn read_db(path: &Path) -> Result<DbState, String> {
                             id: m["id"].as_u64().unwrap_or(0),
                             name: m["name"].as_str().unwrap_or("").to_string(),
                             peer_urls: m["peerURLs"]
+                                .as_array()
+                                .map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect())
+                                .unwrap_or_default(),
+                            client_urls: m["clientURLs"]
                                 .as_array()
                                 .map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect())
                                 .unwrap_or_default(),
