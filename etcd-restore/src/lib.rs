@@ -28,7 +28,8 @@ common::with_shared_flags! {
         example = "This node from a snapshot, as a one-member cluster (the other nodes cleaned first; then etcd-member join them):\n  $ etcd-restore --swap --snapshot /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db --yes",
         example = "Every node at once: print each node's command, then run them on the nodes:\n  $ etcd-restore plan --snapshot S --initial-cluster cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380",
         note = "Exit codes: 0 ok, 1 error, 2 usage, 5 refused (target not empty, no disk room, --yes missing), 6 integrity \
-(hash mismatch, corrupt file), 7 timeout (the swapped-in member did not become healthy; the old data dir is back)."
+(hash mismatch, corrupt file), 7 timeout (the swapped-in member did not become healthy; the old data dir is back, or, when etcd \
+did not stop either, the message says how to finish or go back)."
     )]
     pub struct Args {
         #[argh(subcommand)]
