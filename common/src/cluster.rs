@@ -126,15 +126,8 @@ pub fn seed_endpoints(shared: &Shared, manifest: Option<&Manifest>) -> (Vec<Stri
     let mut seeds: Vec<String> = Vec::new();
     if let Some(m) = manifest {
         seeds.extend(m.client_urls());
-        let client_port = seeds
-            .first()
-            .and_then(|u| u.rsplit_once(':'))
-            .map_or("2379".to_string(), |(_, p)| p.trim_end_matches('/').to_string());
-        for (_, peer) in m.initial_cluster() {
-            if let Some((base, _)) = peer.trim_end_matches('/').rsplit_once(':') {
-                seeds.push(format!("{base}:{client_port}"));
-            }
-        }
+        let port = client_port(m);
+        seeds.extend(m.initial_cluster().iter().filter_map(|(_, peer)| on_port(peer, &port)));
     }
     if seeds.is_empty() {
         seeds.push(crate::cli::DEFAULT_ENDPOINT.to_string());
@@ -142,6 +135,20 @@ pub fn seed_endpoints(shared: &Shared, manifest: Option<&Manifest>) -> (Vec<Stri
     let mut seen = BTreeSet::new();
     seeds.retain(|s| seen.insert(s.clone()));
     (seeds, false)
+}
+
+/// The port of the manifest's first client URL (kubeadm's layout: every member uses the same).
+pub fn client_port(m: &Manifest) -> String {
+    m.client_urls()
+        .first()
+        .and_then(|u| u.trim_end_matches('/').rsplit_once(':').map(|(_, p)| p.to_string()))
+        .unwrap_or_else(|| "2379".into())
+}
+
+/// A member's peer URL moved to `port`: a guess at its client URL (same host, same scheme).
+pub fn on_port(peer: &str, port: &str) -> Option<String> {
+    let (base, _) = peer.trim_end_matches('/').rsplit_once(':')?;
+    Some(format!("{base}:{port}"))
 }
 
 /// Asks every seed in parallel; as soon as one returns the member list, asks the members not

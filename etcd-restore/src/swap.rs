@@ -378,21 +378,13 @@ fn old_cluster_gone(
 /// port when the db keeps no client URLs): where the rest of the cluster was.
 fn known_client_urls(data_dir: &Path, manifest: &Manifest) -> Vec<String> {
     let Ok(db) = common::disk::inspect::read_db(&data_dir.join("member/snap/db")) else { return Vec::new() };
-    // This node's client URL gives the scheme and port the others use too (kubeadm's layout).
-    let own = manifest.client_urls().into_iter().next().unwrap_or_else(|| cli::DEFAULT_ENDPOINT.to_string());
-    let (scheme, rest) = own.split_once("://").unwrap_or(("https", "127.0.0.1:2379"));
-    let port = rest.trim_end_matches('/').rsplit_once(':').map_or("2379", |(_, p)| p);
-    let on_client_port = |peer: &String| {
-        let (_, rest) = peer.split_once("://")?;
-        let (host, _) = rest.trim_end_matches('/').rsplit_once(':')?;
-        Some(format!("{scheme}://{host}:{port}"))
-    };
+    let port = common::cluster::client_port(manifest);
     let mut urls: Vec<String> = db
         .members
         .iter()
         .flat_map(|x| match x.client_urls.is_empty() {
             false => x.client_urls.clone(),
-            true => x.peer_urls.iter().filter_map(on_client_port).collect(),
+            true => x.peer_urls.iter().filter_map(|p| common::cluster::on_port(p, &port)).collect(),
         })
         .collect();
     urls.sort();
