@@ -86,8 +86,10 @@ fn count(c: &Cluster, k: usize, prefix: &str) -> usize {
 }
 
 /// Only etcd.yaml may ever be in a manifests dir: the kubelet runs every other file too.
+/// Nothing the kubelet would run but etcd.yaml. It skips dot files, and a kill between an atomic
+/// write's temp file (`.etcd.yaml.tmp`) and its rename leaves one: nothing can prevent that.
 fn manifests_dir_clean(n: &Node) -> bool {
-    names(&n.root.join("etc/kubernetes/manifests")).iter().all(|f| f == "etcd.yaml")
+    names(&n.root.join("etc/kubernetes/manifests")).iter().all(|f| f == "etcd.yaml" || f == ".etcd.yaml.tmp")
 }
 
 /// `etcd-snap save` killed at random moments, plain and in cron mode: never a final file that fails
