@@ -420,11 +420,27 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     write_atomic_mode(path, data, 0o600)
 }
 
+/// The temp file [`write_atomic`] writes `path` through: `.<name>.tmp` beside it.
+pub fn temp_path(path: &Path) -> Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    Ok(path.with_file_name(format!(".{}.tmp", name.to_string_lossy())))
+}
+
+/// Removes the temp file a killed [`write_atomic`] of `path` left (the kubelet skips it, but a
+/// manifests dir should hold only manifests). Only under the node lock: a running write owns it.
+pub fn remove_stale_temp(path: &Path) {
+    let Ok(tmp) = temp_path(path) else { return };
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => log::info!("{}: removed, left by an interrupted write", tmp.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("{}: left by an interrupted write, cannot remove: {e}", tmp.display()),
+    }
+}
+
 /// [`write_atomic`] with another mode (e.g. 0644 for a file other users' daemons read).
 pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
-    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let tmp = temp_path(path)?;
     let result = (|| -> std::io::Result<()> {
         let mut f = crate::durable::open_exact(
             std::fs::OpenOptions::new().write(true).create(true).truncate(true),

@@ -174,7 +174,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         return Ok(exit::OK);
     }
     cli::confirm(args.yes, &format!("clean this node (manifest and {} moved aside)", data_dir.display()))?;
-    let _lock = backup::node_lock(&root)?;
+    let _lock = backup::node_lock(&root, &shared.manifest)?;
 
     let backup_dir = match resumed_dir {
         Some(d) => d,

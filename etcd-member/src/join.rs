@@ -406,6 +406,8 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             return crate::nothing_to_do("etcd-member join", detail, shared.output);
         }
         eprintln!("etcd-member: {detail}; nothing to do");
+        // Taken only for the leftovers it removes; another procedure holding it is not an error.
+        drop(common::backup::node_lock(&root, &shared.manifest));
         let change = MemberChange {
             kind: "MemberChange".into(),
             action: "join".into(),
@@ -421,7 +423,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         return Ok(code);
     }
     cli::confirm(args.yes, &format!("join {} ({}) to the cluster", p.name, p.peer_url))?;
-    let _lock = common::backup::node_lock(&root)?;
+    let _lock = common::backup::node_lock(&root, &shared.manifest)?;
 
     let dialer = Dialer::new(&shared, true)?;
     let rt = common::client::runtime()?;

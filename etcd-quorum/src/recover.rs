@@ -339,7 +339,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     }
     cli::confirm(args.yes, &format!("force {} into a new one-member cluster", before.member_id))?;
     // (--via-restore took its lock in the swap.)
-    let _lock = backup::node_lock(&backup::backup_root(&shared, args.backup_dir.as_deref()))?;
+    let _lock = backup::node_lock(&backup::backup_root(&shared, args.backup_dir.as_deref()), &shared.manifest)?;
 
     let mut backup_path = None;
     if !interrupted {

@@ -168,7 +168,7 @@ fn undo(
             }
             if let Some(m) = &done.manifest_backup {
                 // Through a dot file and a rename: the kubelet never reads half a manifest.
-                let tmp = original.path.with_file_name(".etcd.yaml.tmp");
+                let tmp = common::manifest::temp_path(&original.path).unwrap_or_default();
                 todo.push(format!("cp {} {} && mv {} {}", q(m), q(&tmp), q(&tmp), q(&original.path)));
             }
             said.push(format!(
@@ -404,7 +404,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     // A backup root it cannot write is the plan's to refuse (exit 5, with the others' checks).
     let _lock = match args.dry_run {
         true => None,
-        false => match backup::node_lock(&root) {
+        false => match backup::node_lock(&root, &shared.manifest) {
             Ok(f) => Some(f),
             Err(e) if exit::code_of(&e) == exit::REFUSED => return Err(e),
             Err(_) => None,

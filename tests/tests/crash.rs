@@ -92,6 +92,16 @@ fn manifests_dir_clean(n: &Node) -> bool {
     names(&n.root.join("etc/kubernetes/manifests")).iter().all(|f| f == "etcd.yaml" || f == ".etcd.yaml.tmp")
 }
 
+/// What a kill between a manifest write's temp file and its rename leaves: the next procedure that
+/// takes the node lock removes it. Planted before a rerun so that every round checks the removal.
+fn plant_stale_temp(n: &Node) {
+    std::fs::write(n.root.join("etc/kubernetes/manifests/.etcd.yaml.tmp"), "apiVersion: v1\nkind: Po").unwrap();
+}
+
+fn manifests_dir_names(n: &Node) -> Vec<String> {
+    names(&n.root.join("etc/kubernetes/manifests"))
+}
+
 /// `etcd-snap save` killed at random moments, plain and in cron mode: never a final file that fails
 /// to verify, never a `.part` that outlives the next cron run, the metrics file always whole.
 #[test]
@@ -180,9 +190,11 @@ fn swap_killed_at_random_moments_3_5_30() {
             assert!(old_safe, "kill {i} at {at:?}: old data lost (journal: {j})");
         }
         assert!(manifests_dir_clean(c.node(1)), "kill {i} at {at:?}");
+        plant_stale_temp(c.node(1));
         let r = c.run_json("etcd-restore", 1, &args, None);
         assert_eq!(r.code, 0, "kill {i} at {at:?}: rerun: {}\n{}", r.stderr, r.stdout);
         assert!(!journal.exists());
+        assert_eq!(manifests_dir_names(c.node(1)), ["etcd.yaml"], "kill {i} at {at:?}");
         assert_eq!(count(&c, 1, "/registry/pods/"), 10, "kill {i}: the snapshot's keys");
         assert_eq!(count(&c, 1, "/registry/secrets/"), 0, "kill {i}: the marker is not in the snapshot");
     }
@@ -365,8 +377,10 @@ fn clean_and_join_killed_at_random_moments_3_5_30() {
             let at = rng.below(took.1 * 3 / 4);
             kills += usize::from(kill_after(run(&["join", "--yes"]), at));
             assert!(manifests_dir_clean(n3), "join killed at {at:?}");
+            plant_stale_temp(n3);
             let r = tool_with(&c, "etcd-member", 3, &["join", "--yes"], None).unwrap();
             assert!([0, 3].contains(&r.code), "join killed at {at:?}, rerun: {}\n{}", r.stderr, r.stdout);
+            assert_eq!(manifests_dir_names(n3), ["etcd.yaml"], "join killed at {at:?}");
         }
         rejoined(&c, &format!("round {round}"));
     }
