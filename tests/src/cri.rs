@@ -239,9 +239,15 @@ fn stable_hex(parts: &[&[u8]], words: u8) -> String {
     out
 }
 
-/// Pod uid of a static pod: 32 hex digits, changes with any edit of the file (like the kubelet's hash).
+/// Pod uid of a static pod: 32 hex digits. Like the kubelet's (a hash of the parsed pod, the node
+/// and the file), it changes with what the file says, not with its layout: comments, key order and
+/// quoting leave it as it is, so a rewrite that changes nothing restarts nothing. A file that does
+/// not parse is hashed as bytes (the kubelet skips it anyway).
 pub fn pod_uid(file_name: &str, content: &[u8], node: &str) -> String {
-    stable_hex(&[file_name.as_bytes(), content, node.as_bytes()], 2)
+    // serde_json's maps are sorted: one spelling per parsed document.
+    let parsed = serde_yaml::from_slice::<serde_json::Value>(content).map(|v| v.to_string());
+    let canonical = parsed.as_ref().map(String::as_bytes).unwrap_or(content);
+    stable_hex(&[file_name.as_bytes(), canonical, node.as_bytes()], 2)
 }
 
 /// `sha256:<64 hex>` image id, stable per image name.
@@ -562,7 +568,12 @@ mod tests {
         let u = pod_uid("etcd.yaml", b"spec: {}", "n1");
         assert_eq!(u.len(), 32);
         assert_eq!(u, pod_uid("etcd.yaml", b"spec: {}", "n1"));
-        assert_ne!(u, pod_uid("etcd.yaml", b"spec: {} ", "n1"));
+        assert_ne!(u, pod_uid("etcd.yaml", b"spec: {x: 1}", "n1"));
+        // The layout does not count, the content does.
+        let pod = b"metadata: {name: etcd, annotations: {a: '1', b: '2'}}\nspec: {containers: [{name: etcd}]}\n";
+        let relaid = b"# edited\nspec:\n  containers:\n  - name: \"etcd\"\nmetadata:\n  annotations:\n    b: '2'\n    a: '1'\n  name: etcd\n";
+        assert_eq!(pod_uid("etcd.yaml", pod, "n1"), pod_uid("etcd.yaml", relaid, "n1"));
+        assert_ne!(pod_uid("etcd.yaml", pod, "n1"), pod_uid("etcd.yaml", &relaid[..relaid.len() - 5], "n1"));
         assert_ne!(u, pod_uid("etcd.yaml.bak", b"spec: {}", "n1"));
         assert_ne!(u, pod_uid("etcd.yaml", b"spec: {}", "n2"));
         assert_eq!(image_ref("etcd:3.5.30-0").len(), 71);
