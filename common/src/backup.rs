@@ -53,25 +53,6 @@ pub fn room(p: &Path, need: u64) -> (bool, String) {
     }
 }
 
-/// One destructive procedure at a time on a node (clean, join, --swap, recover): an exclusive lock
-/// on `<backup root>/.lock`, held until the returned file is dropped or the process dies. A second
-/// one is refused at once (exit 5) instead of interleaving its moves and manifest writes. Once
-/// held, the temp file an interrupted earlier write of `manifest` left is removed.
-pub fn node_lock(root: &Path, manifest: &Path) -> Result<std::fs::File> {
-    private_dir_all(root).map_err(|e| anyhow!("backup dir {}: {e}", root.display()))?;
-    let path = root.join(".lock");
-    let lock = crate::durable::try_lock(&path)
-        .map_err(|e| anyhow!("{}: cannot lock: {e}", path.display()))?
-        .ok_or_else(|| {
-            crate::exit::coded(
-                crate::exit::REFUSED,
-                format!("another etcd recovery procedure is running on this node (it holds {})", path.display()),
-            )
-        })?;
-    crate::manifest::remove_stale_temp(manifest);
-    Ok(lock)
-}
-
 /// A plan check that `dir` can be moved aside by rename: not a symlink (the link would move, not
 /// the data) and not a mount point (rename fails with EBUSY, after etcd was stopped).
 pub fn movable_check(plan: &mut crate::report::Plan, dir: &Path) {
@@ -287,31 +268,6 @@ mod tests {
         std::fs::write(dir.join("g"), [0u8; 24]).unwrap();
         assert_eq!(tree_size(&dir), 1024);
         assert!(free_bytes(&dir.join("not/yet/there")).is_some_and(|f| f > 0));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_node_lock_removes_a_killed_writes_temp_file_and_nothing_else() {
-        let dir = std::env::temp_dir().join(format!("backup-lock-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let manifests = dir.join("manifests");
-        std::fs::create_dir_all(&manifests).unwrap();
-        let manifest = manifests.join("etcd.yaml");
-        std::fs::write(&manifest, "old").unwrap();
-        std::fs::write(manifests.join(".etcd.yaml.tmp"), "half").unwrap();
-        std::fs::write(manifests.join(".other.yaml.tmp"), "not ours").unwrap();
-        let root = dir.join("backups");
-        let held = node_lock(&root, &manifest).unwrap();
-        let mut left: Vec<_> = std::fs::read_dir(&manifests).unwrap().map(|e| e.unwrap().file_name()).collect();
-        left.sort();
-        assert_eq!(left, [".other.yaml.tmp", "etcd.yaml"]);
-        assert_eq!(std::fs::read_to_string(&manifest).unwrap(), "old");
-        // A second procedure is refused, and does not touch a temp file the first one may be writing.
-        std::fs::write(manifests.join(".etcd.yaml.tmp"), "being written").unwrap();
-        let err = node_lock(&root, &manifest).unwrap_err();
-        assert_eq!(crate::exit::code_of(&err), crate::exit::REFUSED);
-        assert!(manifests.join(".etcd.yaml.tmp").exists());
-        drop(held);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

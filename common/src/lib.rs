@@ -9,6 +9,7 @@ pub mod durable;
 pub mod exit;
 pub mod failpoint;
 pub mod manifest;
+pub mod nodelock;
 pub mod pki;
 pub mod report;
 pub mod runtime;

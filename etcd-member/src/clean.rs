@@ -7,6 +7,7 @@ use common::backup;
 use common::cli::{self, HasShared};
 use common::exit::{self, coded};
 use common::manifest::Manifest;
+use common::nodelock::NodeLock;
 use common::report::{NodeClean, Plan};
 use common::runtime::Crictl;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ common::with_shared_flags! {
 pub fn run(args: CleanArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let manifest_present = shared.manifest.exists();
     // A broken manifest is one reason to clean a node: it still goes aside, the data dir then
     // comes from --data-dir or the kubeadm default. But then nothing tells whether the member it
@@ -174,7 +176,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         return Ok(exit::OK);
     }
     cli::confirm(args.yes, &format!("clean this node (manifest and {} moved aside)", data_dir.display()))?;
-    let _lock = backup::node_lock(&root, &shared.manifest)?;
+    lock.begin();
 
     let backup_dir = match resumed_dir {
         Some(d) => d,

@@ -9,6 +9,7 @@ use common::client::Dialer;
 use common::cluster::{self, member_refs};
 use common::exit::{self, coded};
 use common::manifest::Manifest;
+use common::nodelock::NodeLock;
 use common::report::{ClusterStatus, MemberChange, MemberRef, Plan, hex_id};
 use etcd_client::{Client, MemberAddOptions};
 use std::net::IpAddr;
@@ -376,6 +377,7 @@ pub(crate) async fn promote(dialer: &Dialer, client: &mut Client, id: u64, deadl
 pub fn run(args: JoinArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let root = backup_root(&shared, args.backup_dir.as_deref());
     let template_path = args.template.as_ref().map(PathBuf::from).or_else(|| crate::last_cleaned_manifest(&root));
     let template = template_path.as_deref().map(Manifest::load).transpose()?;
@@ -406,8 +408,8 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             return crate::nothing_to_do("etcd-member join", detail, shared.output);
         }
         eprintln!("etcd-member: {detail}; nothing to do");
-        // Taken only for the leftovers it removes; another procedure holding it is not an error.
-        drop(common::backup::node_lock(&root, &shared.manifest));
+        // What a killed write left goes all the same (the lock is held).
+        common::manifest::remove_stale_temp(&shared.manifest);
         let change = MemberChange {
             kind: "MemberChange".into(),
             action: "join".into(),
@@ -423,7 +425,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         return Ok(code);
     }
     cli::confirm(args.yes, &format!("join {} ({}) to the cluster", p.name, p.peer_url))?;
-    let _lock = common::backup::node_lock(&root, &shared.manifest)?;
+    lock.begin();
 
     let dialer = Dialer::new(&shared, true)?;
     let rt = common::client::runtime()?;

@@ -10,6 +10,7 @@ use common::backup;
 use common::cli::{self, HasShared, Shared};
 use common::exit::{self, coded};
 use common::manifest::Manifest;
+use common::nodelock::NodeLock;
 use common::report::{Plan, QuorumRecovery};
 use common::runtime::Crictl;
 use std::path::Path;
@@ -58,6 +59,7 @@ fn via_restore(
     dir: &Path,
     before: &common::report::DataDirInspection,
     others: Vec<String>,
+    lock: &mut NodeLock,
 ) -> Result<u8> {
     use argh::FromArgs;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
@@ -66,6 +68,7 @@ fn via_restore(
     } else {
         // Asked before anything is written: a refusal leaves no copy behind.
         cli::confirm(args.yes, &format!("restore {} from its own db as a one-member cluster", before.member_id))?;
+        lock.begin();
         let b = backup::new_backup_dir(&root)?;
         let to = b.join("db");
         std::fs::copy(dir.join("member/snap/db"), &to)
@@ -221,6 +224,8 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         return Err(coded(exit::USAGE, "--bump-revision and --mark-compacted go with --via-restore"));
     }
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    // Before anything is looked at; --via-restore's swap runs under it too.
+    let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let mut manifest = Manifest::load(&shared.manifest)?;
     let dir = data_dir(args.data_dir.as_deref(), &shared, Some(&manifest))?;
     let url = manifest
@@ -330,7 +335,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run && !plan.failed().is_empty())? {
             return Ok(code);
         }
-        return via_restore(&args, &shared, &dir, &before, others);
+        return via_restore(&args, &shared, &dir, &before, others, &mut lock);
     }
     plan.step("remove --force-new-cluster", manifest.path.display().to_string(), true);
     plan.step("wait and verify", format!("{url} healthy, one voter, revision >= {}", before.revision), false);
@@ -338,8 +343,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         return Ok(code);
     }
     cli::confirm(args.yes, &format!("force {} into a new one-member cluster", before.member_id))?;
-    // (--via-restore took its lock in the swap.)
-    let _lock = backup::node_lock(&backup::backup_root(&shared, args.backup_dir.as_deref()), &shared.manifest)?;
+    lock.begin();
 
     let mut backup_path = None;
     if !interrupted {

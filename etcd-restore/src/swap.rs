@@ -15,6 +15,7 @@ use common::backup;
 use common::cli::{self, Shared};
 use common::exit::{self, coded};
 use common::manifest::Manifest;
+use common::nodelock::NodeLock;
 use common::report::{Plan, Restore};
 use common::runtime::Crictl;
 use std::path::{Path, PathBuf};
@@ -401,15 +402,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     identity(args, shared, &original_manifest(read_journal(&root).as_ref(), shared)?)?;
     // An interrupted earlier run: its journal says where the original manifest went.
     // Held from before the journal is read: a running swap's journal is never taken for stale.
-    // A backup root it cannot write is the plan's to refuse (exit 5, with the others' checks).
-    let _lock = match args.dry_run {
-        true => None,
-        false => match backup::node_lock(&root, &shared.manifest) {
-            Ok(f) => Some(f),
-            Err(e) if exit::code_of(&e) == exit::REFUSED => return Err(e),
-            Err(_) => None,
-        },
-    };
+    let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     // A dry run judges the journal as the real run would, and leaves a stale one where it is.
     let journal = live_journal(&root, shared, !args.dry_run);
     let original = original_manifest(journal.as_ref(), shared)?;
@@ -481,6 +474,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         return Ok(Swapped::Planned(code));
     }
     cli::confirm(args.yes, &format!("replace this node's etcd data ({}) with {path}", data_dir.display()))?;
+    lock.begin();
 
     let mut j = match journal {
         Some(j) => j,

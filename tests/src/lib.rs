@@ -186,9 +186,9 @@ pub fn run(mut cmd: Command, stdin: Option<&str>) -> Run {
     }
 }
 
-/// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs, then the
-/// tool goes on. The go file goes in `dir`. Returns the finished run and how long it took after `act`.
-pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce()) -> (Run, Duration) {
+/// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs (given the
+/// tool's pid), then the tool goes on. The go file goes in `dir`. Returns the finished run and how long it took after `act`.
+pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce(u32)) -> (Run, Duration) {
     use std::io::{BufRead, BufReader};
     let go = dir.join(format!("go-{point}"));
     // A go file left by an earlier pause at the same point would let this one through at once.
@@ -217,7 +217,7 @@ pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce()) 
         assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
         seen += &line;
     }
-    act();
+    act(held.0.as_ref().expect("held").id());
     let child = held.0.take().expect("held");
     std::fs::write(&go, b"").unwrap();
     let t = Instant::now();
@@ -358,7 +358,7 @@ impl Cluster {
     }
 
     /// [`paused_at`] with the go file in the lab's dir.
-    pub fn paused_at(&self, cmd: Command, point: &str, act: impl FnOnce()) -> (Run, Duration) {
+    pub fn paused_at(&self, cmd: Command, point: &str, act: impl FnOnce(u32)) -> (Run, Duration) {
         paused_at(&self.base, cmd, point, act)
     }
 

@@ -812,8 +812,8 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let pasted = node_root(&c, "pasted", &node3_manifest, &["var/lib/etcd/member"]);
 
     // Another procedure running on the node: its lock held for the whole table.
-    let busy = node_root(&c, "busy", &node3_manifest, &["var/lib/etcd/member", "var/lib/etcd-recovery"]);
-    let held = std::fs::File::create(busy.join("var/lib/etcd-recovery/.lock")).unwrap();
+    let busy = node_root(&c, "busy", &node3_manifest, &["var/lib/etcd/member"]);
+    let held = std::fs::File::open(busy.join("etc/kubernetes/manifests")).unwrap();
     held.lock().unwrap();
 
     let spaces = c.base.join("with space");
@@ -1051,7 +1051,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &On::Root(busy.clone()),
             &["clean", "--yes"],
         )
-        .fails(5, &["another etcd recovery procedure is running on this node", "etcd-recovery/.lock"]),
+        .fails(5, &["another etcd recovery procedure is running on this node", "etc/kubernetes/manifests"]),
         row(
             "swap: another node's plan line (its --name)",
             "etcd-restore",
@@ -1059,6 +1059,13 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &["--swap", "--snapshot", &snap("good"), "--name", "node1", "--yes"],
         )
         .fails(2, &["--name node1: this node's manifest runs etcd with --name=node3"]),
+        row(
+            "recover --yes with another --backup-dir: the same node, the same lock",
+            "etcd-quorum",
+            &On::Root(busy.clone()),
+            &["recover", "--yes", "--backup-dir", &s(&c.base.join("busy-elsewhere"))],
+        )
+        .fails(5, &["another etcd recovery procedure is running on this node", "etc/kubernetes/manifests"]),
         swap(&busy)
             .named("swap: another procedure holds the node's lock")
             .fails(5, &["another etcd recovery procedure is running on this node"]),

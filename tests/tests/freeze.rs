@@ -202,7 +202,7 @@ fn swap_stopped_midway() -> (Cluster, Vec<String>, Vec<u8>, String) {
     let mut cmd = c.tool("etcd-restore", 1);
     cmd.args(&args).args(["-w", "json"]);
     let mut frozen = 0;
-    let (r, took) = c.paused_at(cmd, "swap-manifest-written", || frozen = freeze_new(&c, 1, old));
+    let (r, took) = c.paused_at(cmd, "swap-manifest-written", |_| frozen = freeze_new(&c, 1, old));
     let line = error_line(&r.stderr, "etcd-restore");
     assert_eq!(r.code, 7, "{}", r.stderr);
     assert!(line.contains("not healthy within 12s"), "{line}");
@@ -262,7 +262,7 @@ fn recover_with_the_forced_etcd_frozen_3_5_30() {
     let mut cmd = c.tool("etcd-quorum", 1);
     cmd.args(["recover", "--yes", "--timeout", "8s", "-w", "json"]).args(TIMEOUTS);
     let mut frozen = 0;
-    let (r, took) = c.paused_at(cmd, "recover-flag-in", || frozen = freeze_new(&c, 1, old));
+    let (r, took) = c.paused_at(cmd, "recover-flag-in", |_| frozen = freeze_new(&c, 1, old));
     let line = error_line(&r.stderr, "etcd-quorum");
     c.thaw(frozen);
     assert_eq!(r.code, 7, "{}", r.stderr);

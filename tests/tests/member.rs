@@ -383,7 +383,7 @@ fn remove_of_a_member_removed_meanwhile_3_5_30() {
     let mut cmd = c.tool("etcd-member", 1);
     cmd.args(["remove", "node2", "node3", "--force", "--yes", "-w", "json"]);
     let mut second = String::new();
-    let (r, _) = c.paused_at(cmd, "remove-member-removed", || {
+    let (r, _) = c.paused_at(cmd, "remove-member-removed", |_| {
         let (name, id) = remaining_target(&c);
         c.etcdctl_ok(&["member", "remove", &id]);
         // Removing the leader (it may be node3) starts an election: let it end, so that the tool's
@@ -406,7 +406,7 @@ fn remove_failing_midway_says_what_is_gone_3_5_30() {
     let mut cmd = c.tool("etcd-member", 1);
     cmd.args(["remove", "node2", "node3", "--force", "--yes", "--command-timeout", "2s", "-w", "json"]);
     let mut second = String::new();
-    let (r, _) = c.paused_at(cmd, "remove-member-removed", || {
+    let (r, _) = c.paused_at(cmd, "remove-member-removed", |_| {
         second = remaining_target(&c).0;
         c.stop_node(1);
     });

@@ -272,7 +272,7 @@ fn prune_keeps_what_the_rules_say() {
     }
     let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
     cmd.args(["prune", "--dir", dir.to_str().unwrap(), "--keep", "1", "-w", "json"]);
-    let (r, _) = etcd_lab::paused_at(&dir, cmd, "prune-decided", || std::fs::remove_file(dir.join(names[4])).unwrap());
+    let (r, _) = etcd_lab::paused_at(&dir, cmd, "prune-decided", |_| std::fs::remove_file(dir.join(names[4])).unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
     let removed: Vec<&str> = r.json["removed"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     assert_eq!(removed.len(), 4, "{removed:?}");
