@@ -371,6 +371,14 @@ pub fn confirm(yes: bool, question: &str) -> Result<()> {
     }
 }
 
+/// What a dry run prints when the change is done already: a Plan with no steps (exit 0), as the
+/// real run changes nothing either.
+pub fn nothing_to_do(title: &str, detail: String, output: Output) -> Result<u8> {
+    let mut plan = crate::report::Plan::new(title);
+    plan.check("nothing to do", true, detail);
+    Ok(plan_gate(&plan, output, true)?.unwrap_or(crate::exit::OK))
+}
+
 /// The gate in front of every change: with `--dry-run` print the plan and stop (exit 0, or 5
 /// when a precondition failed); without it, a failed precondition refuses (exit 5) with the reasons.
 /// `Ok(None)` means go on.

@@ -386,6 +386,41 @@ pub fn survey(shared: &Shared, manifest: Option<&Manifest>) -> Result<Survey> {
     Ok(Survey { status, probes, explicit })
 }
 
+/// [`survey`] for a node whose own etcd may be down: when nothing at the manifest's addresses
+/// answers (its `--initial-cluster` may name this node alone, as on kubeadm's first node), the
+/// members this node's db last knew are asked too. Endpoints given by flag are asked alone.
+pub fn survey_with_known(shared: &Shared, manifest: &Manifest, data_dir: &std::path::Path) -> Result<Survey> {
+    let survey = survey(shared, Some(manifest))?;
+    if !survey.nobody_answered() || shared.endpoints.is_some() {
+        return Ok(survey);
+    }
+    let known = known_client_urls(data_dir, manifest);
+    if known.is_empty() {
+        return Ok(survey);
+    }
+    let mut wider = shared.clone();
+    wider.endpoints = Some(known);
+    Ok(crate::cluster::survey(&wider, Some(manifest)).unwrap_or(survey))
+}
+
+/// The client URLs of the members this node's db lists (their peer hosts on this node's client
+/// port when the db keeps no client URLs): where the rest of the cluster was.
+fn known_client_urls(data_dir: &std::path::Path, manifest: &Manifest) -> Vec<String> {
+    let Ok(db) = crate::disk::inspect::read_db(&data_dir.join("member/snap/db")) else { return Vec::new() };
+    let port = client_port(manifest);
+    let mut urls: Vec<String> = db
+        .members
+        .iter()
+        .flat_map(|x| match x.client_urls.is_empty() {
+            false => x.client_urls.clone(),
+            true => x.peer_urls.iter().filter_map(|p| on_port(p, &port)).collect(),
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
 /// Something in the cluster is unhealthy though it may work: a member unreachable or never
 /// started, a learner, errors a member reports, an alarm.
 pub fn is_degraded(s: &ClusterStatus) -> bool {

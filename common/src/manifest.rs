@@ -219,6 +219,22 @@ impl Manifest {
         crate::cli::host_path(rootfs, &self.on_host(container_path))
     }
 
+    /// [`Manifest::data_dir`], with a `--data-dir` given beside the manifest checked against it:
+    /// another dir would be acted on while etcd goes on using its own (usage error, exit 2).
+    pub fn data_dir_matching(&self, flag: Option<&str>, rootfs: &Path) -> Result<PathBuf> {
+        let dir = self.data_dir(rootfs)?;
+        if let Some(d) = flag
+            && Path::new(d) != dir
+            && crate::cli::host_path(rootfs, d) != dir
+        {
+            return Err(crate::exit::coded(
+                crate::exit::USAGE,
+                format!("--data-dir {d}: the manifest runs etcd with --data-dir {}; drop the flag", dir.display()),
+            ));
+        }
+        Ok(dir)
+    }
+
     /// The data dir etcd is given (`--data-dir`, kubeadm's /var/lib/etcd when absent), on the
     /// host. The tools move it aside and put others in its place, so a path that is not plainly
     /// below / (relative, `..`, / itself), in the container or through its mount, is refused.

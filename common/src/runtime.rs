@@ -128,6 +128,23 @@ impl Crictl {
         Ok(f)
     }
 
+    /// The plan check of every procedure that waits on the kubelet through crictl: it lists etcd's
+    /// containers. `overridden` (why going on without is allowed) makes a failure pass. `None` when
+    /// crictl failed.
+    pub fn plan_check(&self, plan: &mut crate::report::Plan, overridden: Option<&str>) -> Option<Vec<Container>> {
+        match self.etcd_containers() {
+            Ok(list) => {
+                plan.check("crictl works", true, format!("{} etcd container(s)", list.len()));
+                Some(list)
+            }
+            Err(e) => {
+                let why = overridden.map(|o| format!(" ({o})")).unwrap_or_default();
+                plan.check("crictl works", overridden.is_some(), format!("{e:#}{why}"));
+                None
+            }
+        }
+    }
+
     /// Every etcd container of the kube-system static pod, newest first. Only the four
     /// `io.kubernetes.*` labels exist on containers, so those are what we select on.
     pub fn etcd_containers(&self) -> Result<Vec<Container>> {

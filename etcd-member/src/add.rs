@@ -134,7 +134,7 @@ pub fn run_promote(args: PromoteArgs) -> Result<u8> {
     );
     plan.step("member promote", format!("{} once in sync with the leader", target.label()), true);
     if !target.is_learner && args.dry_run {
-        return crate::nothing_to_do(
+        return cli::nothing_to_do(
             "etcd-member promote",
             format!("{} is a voter already", target.label()),
             shared.output,

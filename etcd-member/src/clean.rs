@@ -55,15 +55,13 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     } else {
         crate::last_cleaned_manifest(&root).and_then(|p| Some((p.parent()?.to_path_buf(), Manifest::load(&p).ok()?)))
     };
-    let named = manifest.as_ref().or(resumed.as_ref().map(|r| &r.1)).map(|m| m.data_dir(&shared.rootfs)).transpose()?;
+    // The manifest's is the dir etcd uses: another one moved aside would leave etcd's in place.
+    let named = manifest
+        .as_ref()
+        .or(resumed.as_ref().map(|r| &r.1))
+        .map(|m| m.data_dir_matching(args.data_dir.as_deref(), &shared.rootfs))
+        .transpose()?;
     let data_dir = match (&args.data_dir, named) {
-        // The manifest's is the dir etcd uses: another one moved aside would leave etcd's in place.
-        (Some(d), Some(n)) if std::path::Path::new(d) != n && cli::host_path(&shared.rootfs, d) != n => {
-            return Err(coded(
-                exit::USAGE,
-                format!("--data-dir {d}: the manifest runs etcd with --data-dir {}; drop the flag", n.display()),
-            ));
-        }
         (_, Some(n)) => n,
         (Some(d), None) => PathBuf::from(d),
         (None, None) => cli::host_path(&shared.rootfs, common::manifest::DEFAULT_DATA_DIR),
@@ -132,20 +130,10 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         }
     }
     let crictl = Crictl::new(&shared.crictl);
-    let (containers, crictl_works) = match crictl.etcd_containers() {
-        Ok(list) => {
-            plan.check("crictl works", true, format!("{} etcd container(s)", list.len()));
-            (list, true)
-        }
-        Err(e) => {
-            plan.check(
-                "crictl works",
-                args.force,
-                format!("{e:#} (--force: go on without knowing whether etcd stopped)"),
-            );
-            (vec![], false)
-        }
-    };
+    let listed =
+        crictl.plan_check(&mut plan, args.force.then_some("--force: go on without knowing whether etcd stopped"));
+    let crictl_works = listed.is_some();
+    let containers = listed.unwrap_or_default();
     if manifest_present {
         plan.step("move manifest", format!("{} -> {}/<timestamp>/", shared.manifest.display(), root.display()), true);
     }

@@ -405,7 +405,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     if let Existing::Voter = p.existing {
         let detail = format!("{} is already a started voter with its manifest in place", p.name);
         if args.dry_run {
-            return crate::nothing_to_do("etcd-member join", detail, shared.output);
+            return cli::nothing_to_do("etcd-member join", detail, shared.output);
         }
         eprintln!("etcd-member: {detail}; nothing to do");
         // What a killed write left goes all the same (the lock is held).

@@ -29,11 +29,3 @@ pub(crate) fn last_cleaned_manifest(root: &std::path::Path) -> Option<std::path:
     dirs.sort();
     dirs.into_iter().rev().map(|d| d.join("etcd.yaml")).find(|m| m.is_file())
 }
-
-/// What a dry run prints when the change is done already: a Plan with no steps (exit 0), as the
-/// real run changes nothing either.
-pub(crate) fn nothing_to_do(title: &str, detail: String, output: common::cli::Output) -> anyhow::Result<u8> {
-    let mut plan = common::report::Plan::new(title);
-    plan.check("nothing to do", true, detail);
-    Ok(common::cli::plan_gate(&plan, output, true)?.unwrap_or(common::exit::OK))
-}

@@ -4,7 +4,7 @@
 //! any failure after it went in takes it out before exiting, and a run that finds it in the
 //! manifest (an interrupted recovery) finishes by taking it out.
 
-use crate::inspect::{data_dir, inspection};
+use crate::inspect::inspection;
 use anyhow::{Result, anyhow};
 use common::backup;
 use common::cli::{self, HasShared, Shared};
@@ -101,7 +101,7 @@ fn via_restore(
     };
     let doc = QuorumRecovery {
         kind: "QuorumRecovery".into(),
-        survivor: if before.name.is_empty() { before.member_id.clone() } else { before.name.clone() },
+        survivor: label(before),
         steps: vec![
             format!("member/snap/db copied to {snapshot}"),
             format!(
@@ -205,6 +205,45 @@ fn written_at(manifest: &Path) -> u128 {
         .unwrap_or(0)
 }
 
+/// The survivor as people know it: its name, or its ID when it has none.
+fn label(before: &common::report::DataDirInspection) -> String {
+    if before.name.is_empty() { before.member_id.clone() } else { before.name.clone() }
+}
+
+/// etcd's `--election-timeout` (ms) from the manifest; etcd's default 1 s.
+fn election_timeout(manifest: &Manifest) -> Duration {
+    Duration::from_millis(manifest.flag("election-timeout").and_then(|v| v.parse().ok()).unwrap_or(1000))
+}
+
+/// Member IDs as the documents spell them (hex, padded or not).
+fn same_id(a: &str, b: &str) -> bool {
+    matches!((u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// A rerun after the recovery finished: nothing to force, nothing changed.
+fn done_already(
+    args: &RecoverArgs,
+    shared: &Shared,
+    survivor: String,
+    detail: String,
+    others: Vec<String>,
+) -> Result<u8> {
+    if args.dry_run {
+        return cli::nothing_to_do("etcd-quorum recover", detail, shared.output);
+    }
+    eprintln!("etcd-quorum: {detail}; nothing to do");
+    let doc = QuorumRecovery {
+        kind: "QuorumRecovery".into(),
+        survivor,
+        steps: vec![],
+        members_to_rejoin: others,
+        manifest_restored: true,
+        backup: None,
+    };
+    cli::emit(&doc, shared.output, render);
+    Ok(exit::OK)
+}
+
 /// The member list as this member alone sees it.
 fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
     let mut only = shared.clone();
@@ -227,7 +266,8 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     // Before anything is looked at; --via-restore's swap runs under it too.
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let mut manifest = Manifest::load(&shared.manifest)?;
-    let dir = data_dir(args.data_dir.as_deref(), &shared, Some(&manifest))?;
+    // The data dir the forced etcd runs on is the one inspected and copied.
+    let dir = manifest.data_dir_matching(args.data_dir.as_deref(), &shared.rootfs)?;
     let url = manifest
         .client_urls()
         .into_iter()
@@ -252,8 +292,30 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             format!("--force-new-cluster is in {}: it will be taken out", manifest.path.display()),
         );
     } else {
-        let survey = common::cluster::survey(&shared, Some(&manifest))?;
-        let q = survey.status.quorum;
+        // This node's etcd may be down: then the members its db knows are asked.
+        let mut survey = common::cluster::survey_with_known(&shared, &manifest, &dir)?;
+        if !survey.status.leader.is_empty() && !survey.status.quorum.has_quorum {
+            // A member that has just lost its peers still names their leader, for up to two
+            // election timeouts; one of a working majority goes on naming it.
+            let wait = 2 * election_timeout(&manifest) + Duration::from_secs(1);
+            eprintln!(
+                "etcd-quorum: a member still follows leader {} while too few answer; asking again in {wait:?}",
+                survey.status.leader
+            );
+            std::thread::sleep(wait);
+            survey = common::cluster::survey_with_known(&shared, &manifest, &dir)?;
+        }
+        let st = &survey.status;
+        // Done already (a finished run, a rerun): this member leads a cluster of its own.
+        if let [only] = st.members.as_slice()
+            && same_id(&only.member.id, &before.member_id)
+            && only.endpoint.reachable
+            && only.endpoint.is_leader
+        {
+            let detail = format!("{} already runs as a one-member cluster; the flag is out", only.label());
+            return done_already(&args, &shared, label(&before), detail, others);
+        }
+        let q = st.quorum;
         // Answering counts, leader or not: a majority cut off from each other (peer network,
         // expired peer certificates) comes back as a cluster of its own once that is fixed.
         let majority_answers = q.voters > 0 && q.reachable_voters >= q.needed;
@@ -273,6 +335,20 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
                 )
             } else {
                 format!("{} of {} voters reachable, {} needed", q.reachable_voters, q.voters, q.needed)
+            },
+        );
+        // A member that follows a leader is proof of a working majority, however few answer here
+        // (a firewall on the client port, members too slow for --dial-timeout).
+        plan.check(
+            "no member follows a leader",
+            st.leader.is_empty() || args.force,
+            match st.leader.is_empty() {
+                true => "no member that answers knows a leader".to_string(),
+                false => format!(
+                    "a member that answers follows leader {}: a majority works; forcing a new cluster beside it \
+                     splits it",
+                    st.leader
+                ),
             },
         );
         // A member our certificates cannot talk to may be part of a live majority.
@@ -329,6 +405,8 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         plan.step("add --force-new-cluster", manifest.path.display().to_string(), true);
         plan.step("wait", "etcd restarted as a one-member cluster", false);
     }
+    // The restarts are seen through crictl: without it a forced etcd would pass for none.
+    crictl.plan_check(&mut plan, None);
     if args.via_restore && !interrupted {
         // The checks above still guard (a dry run that fails them shows this plan); the rest is
         // etcd-restore's swap and its plan.
@@ -423,7 +501,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     steps.push(format!("{url} healthy, one voter, revision {revision}"));
     let doc = QuorumRecovery {
         kind: "QuorumRecovery".into(),
-        survivor: if before.name.is_empty() { before.member_id.clone() } else { before.name.clone() },
+        survivor: label(&before),
         steps,
         members_to_rejoin: others,
         manifest_restored: !Manifest::load(&shared.manifest)?.force_new_cluster(),

@@ -264,18 +264,7 @@ fn identity(args: &Args, shared: &Shared, original: &Manifest) -> Result<(String
     }
     // The manifest's data dir is the one etcd will start on: another --data-dir would be restored
     // and never used.
-    let data_dir = original.data_dir(&shared.rootfs)?;
-    if let Some(d) = &args.data_dir
-        && Path::new(d) != data_dir
-    {
-        return Err(coded(
-            exit::USAGE,
-            format!(
-                "--data-dir {d}: the manifest starts etcd on {}; --swap restores into that one",
-                data_dir.display()
-            ),
-        ));
-    }
+    let data_dir = original.data_dir_matching(args.data_dir.as_deref(), &shared.rootfs)?;
     Ok((name, peer, data_dir))
 }
 
@@ -307,23 +296,10 @@ fn old_cluster_gone(
     data_dir: &Path,
     m: &Membership,
 ) -> (bool, String) {
-    let ask = |shared: &Shared| common::cluster::survey(shared, Some(manifest));
-    let mut survey = match ask(shared) {
+    let survey = match common::cluster::survey_with_known(shared, manifest, data_dir) {
         Ok(s) => s,
         Err(e) => return (false, format!("could not ask the old cluster: {e:#} (--force to go on)")),
     };
-    // Nobody at the manifest's addresses (its --initial-cluster may name this node alone, as on
-    // kubeadm's first node): the members this node's db last knew are asked too.
-    if survey.nobody_answered() && shared.endpoints.is_none() {
-        let known = known_client_urls(data_dir, manifest);
-        if !known.is_empty() {
-            let mut wider = shared.clone();
-            wider.endpoints = Some(known);
-            if let Ok(s) = ask(&wider) {
-                survey = s;
-            }
-        }
-    }
     let norm = |u: &String| common::disk::ids::normalize_url(u).unwrap_or_else(|_| u.clone());
     let mine: Vec<String> =
         cli::split_list(&manifest.flag("initial-advertise-peer-urls").unwrap_or_default()).iter().map(norm).collect();
@@ -375,24 +351,6 @@ fn old_cluster_gone(
     }
 }
 
-/// The client URLs of the members this node's db lists (their peer hosts on this node's client
-/// port when the db keeps no client URLs): where the rest of the cluster was.
-fn known_client_urls(data_dir: &Path, manifest: &Manifest) -> Vec<String> {
-    let Ok(db) = common::disk::inspect::read_db(&data_dir.join("member/snap/db")) else { return Vec::new() };
-    let port = common::cluster::client_port(manifest);
-    let mut urls: Vec<String> = db
-        .members
-        .iter()
-        .flat_map(|x| match x.client_urls.is_empty() {
-            false => x.client_urls.clone(),
-            true => x.peer_urls.iter().filter_map(|p| common::cluster::on_port(p, &port)).collect(),
-        })
-        .collect();
-    urls.sort();
-    urls.dedup();
-    urls
-}
-
 /// The swap itself, without printing its result (etcd-quorum recover --via-restore uses it).
 pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
@@ -439,12 +397,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         let (alone, detail) = old_cluster_gone(shared, &original, &name, &data_dir, &m);
         plan.check("no majority of the old cluster serves beside the new one", alone || args.force, detail);
     }
-    let crictl_ok = crictl.etcd_containers();
-    plan.check(
-        "crictl works",
-        crictl_ok.is_ok(),
-        crictl_ok.as_ref().map_or_else(|e| format!("{e:#}"), |l| format!("{} etcd container(s)", l.len())),
-    );
+    crictl.plan_check(&mut plan, None);
     plan.check("data dir parent exists", data_dir.parent().is_some_and(Path::is_dir), data_dir.display().to_string());
     let (ok, detail) = crate::room_for(&path, &data_dir);
     plan.check("disk room for the restore", ok, detail);

@@ -82,6 +82,13 @@ fn recover(version: &str) {
     let s = c.run_json("etcd-status", 1, &["--endpoints", &c.node(1).client_url()], None);
     assert_eq!(s.json["members"].as_array().unwrap().len(), 1, "{}", s.json);
     assert_eq!(s.json["clusterId"], cluster_id.as_str(), "force-new-cluster keeps the cluster ID");
+    // Run again (the on-call is not sure the first run finished): nothing to do, nothing changed.
+    let again = c.run_json("etcd-quorum", 1, &["recover", "--yes"], None);
+    assert_eq!(again.code, 0, "{}\n{}", again.stderr, again.stdout);
+    assert!(again.stderr.contains("node1 ("), "{}", again.stderr);
+    assert!(again.stderr.contains("already runs as a one-member cluster"), "{}", again.stderr);
+    assert_eq!(again.json["steps"], serde_json::json!([]));
+    assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), manifest);
 
     for k in [2, 3] {
         let r = c.run_json("etcd-member", k, &["clean", "--yes"], None);
@@ -135,6 +142,72 @@ fn live_majority_is_refused() {
     );
     assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), before);
     assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
+}
+
+fn edit_manifest(c: &Cluster, k: usize, f: impl FnOnce(&mut common::manifest::Manifest)) {
+    let mut m = common::manifest::Manifest::load(&c.node(k).manifest()).unwrap();
+    f(&mut m);
+    m.save().unwrap();
+}
+
+/// A refusal that changed nothing: the manifest as it was, no backup made.
+fn refused_unchanged(c: &Cluster, r: &etcd_lab::Run, manifest: &str, why: &str) {
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains(why), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), manifest);
+    assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
+}
+
+/// The others' client port unreachable from here (a firewall; here they advertise a dead port),
+/// while node1's member follows their leader: few answer, but a majority works.
+#[test]
+fn a_member_following_a_leader_is_refused() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    for k in [2, 3] {
+        let dead = format!("https://{}:23790", c.node(k).ip);
+        edit_manifest(&c, k, |m| m.set_flag("advertise-client-urls", &dead).unwrap());
+    }
+    let m = c.etcdctl_ok(&["member", "list"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c.etcdctl_ok(&["member", "list"]).matches(":23790").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the new client URLs were never published: {m}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    c.wait_healthy(&[1], std::time::Duration::from_secs(30));
+    let before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--endpoints", &c.node(1).client_url()], None);
+    refused_unchanged(&c, &r, &before, "follows leader");
+    assert!(!r.stderr.contains("a majority of voters is NOT reachable:"), "the count alone passes: {}", r.stderr);
+}
+
+/// kubeadm's first node: its manifest names only itself. Removed from the cluster, its etcd
+/// crash-loops while node2 and node3 serve: nothing answers at the manifest's address, but the
+/// members its db knows do.
+#[test]
+fn a_first_node_removed_from_a_live_cluster_is_refused() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    put(&c, 5);
+    let alone = format!("node1={}", c.node(1).peer_url());
+    edit_manifest(&c, 1, |m| m.set_flag("initial-cluster", &alone).unwrap());
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    let list: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let id = list["members"].as_array().unwrap().iter().find(|m| m["name"] == "node1").unwrap()["ID"].as_u64().unwrap();
+    // etcd refuses removals for a few seconds after a member (node1, just now) restarted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = c.etcdctl(&c.node(2).client_url(), &["member", "remove", &format!("{id:x}")]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            break;
+        }
+        assert!(err.contains("unhealthy cluster") && std::time::Instant::now() < deadline, "{err}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    c.wait_container(1, "etcd exited (removed)", |j| j["state"] == "CONTAINER_EXITED");
+    let before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes"], None);
+    refused_unchanged(&c, &r, &before, "2 of 2 voters answer");
+    assert_eq!(keys_on(&c, 2), 5, "the live cluster untouched");
 }
 
 /// Five nodes; node4 stopped early (behind), then nodes 1-3 lost: pick prefers node5.
