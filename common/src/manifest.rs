@@ -419,6 +419,65 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     )
 }
 
+/// The static pod a manifest file defines, as the kubelet keys it: (namespace, name).
+fn pod_key(text: &str) -> Option<(String, String)> {
+    let doc: Value = serde_yaml::from_str(text).ok()?;
+    let name = doc["metadata"]["name"].as_str()?.to_string();
+    let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+    Some((namespace, name))
+}
+
+/// Other files in the manifests dir that define the same static pod as `path` (kube-system/etcd
+/// when `path` is missing or unreadable): the kubelet reads every file there but dot files, keys
+/// static pods by namespace and name, and so runs one file or the other. A copy left as
+/// `etcd.yaml.bak` can start etcd again after a clean, or undo a swap's manifest.
+pub fn rival_manifests(path: &Path) -> Vec<PathBuf> {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| pod_key(&t))
+        .unwrap_or_else(|| ("kube-system".to_string(), "etcd".to_string()));
+    let Ok(entries) = std::fs::read_dir(crate::durable::parent_dir(path)) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')) && p.file_name() != path.file_name()
+        })
+        // The kubelet's own size limit for a manifest: 10 MiB.
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() <= 10 << 20))
+        .filter(|p| std::fs::read_to_string(p).ok().and_then(|t| pod_key(&t)).as_ref() == Some(&ours))
+        .collect();
+    out.sort();
+    out
+}
+
+/// What to say about rival manifests (see [`rival_manifests`]), `None` when there are none.
+pub fn rivals_problem(path: &Path) -> Option<String> {
+    let rivals = rival_manifests(path);
+    (!rivals.is_empty()).then(|| {
+        let names: Vec<String> = rivals.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "{} also define{} the etcd static pod: the kubelet runs one file or the other; move {} out of {}",
+            names.join(", "),
+            if names.len() == 1 { "s" } else { "" },
+            if names.len() == 1 { "it" } else { "them" },
+            crate::durable::parent_dir(path).display()
+        )
+    })
+}
+
+/// The plan check of every procedure that edits or moves the manifest: no other file in the
+/// manifests dir runs the same pod.
+pub fn rivals_check(plan: &mut crate::report::Plan, path: &Path) {
+    let problem = rivals_problem(path);
+    let ok = problem.is_none();
+    plan.check(
+        "no other manifest defines the etcd pod",
+        ok,
+        problem.unwrap_or_else(|| format!("only {} in its dir", path.display())),
+    );
+}
+
 /// The image repository kubeadm uses on this node, read off another control-plane manifest
 /// (`kube-apiserver.yaml`): `<repo>/kube-apiserver:v1.31.0` gives `<repo>`.
 pub fn image_repository(manifests_dir: &Path) -> Option<String> {
@@ -510,6 +569,32 @@ mod tests {
     // The kubeadm 1.31 and 1.34 layouts (shared/reference/), trimmed to what is read here.
     const V131: &str = include_str!("../testdata/etcd.yaml.kubeadm-1.31");
     const V134: &str = include_str!("../testdata/etcd.yaml.kubeadm-1.34");
+
+    #[test]
+    fn rival_manifests_are_other_files_of_the_same_pod() {
+        let dir = std::env::temp_dir().join(format!("manifest-rivals-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ours = dir.join("etcd.yaml");
+        assert_eq!(rival_manifests(&ours), Vec::<PathBuf>::new(), "an empty dir");
+        std::fs::write(&ours, V131).unwrap();
+        std::fs::write(dir.join("etcd.yaml.bak"), V131).unwrap();
+        // Reformatted, another suffix: still the same pod.
+        std::fs::write(dir.join("etcd-old"), "metadata: {namespace: kube-system, name: etcd}\n").unwrap();
+        std::fs::write(dir.join(".etcd.yaml.swp"), V131).unwrap();
+        std::fs::write(dir.join("etcd-default.yaml"), "metadata: {name: etcd}\n").unwrap();
+        std::fs::write(dir.join("kube-apiserver.yaml"), V131.replace("name: etcd\n", "name: kube-apiserver\n"))
+            .unwrap();
+        std::fs::write(dir.join("notes.txt"), "not: [yaml").unwrap();
+        let rivals = rival_manifests(&ours);
+        assert_eq!(rivals, [dir.join("etcd-old"), dir.join("etcd.yaml.bak")]);
+        let problem = rivals_problem(&ours).unwrap();
+        assert!(problem.contains("etcd.yaml.bak") && problem.contains("move them out of"), "{problem}");
+        // The manifest moved away (a clean): the copies still run kube-system/etcd.
+        std::fs::remove_file(&ours).unwrap();
+        assert_eq!(rival_manifests(&ours).len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// An edited manifest keeps YAML 1.1's booleans-to-be as strings (the kubelet reads 1.1), and
     /// the text still parses to the same document; block scalars are untouched.

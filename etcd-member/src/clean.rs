@@ -70,6 +70,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         resumed.map(|r| r.0).filter(|d| data_dir.exists() && data_dir.file_name().is_some_and(|n| !d.join(n).exists()));
 
     let mut plan = Plan::new("etcd-member clean");
+    common::manifest::rivals_check(&mut plan, &shared.manifest);
     if let Some(e) = &unreadable {
         plan.check(
             "manifest readable",

@@ -285,6 +285,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         .collect();
 
     let mut plan = Plan::new("etcd-quorum recover");
+    common::manifest::rivals_check(&mut plan, &shared.manifest);
     if interrupted {
         plan.check(
             "an interrupted recovery",

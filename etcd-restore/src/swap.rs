@@ -387,6 +387,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     let crictl = Crictl::new(&shared.crictl);
 
     let mut plan = Plan::new("etcd-restore --swap");
+    common::manifest::rivals_check(&mut plan, &shared.manifest);
     plan.check(
         "snapshot verified",
         true,

@@ -84,6 +84,9 @@ fn local_warnings(local: &LocalView) -> Vec<String> {
             local.manifest
         ));
     }
+    if let Some(p) = common::manifest::rivals_problem(Path::new(&local.manifest)) {
+        out.push(p);
+    }
     for c in &local.certificates {
         match (&c.error, c.days_left) {
             (Some(e), _) => out.push(format!("certificate {}: {e}", c.used_as)),

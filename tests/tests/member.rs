@@ -458,3 +458,49 @@ fn remove_piped_on_a_host_without_a_manifest_3_5_30() {
     assert_eq!(removed.code, 0, "{}\n{}", removed.stderr, removed.stdout);
     assert_eq!(member_names(&c), ["node1", "node2"]);
 }
+
+/// A copy of etcd.yaml left in the manifests dir (etcd.yaml.bak) defines the same static pod: the
+/// kubelet runs one file or the other, so a clean would not stop etcd for long. etcd-status says
+/// so, and every procedure refuses until it is moved out.
+#[test]
+fn a_manifest_copy_beside_etcd_yaml_is_reported_and_refused() {
+    let c = Cluster::start(Spec::new(1, "3.5.30"));
+    let n = c.node(1);
+    let bak = n.root.join("etc/kubernetes/manifests/etcd.yaml.bak");
+    let uid = |j: &Value| j["labels"]["io.kubernetes.pod.uid"].as_str().unwrap_or_default().to_string();
+    let first = uid(&c.containers(1)[0]);
+    std::fs::copy(n.manifest(), &bak).unwrap();
+    // The kubelet's pod now comes from the copy (read last; the file is part of a static pod's
+    // UID): the pod restarts, once.
+    c.wait_container(1, "running from the copy", |j| j["state"] == "CONTAINER_RUNNING" && uid(j) != first);
+    c.wait_healthy(&[1], std::time::Duration::from_secs(30));
+    let s = tool(&c, "etcd-status", 1, &[], None);
+    assert_eq!(s.code, 3, "{}\n{}", s.stderr, s.stdout);
+    let warned = format!("{} also defines the etcd static pod", bak.display());
+    assert!(
+        s.json["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains(&warned)),
+        "{}",
+        s.stdout
+    );
+
+    let manifest = std::fs::read(n.manifest()).unwrap();
+    let snap = c.base.join("s.db");
+    let r = tool(&c, "etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let swap = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes"];
+    for (tool_name, args) in [("etcd-member", &["clean", "--yes", "--force"][..]), ("etcd-restore", &swap[..])] {
+        let r = tool(&c, tool_name, 1, args, None);
+        assert_eq!(r.code, 5, "{tool_name}: {}\n{}", r.stderr, r.stdout);
+        assert!(
+            r.stderr.contains("no other manifest defines the etcd pod") && r.stderr.contains(&warned),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(std::fs::read(n.manifest()).unwrap(), manifest, "{tool_name}");
+        assert!(n.root.join("var/lib/etcd/member/snap/db").is_file(), "{tool_name}");
+    }
+    std::fs::remove_file(&bak).unwrap();
+    c.wait_healthy(&[1], std::time::Duration::from_secs(30));
+    let s = tool(&c, "etcd-status", 1, &[], None);
+    assert_eq!(s.code, 0, "{}\n{}", s.stderr, s.stdout);
+}

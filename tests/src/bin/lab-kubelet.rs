@@ -220,6 +220,24 @@ impl Kubelet {
                 Ok(manifest) => {
                     let pod_name = format!("{}-{}", manifest.metadata.name, self.args.node);
                     let namespace = manifest.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                    // Like the kubelet, one pod per namespace/name: of two files that define it
+                    // (etcd.yaml and a copy left beside it), the one read last wins.
+                    let shadowed: Vec<String> = out
+                        .iter()
+                        .filter(|(_, d): &(&String, &DesiredPod)| d.pod_name == pod_name && d.namespace == namespace)
+                        .map(|(u, _)| u.clone())
+                        .collect();
+                    for u in shadowed {
+                        let d = out.remove(&u).expect("listed above");
+                        if self.reported_bad.insert(format!("shadowed {u} {uid}")) {
+                            self.log(&format!(
+                                "{} and {} define the same pod {namespace}/{pod_name}: running {}",
+                                d.file.display(),
+                                path.display(),
+                                path.display()
+                            ));
+                        }
+                    }
                     out.insert(uid, DesiredPod { file: path, pod_name, namespace, manifest });
                 }
                 Err(e) => {
