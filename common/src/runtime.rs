@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub const RUNNING: &str = "CONTAINER_RUNNING";
 pub const EXITED: &str = "CONTAINER_EXITED";
 pub const UNKNOWN: &str = "CONTAINER_UNKNOWN";
+pub const CREATED: &str = "CONTAINER_CREATED";
 
 #[derive(Debug, Clone)]
 pub struct Crictl {
@@ -35,10 +36,18 @@ impl Container {
     }
 
     /// Running, or in a state the runtime cannot tell (a wedged shim): its process may be alive.
+    /// Just created too: the kubelet finishes starting a container before it acts on a kill, so
+    /// etcd may take its data dir a moment later. One created long ago is a start that failed.
     pub fn may_run(&self) -> bool {
-        self.state == RUNNING || self.state == UNKNOWN
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        self.state == RUNNING
+            || self.state == UNKNOWN
+            || (self.state == CREATED && now.saturating_sub(self.created_at) < STARTING.as_nanos())
     }
 }
+
+/// How long a created container may still be on its way to running.
+const STARTING: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 struct PsOutput {
@@ -204,8 +213,18 @@ impl Crictl {
         self.run(&["stop", id]).map(drop)
     }
 
+    /// Removes a container. One that is gone already counts as removed: the kubelet deletes dead
+    /// containers of its own accord (all but the newest of a pod, and a removed pod's), so one
+    /// listed a moment ago may be gone, and crictl's error then only says it could not remove it.
     pub fn remove(&self, id: &str) -> Result<()> {
-        self.run(&["rm", id]).map(drop)
+        let Err(e) = self.run(&["rm", id]) else { return Ok(()) };
+        match self.etcd_containers() {
+            Ok(list) if !list.iter().any(|c| c.id == id) => {
+                log::info!("container {id}: already removed");
+                Ok(())
+            }
+            _ => Err(e),
+        }
     }
 }
 
@@ -281,6 +300,17 @@ mod tests {
         // A state the runtime cannot tell (a wedged shim) is not taken for stopped.
         let unknown = parse_ps(br#"{"containers":[{"id":"y","state":"CONTAINER_UNKNOWN","createdAt":"6"}]}"#).unwrap();
         assert!(unknown[0].may_run() && !unknown[0].running());
+        // Created a moment ago: about to run. Created long ago: a start that failed.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let created = |ago: Duration| {
+            let json = format!(
+                r#"{{"containers":[{{"id":"z","state":"CONTAINER_CREATED","createdAt":"{}"}}]}}"#,
+                now - ago.as_nanos()
+            );
+            parse_ps(json.as_bytes()).unwrap()[0].may_run()
+        };
+        assert!(created(Duration::from_secs(1)));
+        assert!(!created(Duration::from_secs(300)));
         assert!(parse_ps(b"{}").unwrap().is_empty());
         assert!(parse_ps(b"not json").is_err());
     }

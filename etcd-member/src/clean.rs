@@ -198,6 +198,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         let at = done.manifest_backup.as_deref().map(|m| format!("the manifest is in {m}; ")).unwrap_or_default();
         exit::with_state(e, format!("{at}run clean again to finish"))
     };
+    common::failpoint::hit("clean-stopped");
     for c in &containers {
         crictl.remove(&c.id).map_err(said)?;
         done.container_removed.push(c.id.clone());

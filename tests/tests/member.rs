@@ -55,8 +55,19 @@ fn seed_scenario(version: &str) {
     assert_eq!(removed.json["members"].as_array().unwrap().len(), 2);
     assert_eq!(member_names(&c), ["node1", "node2"]);
 
-    // etcd-member clean --yes on node3: containers removed, the (wiped) data dir moved aside.
-    let clean = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
+    // etcd-member clean --yes on node3: containers removed, the (wiped) data dir moved aside. The
+    // kubelet deletes a dead container on its own between clean's listing and its `crictl rm`.
+    let mut cmd = c.tool("etcd-member", 3);
+    cmd.args(["clean", "--yes", "-w", "json"]);
+    let (clean, _) = c.paused_at(cmd, "clean-stopped", |_| {
+        let id = c.containers(3)[0]["id"].as_str().unwrap().to_string();
+        let out = std::process::Command::new(etcd_lab::bin("crictl"))
+            .env("CONTAINER_RUNTIME_ENDPOINT", n3.cri_endpoint())
+            .args(["rm", &id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
     assert_eq!(clean.code, 0, "{}\n{}", clean.stderr, clean.stdout);
     assert_eq!(clean.json["kind"], "NodeClean");
     let data_backup = clean.json["dataDirBackup"].as_str().expect("data dir backup");
