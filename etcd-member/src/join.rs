@@ -472,14 +472,32 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     }
 
     if let Err(e) = rt.block_on(promote(&dialer, &mut client, id, deadline)) {
-        // Undo: the learner out of the cluster, the manifest out of the manifests dir; the data
-        // dir stays for inspection. A promotion whose answer was lost may have gone through:
-        // a voter is never removed here.
-        let promoted = rt
-            .block_on(list(&dialer, &mut client))
-            .is_ok_and(|ms| ms.iter().any(|m| m.id == hex_id(id) && !m.is_learner));
-        if promoted {
+        // Undo only a learner that never started: the learner out of the cluster, the manifest
+        // out of the manifests dir; the data dir stays for inspection. A promotion whose answer
+        // was lost may have gone through: a voter is never removed here. Nor is a learner that
+        // started: it is catching up (a big db, a slow link), and a rerun promotes it once in sync.
+        let me = match rt.block_on(list(&dialer, &mut client)) {
+            Ok(ms) => ms.into_iter().find(|m| m.id == hex_id(id)),
+            Err(l) => {
+                return Err(exit::with_state(
+                    e,
+                    format!("the member list could not be read ({l:#}), so nothing was undone: run join again"),
+                ));
+            }
+        };
+        if me.as_ref().is_some_and(|m| !m.is_learner) {
             return Err(exit::with_state(e, format!("but {} is a voter now: run join again to verify it", hex_id(id))));
+        }
+        if let Some(m) = me.filter(|m| !m.name.is_empty()) {
+            return Err(exit::with_state(
+                e,
+                format!(
+                    "learner {} ({}) started and is catching up: kept, manifest in place; run join again to promote \
+                     it once in sync (a big db takes a while: --timeout)",
+                    m.name,
+                    hex_id(id)
+                ),
+            ));
         }
         let removed = rt.block_on(dialer.call(client.member_remove(id)));
         let parked =

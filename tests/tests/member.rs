@@ -515,3 +515,43 @@ fn a_manifest_copy_beside_etcd_yaml_is_reported_and_refused() {
     let s = tool(&c, "etcd-status", 1, &[], None);
     assert_eq!(s.code, 0, "{}\n{}", s.stderr, s.stdout);
 }
+
+/// A join whose learner started but cannot catch up before --timeout (a big db, a slow link;
+/// here its etcd frozen while the cluster moves on): the learner and its manifest are kept, and
+/// the same command run again promotes it once it is in sync.
+#[test]
+fn a_learner_still_catching_up_is_kept_for_the_rerun() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    destroy_node3(&c);
+    let r = tool(&c, "etcd-member", 1, &["remove", "node3", "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let parked = c.node(3).parked_manifest();
+    let join = ["join", "--yes", "--timeout", "15s", "--template", parked.to_str().unwrap()];
+    let mut cmd = c.tool("etcd-member", 3);
+    cmd.args(join).args(["-w", "json"]);
+    let mut frozen = 0;
+    let (r, _) = c.paused_at(cmd, "join-manifest-written", |_| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !c.etcdctl_ok(&["member", "list"]).contains("node3") {
+            assert!(std::time::Instant::now() < deadline, "the learner never started");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        frozen = c.freeze(3);
+        // The leader's log moves far past the learner's: etcd refuses to promote it.
+        for i in 0..300 {
+            c.etcdctl_ok(&["put", &format!("/registry/events/e{i}"), "x"]);
+        }
+    });
+    assert_eq!(r.code, 7, "{}\n{}", r.stderr, r.stdout);
+    let line = r.stderr.lines().last().unwrap_or_default();
+    assert!(line.contains("learner node3 (") && line.contains("started and is catching up: kept"), "{line}");
+    assert!(c.node(3).manifest().is_file(), "the manifest stays in place");
+    let listed: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let n3 = listed["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").cloned();
+    assert_eq!(n3.as_ref().map(|m| m["isLearner"].clone()), Some(Value::Bool(true)), "{listed}");
+    c.thaw(frozen);
+    let r = tool(&c, "etcd-member", 3, &join, None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["member"]["isLearner"], false);
+    assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
+}
