@@ -393,9 +393,23 @@ pub fn run(args: JoinArgs) -> Result<u8> {
              with --name and --advertise-address",
         ));
     }
-    let survey = cluster::survey(&shared, seed)?;
+    let survey = match seed {
+        // A manifest may name only its own node (kubeadm's first node, a node restored alone):
+        // then the members its data dir last knew are asked, the cleaned one beside its template.
+        Some(m) => {
+            let data_dir = m.data_dir(&shared.rootfs)?;
+            let cleaned = template_path.as_deref().and_then(|t| Some(t.parent()?.join(data_dir.file_name()?)));
+            cluster::survey_with_known(&shared, m, &cleaned.filter(|d| d.is_dir()).unwrap_or(data_dir))?
+        }
+        None => cluster::survey(&shared, None)?,
+    };
     if survey.nobody_answered() {
-        return Err(survey.unreachable());
+        let e = survey.unreachable();
+        let hint = match shared.endpoints {
+            Some(_) => "",
+            None => "; give --endpoints with a live member's client URL",
+        };
+        return Err(coded(exit::code_of(&e), format!("{e:#}{hint}")));
     }
     let live = survey.status;
     let template = match template {

@@ -555,3 +555,25 @@ fn a_learner_still_catching_up_is_kept_for_the_rerun() {
     assert_eq!(r.json["member"]["isLearner"], false);
     assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
 }
+
+/// kubeadm's first node names only itself in --initial-cluster. Removed and cleaned, it joins
+/// back with nothing but its cleaned manifest: the members its cleaned data dir knew are asked.
+#[test]
+fn a_node_whose_manifest_names_only_itself_joins_back() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let uid = |j: &Value| j["labels"]["io.kubernetes.pod.uid"].as_str().unwrap_or_default().to_string();
+    let first = uid(&c.containers(3)[0]);
+    let mut m = common::manifest::Manifest::load(&c.node(3).manifest()).unwrap();
+    m.set_flag("initial-cluster", &format!("node3={}", c.node(3).peer_url())).unwrap();
+    m.save().unwrap();
+    c.wait_container(3, "restarted on the new manifest", |j| j["state"] == "CONTAINER_RUNNING" && uid(j) != first);
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+    let r = tool(&c, "etcd-member", 1, &["remove", "node3", "--yes", "--force"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = tool(&c, "etcd-member", 3, &["clean", "--yes", "--force"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let r = tool(&c, "etcd-member", 3, &["join", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
+    c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
+}
