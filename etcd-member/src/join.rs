@@ -418,6 +418,21 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     };
     let p = prepare(&args, &shared, &live, template)?;
     if let Existing::Voter = p.existing {
+        // Only if it works: a voter of this name that does not answer is the failed member the
+        // runbook removes and cleans before a join.
+        let voter = live.members.iter().find(|x| x.peer_urls.contains(&p.peer_url));
+        if let Some(v) = voter.filter(|v| !v.endpoint.reachable) {
+            let why = v.endpoint.error.clone().unwrap_or_default();
+            return Err(coded(
+                exit::REFUSED,
+                format!(
+                    "{} is a voter with its manifest in place, but it does not answer ({why}): remove it \
+                     (etcd-member remove {}) and clean this node (etcd-member clean) first, then join",
+                    v.label(),
+                    p.name
+                ),
+            ));
+        }
         let detail = format!("{} is already a started voter with its manifest in place", p.name);
         if args.dry_run {
             return cli::nothing_to_do("etcd-member join", detail, shared.output);

@@ -523,9 +523,17 @@ fn a_manifest_copy_beside_etcd_yaml_is_reported_and_refused() {
 fn a_learner_still_catching_up_is_kept_for_the_rerun() {
     let c = Cluster::start(Spec::new(3, "3.5.30"));
     destroy_node3(&c);
+    let parked = c.node(3).parked_manifest();
+    // First, join run too early, on the failed voter itself (its manifest in place, its image
+    // gone): refused, not "nothing to do".
+    let text = std::fs::read_to_string(&parked).unwrap();
+    std::fs::write(c.node(3).manifest(), text.replace("image: etcd:3.5.30-0", "image: etcd:9.9.9-0")).unwrap();
+    let r = tool(&c, "etcd-member", 3, &["join", "--yes", "--template", parked.to_str().unwrap()], None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("node3 (") && r.stderr.contains("but it does not answer"), "{}", r.stderr);
+    std::fs::remove_file(c.node(3).manifest()).unwrap();
     let r = tool(&c, "etcd-member", 1, &["remove", "node3", "--yes"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let parked = c.node(3).parked_manifest();
     let join = ["join", "--yes", "--timeout", "15s", "--template", parked.to_str().unwrap()];
     let mut cmd = c.tool("etcd-member", 3);
     cmd.args(join).args(["-w", "json"]);

@@ -367,12 +367,7 @@ fn option_one(version: &str) {
     // refuses, and changes nothing.
     let manifest_before = std::fs::read(c.node(1).manifest()).unwrap();
     let refused = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--yes"], None);
-    assert_eq!(
-        refused.code, 5,
-        "{}
-{}",
-        refused.stderr, refused.stdout
-    );
+    assert_eq!(refused.code, 5, "{}\n{}", refused.stderr, refused.stdout);
     let line = refused.stderr.lines().last().unwrap_or_default();
     assert!(
         line.starts_with("etcd-restore: refused: no majority of the old cluster serves beside the new one"),
