@@ -131,14 +131,19 @@ fn plan(args: &RemoveArgs, survey: &cluster::Survey, doc: Option<&ClusterStatus>
         format!("{} of {} members", targets.len(), live.members.len()),
     );
     for m in targets {
-        let healthy = m.endpoint.reachable && m.endpoint.errors.is_empty();
+        // Answering is alive, errors or not: a member cut off from its peers (it reports no
+        // leader) or with an alarm comes back once that is fixed, unless it was removed.
+        let answers = m.endpoint.reachable;
+        let errors = match m.endpoint.errors.is_empty() {
+            true => String::new(),
+            false => format!(", reporting {}", m.endpoint.errors.join("; ")),
+        };
         p.check(
-            &format!("{} is not a healthy member", m.label()),
-            !healthy || args.force,
-            if healthy {
-                "it answers at its endpoint (use --force to remove it anyway)".into()
-            } else {
-                m.endpoint.error.clone().unwrap_or_else(|| "reports errors".into())
+            &format!("{} does not answer", m.label()),
+            !answers || args.force,
+            match answers {
+                true => format!("it answers at its endpoint{errors} (use --force to remove it anyway)"),
+                false => m.endpoint.error.clone().unwrap_or_default(),
             },
         );
         // Unreachable through a TLS failure says nothing about being down (a rotated CA, say).
@@ -295,4 +300,68 @@ pub(crate) fn render(c: &MemberChange) -> String {
         })
         .collect();
     out + &report::table(&["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argh::FromArgs;
+
+    fn member(name: &str, id: &str, errors: &[&str], reachable: bool) -> MemberStatus {
+        MemberStatus {
+            member: report::MemberRef {
+                id: id.into(),
+                name: name.into(),
+                peer_urls: vec![format!("https://{name}:2380")],
+                client_urls: vec![format!("https://{name}:2379")],
+                is_learner: false,
+            },
+            started: true,
+            endpoint: report::EndpointStatus {
+                url: format!("https://{name}:2379"),
+                reachable,
+                errors: errors.iter().map(|e| e.to_string()).collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A member that answers is alive, whatever it reports (cut off from its peers, an alarm):
+    /// removing it needs --force. One that does not answer needs nothing more.
+    #[test]
+    fn a_member_that_answers_with_errors_is_still_alive() {
+        for (errors, reachable, refused) in
+            [(&["etcdserver: no leader"][..], true, true), (&[][..], true, true), (&[][..], false, false)]
+        {
+            let members = vec![
+                member("n1", "a1", &[], true),
+                member("n2", "a2", &[], true),
+                member("n3", "a3", errors, reachable),
+            ];
+            let status = ClusterStatus {
+                kind: "ClusterStatus".into(),
+                taken_at: String::new(),
+                cluster_id: "c".into(),
+                leader: "a1".into(),
+                quorum: Quorum::compute(3, 2 + usize::from(reachable)),
+                members,
+                alarms: vec![],
+                local: None,
+                warnings: vec![],
+            };
+            let survey = cluster::Survey { status, probes: vec![], explicit: true };
+            for force in [false, true] {
+                let mut argv = vec!["n3"];
+                if force {
+                    argv.push("--force");
+                }
+                let args = RemoveArgs::from_args(&["remove"], &argv).unwrap();
+                let target = [&survey.status.members[2]];
+                let p = plan(&args, &survey, None, &target);
+                let failed: Vec<String> = p.failed().iter().map(|c| c.check.clone()).collect();
+                let want: Vec<String> = if refused && !force { vec!["n3 (a3) does not answer".into()] } else { vec![] };
+                assert_eq!(failed, want, "errors {errors:?}, reachable {reachable}, force {force}");
+            }
+        }
+    }
 }
