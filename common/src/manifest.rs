@@ -190,6 +190,51 @@ impl Manifest {
         self.flag_list().into_iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
+    /// Settings of etcd's that the tools cannot see or change in the command: `--config-file`
+    /// (etcd then ignores every other flag) and `ETCD_<FLAG>` variables in the container's env for
+    /// what the tools read or edit (etcd takes one when its flag is not in the command).
+    pub fn hidden_settings(&self) -> Vec<String> {
+        const READ_OR_EDITED: [&str; 12] = [
+            "name",
+            "data-dir",
+            "wal-dir",
+            "force-new-cluster",
+            "initial-cluster",
+            "initial-cluster-state",
+            "initial-cluster-token",
+            "initial-advertise-peer-urls",
+            "advertise-client-urls",
+            "listen-client-urls",
+            "listen-peer-urls",
+            "config-file",
+        ];
+        let flags = self.flags();
+        let mut out: Vec<String> = flags.keys().filter(|k| *k == "config-file").map(|k| format!("--{k}")).collect();
+        let env = self.doc["spec"]["containers"][self.container]["env"].as_sequence().cloned().unwrap_or_default();
+        for var in env.iter().filter_map(|e| e["name"].as_str()) {
+            let Some(flag) = var.strip_prefix("ETCD_").map(|f| f.to_ascii_lowercase().replace('_', "-")) else {
+                continue;
+            };
+            if READ_OR_EDITED.contains(&flag.as_str()) && !flags.contains_key(&flag) {
+                out.push(format!("{var} (env)"));
+            }
+        }
+        out
+    }
+
+    /// What to say about [`Manifest::hidden_settings`], `None` when there are none.
+    pub fn hidden_problem(&self) -> Option<String> {
+        let hidden = self.hidden_settings();
+        (!hidden.is_empty()).then(|| {
+            format!(
+                "{}: {}: etcd takes settings from there that the tools cannot see (they read and edit only its \
+                 command flags); move them into the command",
+                self.path.display(),
+                hidden.join(", ")
+            )
+        })
+    }
+
     /// `--force-new-cluster` present and not explicitly false.
     pub fn force_new_cluster(&self) -> bool {
         self.flag("force-new-cluster").is_some_and(|v| v != "false")
@@ -478,6 +523,18 @@ pub fn rivals_check(plan: &mut crate::report::Plan, path: &Path) {
     );
 }
 
+/// The plan check of every procedure that reads or edits the manifest's flags: none of what it
+/// relies on is set where it cannot see it (see [`Manifest::hidden_settings`]).
+pub fn hidden_check(plan: &mut crate::report::Plan, manifest: &Manifest) {
+    let problem = manifest.hidden_problem();
+    let ok = problem.is_none();
+    plan.check(
+        "etcd's settings are in its command",
+        ok,
+        problem.unwrap_or_else(|| "no --config-file, no ETCD_* variable for a flag the tools use".into()),
+    );
+}
+
 /// The image repository kubeadm uses on this node, read off another control-plane manifest
 /// (`kube-apiserver.yaml`): `<repo>/kube-apiserver:v1.31.0` gives `<repo>`.
 pub fn image_repository(manifests_dir: &Path) -> Option<String> {
@@ -569,6 +626,23 @@ mod tests {
     // The kubeadm 1.31 and 1.34 layouts (shared/reference/), trimmed to what is read here.
     const V131: &str = include_str!("../testdata/etcd.yaml.kubeadm-1.31");
     const V134: &str = include_str!("../testdata/etcd.yaml.kubeadm-1.34");
+
+    #[test]
+    fn settings_outside_the_command_are_found() {
+        let path = Path::new("/etc/kubernetes/manifests/etcd.yaml");
+        assert_eq!(Manifest::parse(path, V131).unwrap().hidden_settings(), Vec::<String>::new());
+        let env = "    env:\n    - name: ETCD_FORCE_NEW_CLUSTER\n      value: \"true\"\n    - name: ETCD_DATA_DIR\n      \
+                   value: /x\n    - name: ETCD_QUOTA_BACKEND_BYTES\n      value: \"8589934592\"\n    - name: GOMAXPROCS\n      \
+                   value: \"2\"\n    image:";
+        let text = V131.replacen("    image:", env, 1);
+        let m = Manifest::parse(path, &text).unwrap();
+        // --data-dir is in the command: its flag wins over the variable.
+        assert_eq!(m.hidden_settings(), ["ETCD_FORCE_NEW_CLUSTER (env)"]);
+        let mut m = Manifest::parse(path, V131).unwrap();
+        m.set_flag("config-file", "/etc/etcd.conf").unwrap();
+        assert_eq!(m.hidden_settings(), ["--config-file"]);
+        assert!(m.hidden_problem().unwrap().contains("--config-file: etcd takes settings"), "{:?}", m.hidden_problem());
+    }
 
     #[test]
     fn rival_manifests_are_other_files_of_the_same_pod() {

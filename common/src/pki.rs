@@ -34,11 +34,18 @@ pub fn validity(path: &Path) -> Result<(i64, i64)> {
 pub fn check_leaf(path: &Path, ca_path: &Path, now: i64, ip: Option<std::net::IpAddr>) -> Result<()> {
     let shown = path.display();
     let der = read_pem_certs(path)?.swap_remove(0);
-    let ca_der = read_pem_certs(ca_path)?.swap_remove(0);
+    let ca_ders = read_pem_certs(ca_path)?;
     let (_, cert) = X509Certificate::from_der(&der).map_err(|e| anyhow!("{shown}: not an X.509 certificate: {e}"))?;
-    let (_, ca) = X509Certificate::from_der(&ca_der)
-        .map_err(|e| anyhow!("{}: not an X.509 certificate: {e}", ca_path.display()))?;
-    if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
+    let mut cas = Vec::new();
+    for ca_der in &ca_ders {
+        let (_, ca) = X509Certificate::from_der(ca_der)
+            .map_err(|e| anyhow!("{}: not an X.509 certificate: {e}", ca_path.display()))?;
+        cas.push(ca);
+    }
+    // Any CA of the bundle (old and new during a CA rotation), as etcd's TLS accepts.
+    let signed =
+        |ca: &X509Certificate| cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok();
+    if !cas.iter().any(signed) {
         return Err(anyhow!("{shown}: not signed by the CA {}", ca_path.display()));
     }
     let v = cert.validity();

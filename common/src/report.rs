@@ -14,6 +14,11 @@ pub fn parse_hex_id(s: &str) -> Option<u64> {
     digits.then(|| u64::from_str_radix(s, 16).ok()).flatten()
 }
 
+/// Whether two member IDs are the same, however the documents spell them (padded or not).
+pub fn same_id(a: &str, b: &str) -> bool {
+    matches!((parse_hex_id(a), parse_hex_id(b)), (Some(x), Some(y)) if x == y)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {

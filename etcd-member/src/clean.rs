@@ -71,6 +71,9 @@ pub fn run(args: CleanArgs) -> Result<u8> {
 
     let mut plan = Plan::new("etcd-member clean");
     common::manifest::rivals_check(&mut plan, &shared.manifest);
+    if let Some(m) = &manifest {
+        common::manifest::hidden_check(&mut plan, m);
+    }
     if let Some(e) = &unreadable {
         plan.check(
             "manifest readable",

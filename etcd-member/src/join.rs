@@ -202,6 +202,7 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
 
     let mut plan = Plan::new("etcd-member join");
     common::manifest::rivals_check(&mut plan, &shared.manifest);
+    common::manifest::hidden_check(&mut plan, &m);
     let now = common::time::now_secs();
     let pki = |flag: &str| m.flag(flag).map(|p| m.host_path(&shared.rootfs, &p));
     let ca = pki("trusted-ca-file").unwrap_or_else(|| shared.tls.ca.clone());

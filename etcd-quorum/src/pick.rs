@@ -127,7 +127,9 @@ pub fn run(args: PickArgs) -> Result<u8> {
         eprintln!("etcd-quorum: not a candidate, its inspect failed: {s}");
     }
     if docs.is_empty() {
-        return Err(coded(exit::USAGE, "no DataDirInspection documents given"));
+        // Usage when nothing came at all; when every inspect failed, that is what was found.
+        let code = if skipped.is_empty() { exit::USAGE } else { exit::INTEGRITY };
+        return Err(coded(code, "no DataDirInspection documents given: no candidate to weigh"));
     }
     let clusters: std::collections::BTreeSet<&str> = docs.iter().map(|d| d.cluster_id.as_str()).collect();
     if clusters.len() > 1 {
@@ -135,6 +137,22 @@ pub fn run(args: PickArgs) -> Result<u8> {
             docs.iter().map(|d| format!("{} ({}): cluster {}", d.name, d.member_id, d.cluster_id)).collect();
         return Err(coded(exit::REFUSED, format!("documents of different clusters: {}", list.join("; "))));
     }
+    // Voters the documents list that sent none (its inspect never ran: an ssh that failed in a
+    // loop prints nothing): the most up-to-date one may be among them.
+    let mut unheard: Vec<String> = Vec::new();
+    for m in docs.iter().flat_map(|d| &d.members).filter(|m| !m.is_learner) {
+        let heard = docs.iter().any(|d| report::same_id(&d.member_id, &m.id));
+        let label = if m.name.is_empty() { m.id.clone() } else { format!("{} ({})", m.name, m.id) };
+        if !heard && !unheard.iter().any(|u| u.starts_with(&label)) {
+            unheard.push(format!("{label}: no DataDirInspection given, not weighed; it may be the most up to date"));
+        }
+    }
+    unheard.sort();
+    for u in &unheard {
+        eprintln!("etcd-quorum: {u}");
+    }
+    let mut skipped = skipped;
+    skipped.extend(unheard);
     let best = best(&docs)?;
     let winner = docs[best].clone();
     let candidates = docs

@@ -135,16 +135,23 @@ fn render(d: &QuorumRecovery) -> String {
     out
 }
 
-/// Copies a directory tree (files through the kernel's copy: reflinks where the filesystem has them).
+/// Copies a directory tree (files through the kernel's copy: reflinks where the filesystem has
+/// them), each file fsynced. Symlinks are followed: a `member/wal` linked to another disk is data
+/// too. Anything else (a socket, a dangling link) is an error, not a silent gap in the copy.
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     common::backup::private_dir(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
         let dest = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
+        let meta = std::fs::metadata(e.path())
+            .map_err(|err| std::io::Error::new(err.kind(), format!("{}: {err}", e.path().display())))?;
+        if meta.is_dir() {
             copy_tree(&e.path(), &dest)?;
-        } else if e.file_type()?.is_file() {
+        } else if meta.is_file() {
             std::fs::copy(e.path(), &dest)?;
+            std::fs::File::open(&dest)?.sync_all()?;
+        } else {
+            return Err(std::io::Error::other(format!("{}: not a file or dir", e.path().display())));
         }
     }
     std::fs::File::open(to)?.sync_all()
@@ -215,11 +222,6 @@ fn election_timeout(manifest: &Manifest) -> Duration {
     Duration::from_millis(manifest.flag("election-timeout").and_then(|v| v.parse().ok()).unwrap_or(1000))
 }
 
-/// Member IDs as the documents spell them (hex, padded or not).
-fn same_id(a: &str, b: &str) -> bool {
-    matches!((u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)), (Ok(x), Ok(y)) if x == y)
-}
-
 /// A rerun after the recovery finished: nothing to force, nothing changed.
 fn done_already(
     args: &RecoverArgs,
@@ -286,6 +288,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
 
     let mut plan = Plan::new("etcd-quorum recover");
     common::manifest::rivals_check(&mut plan, &shared.manifest);
+    common::manifest::hidden_check(&mut plan, &manifest);
     if interrupted {
         plan.check(
             "an interrupted recovery",
@@ -309,7 +312,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         let st = &survey.status;
         // Done already (a finished run, a rerun): this member leads a cluster of its own.
         if let [only] = st.members.as_slice()
-            && same_id(&only.member.id, &before.member_id)
+            && common::report::same_id(&only.member.id, &before.member_id)
             && only.endpoint.reachable
             && only.endpoint.is_leader
         {
@@ -429,7 +432,11 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         if !args.no_backup {
             let b = backup::new_backup_dir(&backup::backup_root(&shared, args.backup_dir.as_deref()))?;
             let to = b.join(dir.file_name().unwrap_or(std::ffi::OsStr::new("etcd")));
-            copy_tree(&dir, &to).map_err(|e| anyhow!("copy {} to {}: {e}", dir.display(), to.display()))?;
+            if let Err(e) = copy_tree(&dir, &to) {
+                // Nothing changed yet but this half copy: it goes, so that no backup looks whole.
+                let _ = std::fs::remove_dir_all(&b);
+                return Err(anyhow!("copy {} to {}: {e} (nothing changed)", dir.display(), to.display()));
+            }
             steps.push(format!("data dir copied to {}", to.display()));
             backup_path = Some(to.display().to_string());
         }
@@ -450,6 +457,9 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             Ok(())
         });
         if let Err(e) = forced {
+            // Did a container start with the flag? Then etcd may have forced the new cluster
+            // before the flag came out (a big db is slow to answer): its WAL says so, not us.
+            let started = crictl.etcd_containers().ok().and_then(|l| l.into_iter().find(|c| c.created_at > written));
             // Never leave the flag in: the next restart would force again.
             let undo = manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save());
             let state = match undo {
@@ -459,10 +469,19 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
                     manifest.path.display()
                 ),
             };
+            let maybe_forced = match started {
+                Some(c) => format!(
+                    "; etcd did start with the flag (container {}), so it may have forced the new cluster: run \
+                     etcd-status before any other member starts, and recover again (nothing to do if {url} leads \
+                     alone)",
+                    &c.id[..c.id.len().min(13)]
+                ),
+                None => String::new(),
+            };
             return Err(exit::with_state(
                 e,
                 format!(
-                    "{state}; data dir {} {}",
+                    "{state}; data dir {} {}{maybe_forced}",
                     dir.display(),
                     backup_path.as_ref().map(|b| format!("(copy in {b})")).unwrap_or_default()
                 ),
@@ -510,4 +529,30 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     };
     cli::emit(&doc, shared.output, render);
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The copy follows a symlinked dir (a WAL on another disk) and refuses what it cannot copy.
+    #[test]
+    fn the_backup_copy_follows_links_and_leaves_no_gap() {
+        let base = std::env::temp_dir().join(format!("recover-copy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (data, wal) = (base.join("etcd"), base.join("other-disk/wal"));
+        std::fs::create_dir_all(data.join("member/snap")).unwrap();
+        std::fs::create_dir_all(&wal).unwrap();
+        std::fs::write(data.join("member/snap/db"), b"db").unwrap();
+        std::fs::write(wal.join("0.wal"), b"wal").unwrap();
+        std::os::unix::fs::symlink(&wal, data.join("member/wal")).unwrap();
+        copy_tree(&data, &base.join("copy")).unwrap();
+        assert_eq!(std::fs::read(base.join("copy/member/wal/0.wal")).unwrap(), b"wal");
+        assert!(!std::fs::symlink_metadata(base.join("copy/member/wal")).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(base.join("copy/member/snap/db")).unwrap(), b"db");
+        std::os::unix::fs::symlink(base.join("gone"), data.join("member/dangling")).unwrap();
+        let err = copy_tree(&data, &base.join("copy2")).unwrap_err().to_string();
+        assert!(err.contains("member/dangling"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

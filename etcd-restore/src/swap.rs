@@ -388,6 +388,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
 
     let mut plan = Plan::new("etcd-restore --swap");
     common::manifest::rivals_check(&mut plan, &shared.manifest);
+    common::manifest::hidden_check(&mut plan, &original);
     plan.check(
         "snapshot verified",
         true,

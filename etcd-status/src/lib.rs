@@ -76,7 +76,7 @@ fn local_view(shared: &Shared, manifest: &Manifest, log_lines: usize) -> LocalVi
 }
 
 /// Degraded-state reasons that come from the local view.
-fn local_warnings(local: &LocalView) -> Vec<String> {
+fn local_warnings(local: &LocalView, manifest: &Manifest) -> Vec<String> {
     let mut out = Vec::new();
     if local.force_new_cluster {
         out.push(format!(
@@ -84,7 +84,11 @@ fn local_warnings(local: &LocalView) -> Vec<String> {
             local.manifest
         ));
     }
-    if let Some(p) = common::manifest::rivals_problem(Path::new(&local.manifest)) {
+    if let Some(p) = common::manifest::rivals_problem(&manifest.path) {
+        out.push(p);
+    }
+    // ETCD_FORCE_NEW_CLUSTER in the env forces at every restart, unseen by the check above.
+    if let Some(p) = manifest.hidden_problem() {
         out.push(p);
     }
     for c in &local.certificates {
@@ -130,7 +134,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     if let Some(m) = &manifest {
         let local = local_view(&shared, m, args.logs);
-        let more = local_warnings(&local);
+        let more = local_warnings(&local, m);
         degraded |= !more.is_empty();
         status.warnings.extend(more);
         status.local = Some(local);

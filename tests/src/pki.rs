@@ -79,3 +79,32 @@ impl Ca {
         write("healthcheck-client.key", &k);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// During a CA rotation ca.crt holds the old and the new CA, often under the same name: a
+    /// leaf signed by either one checks, as etcd's TLS accepts it; one signed by neither does not.
+    #[test]
+    fn a_leaf_checks_against_any_ca_of_the_bundle() {
+        let dir = std::env::temp_dir().join(format!("pki-bundle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new, other) = (Ca::new("etcd-ca"), Ca::new("etcd-ca"), Ca::new("etcd-ca"));
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text).unwrap();
+            dir.join(name)
+        };
+        let bundle = write("ca.crt", &format!("{}{}", old.cert_pem, new.cert_pem));
+        let sans = vec!["node1".to_string(), "10.0.0.11".to_string()];
+        let (leaf, _) = new.issue("node1", &sans, true, true, Validity::default());
+        let leaf = write("server.crt", &leaf);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let ip = Some("10.0.0.11".parse().unwrap());
+        common::pki::check_leaf(&leaf, &bundle, now, ip).unwrap();
+        let only_other = write("other.crt", &other.cert_pem);
+        let err = common::pki::check_leaf(&leaf, &only_other, now, ip).unwrap_err().to_string();
+        assert!(err.contains("not signed by the CA"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

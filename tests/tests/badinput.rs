@@ -808,6 +808,21 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let xdev_backups = c.base.join("xdev-backups");
     let xdev_mount = SmallMount::new(&xdev_backups, "size=64m,mode=0700");
 
+    // etcd forced at every restart through its env, where the manifest's flags do not show it.
+    let env_forced = node_root(
+        &c,
+        "envforced",
+        &node3_manifest.replacen(
+            "    image:",
+            "    env:\n    - name: ETCD_FORCE_NEW_CLUSTER\n      value: \"true\"\n    image:",
+            1,
+        ),
+        &["var/lib/etcd/member"],
+    );
+    // A copy of the manifest left beside it.
+    let rival = node_root(&c, "rival", &node3_manifest, &["var/lib/etcd/member"]);
+    std::fs::write(rival.join("etc/kubernetes/manifests/etcd.yaml.orig"), &node3_manifest).unwrap();
+
     // A node whose manifest runs node3: another node's plan line pasted here.
     let pasted = node_root(&c, "pasted", &node3_manifest, &["var/lib/etcd/member"]);
 
@@ -1122,6 +1137,23 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             .fails(5, &["data dir can be moved aside: ", "a symlink to etcd-real"]),
         row("clean --yes: data dir is a mount point", "etcd-member", &On::Root(mounted.clone()), &["clean", "--yes"])
             .fails(5, &["data dir can be moved aside: ", "a mount point"]),
+        row(
+            "clean --yes: ETCD_FORCE_NEW_CLUSTER in the env",
+            "etcd-member",
+            &On::Root(env_forced.clone()),
+            &["clean", "--yes"],
+        )
+        .fails(5, &["etcd's settings are in its command: ", "ETCD_FORCE_NEW_CLUSTER (env): etcd takes settings"]),
+        swap(&env_forced)
+            .named("swap: ETCD_FORCE_NEW_CLUSTER in the env")
+            .fails(5, &["ETCD_FORCE_NEW_CLUSTER (env): etcd takes settings"]),
+        row(
+            "clean --yes: a copy of the manifest beside it",
+            "etcd-member",
+            &On::Root(rival.clone()),
+            &["clean", "--yes"],
+        )
+        .fails(5, &["no other manifest defines the etcd pod: ", "etcd.yaml.orig also defines the etcd static pod"]),
         swap(&waldir)
             .named("swap: --wal-dir in the manifest")
             .fails(1, &["--wal-dir /var/lib/etcd-wal: a WAL outside the data dir is not supported"]),
