@@ -116,6 +116,9 @@ fn generated_manifest(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, ro
     Manifest::parse(&shared.manifest, &text)
 }
 
+/// etcd's default --quota-backend-bytes: 2 GiB.
+const DEFAULT_QUOTA_BYTES: i64 = 2 << 30;
+
 /// Written by every join (see where it is set).
 const JOINED_AT_ANNOTATION: &str = "etcd-recovery/joined-at";
 
@@ -413,11 +416,30 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         return Err(coded(exit::code_of(&e), format!("{e:#}{hint}")));
     }
     let live = survey.status;
+    let generated = template.is_none();
     let template = match template {
         Some(t) => t,
         None => generated_manifest(&args, &shared, &live, &root)?,
     };
-    let p = prepare(&args, &shared, &live, template)?;
+    let mut p = prepare(&args, &shared, &live, template)?;
+    if generated {
+        // kubeadm's defaults lack the cluster's etcd.local.extraArgs. The one that hurts at once:
+        // a member started with the default 2 GiB quota on a bigger db raises NOSPACE, and the
+        // whole cluster stops taking writes.
+        let biggest = live.members.iter().map(|m| m.endpoint.db_size).max().unwrap_or(0);
+        p.plan.check(
+            "the db fits a generated manifest's default quota",
+            biggest < DEFAULT_QUOTA_BYTES,
+            format!(
+                "largest member db {biggest} bytes, etcd's default --quota-backend-bytes {DEFAULT_QUOTA_BYTES}{}",
+                if biggest < DEFAULT_QUOTA_BYTES {
+                    ""
+                } else {
+                    ": give --template (another control-plane node's manifest, with its --quota-backend-bytes)"
+                }
+            ),
+        );
+    }
     if let Existing::Voter = p.existing {
         // Only if it works: a voter of this name that does not answer is the failed member the
         // runbook removes and cleans before a join.

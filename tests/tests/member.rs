@@ -341,6 +341,17 @@ fn join_without_template_3_5_30() {
     let dry = tool(&c, "etcd-member", 3, &[&args[..], &["--dry-run"]].concat(), None);
     assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
     assert!(dry.json["preconditions"].as_array().unwrap().iter().all(|p| p["ok"] == true), "{}", dry.json);
+    // Generated from kubeadm's defaults: the db is checked against etcd's default quota.
+    let quota = dry.json["preconditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["check"] == "the db fits a generated manifest's default quota");
+    assert!(
+        quota.is_some_and(|q| q["detail"].as_str().unwrap().contains("--quota-backend-bytes 2147483648")),
+        "{}",
+        dry.json
+    );
     assert_eq!(member_names(&c), ["node1", "node2"]);
     assert!(!n3.manifest().exists());
 
