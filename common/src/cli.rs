@@ -399,7 +399,10 @@ pub fn plan_gate(plan: &crate::report::Plan, output: Output, dry_run: bool) -> R
 pub fn emit<T: serde::Serialize>(doc: &T, output: Output, table: impl FnOnce(&T) -> String) {
     match output {
         Output::Json => crate::report::print_json(doc),
-        Output::Table => print!("{}", table(doc)),
+        Output::Table => {
+            use std::io::Write as _;
+            let _ = write!(std::io::stdout(), "{}", table(doc));
+        }
     }
 }
 
@@ -465,7 +468,7 @@ pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> 
             // One line, like every other error: argh lists missing options on lines of their own.
             let lines: Vec<&str> = early.output.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
             let message = lines.join(" ");
-            eprintln!("{cmd}: {message}");
+            crate::say!("{cmd}: {message}");
             // The flags did not parse, so -w is looked for by hand: a script reading JSON gets
             // its Error document for a usage error too.
             let w = rest.iter().position(|a| *a == "-w" || *a == "--write-out").and_then(|i| rest.get(i + 1));
@@ -497,18 +500,21 @@ pub fn main_aliased<T: argh::FromArgs + HasShared>(
         Err(code) => return ExitCode::from(code),
     };
     let output = args.shared_flags().output_lenient();
-    match run(args) {
-        Ok(code) => ExitCode::from(code),
+    let code = match run(args) {
+        Ok(code) => code,
         Err(err) => {
             let code = exit::code_of(&err);
             let message = format!("{err:#}");
-            eprintln!("{tool}: {message}");
+            crate::say!("{tool}: {message}");
             if output == Output::Json {
                 crate::report::print_json(&crate::report::ErrorDoc::new(code, message));
             }
-            ExitCode::from(code)
+            code
         }
-    }
+    };
+    // A Ctrl-C or TERM a procedure deferred ends the tool now, everything said.
+    crate::nodelock::act_on_deferred_signal();
+    ExitCode::from(code)
 }
 
 #[cfg(test)]

@@ -15,13 +15,13 @@ pub const GO_VAR: &str = "ETCD_RECOVERY_FAILPOINT_GO";
 pub fn hit(name: &str) {
     let Ok(v) = std::env::var(VAR) else { return };
     if v == name {
-        eprintln!("failpoint {name}: aborting");
+        crate::say!("failpoint {name}: aborting");
         std::process::abort();
     }
     if v.strip_suffix(":pause") == Some(name)
         && let Ok(go) = std::env::var(GO_VAR)
     {
-        eprintln!("failpoint {name}: paused");
+        crate::say!("failpoint {name}: paused");
         // Bounded: a forgotten variable must not hang a tool for good.
         let until = std::time::Instant::now() + Duration::from_secs(300);
         while !Path::new(&go).exists() && std::time::Instant::now() < until {

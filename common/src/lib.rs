@@ -1,5 +1,15 @@
 //! The library every etcd recovery tool shares; one module per concern (see DESIGN.md).
 
+/// A line on stderr that never panics, unlike `eprintln!`: a terminal or pipe gone (a dropped ssh
+/// session, a `| tee` killed by Ctrl-C) must not abort a procedure halfway.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod backup;
 pub mod cli;
 pub mod client;

@@ -83,7 +83,15 @@ impl NodeLock {
         if self.deferred.is_none() {
             self.deferred = Some(signals::defer());
         }
-        crate::manifest::remove_stale_temp(&self.manifest);
+        self.tidy();
+    }
+
+    /// Removes the temp file a killed manifest write left (not in a dry run): also for a
+    /// procedure that finds nothing to do.
+    pub fn tidy(&self) {
+        if !self.inert {
+            crate::manifest::remove_stale_temp(&self.manifest);
+        }
     }
 }
 
@@ -103,6 +111,17 @@ pub fn deferred_signal() -> Option<i32> {
     Some(PENDING.load(Ordering::SeqCst)).filter(|s| *s != 0)
 }
 
+/// Once the procedure is over and its result printed: a deferred signal takes effect now, with
+/// the disposition the tool started with (so `clean && join`, or a loop, stops as the operator
+/// asked). Returns if that disposition ignores it.
+pub fn act_on_deferred_signal() {
+    if let Some(sig) = deferred_signal() {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        signals::raise(sig);
+    }
+}
+
 // The handler must be installed through sigaction; it does only what is async-signal-safe.
 #[allow(unsafe_code)]
 mod signals {
@@ -117,26 +136,35 @@ mod signals {
 
     extern "C" fn on_signal(sig: libc::c_int) {
         PENDING.store(sig, Ordering::SeqCst);
-        // SAFETY: write, open, fstat, dup2 and close are async-signal-safe; `st` is a local.
+        // SAFETY: write, open, fstat, dup2 and close are async-signal-safe; `st` is a local; errno,
+        // which they may set, is put back for the code this signal interrupted.
         unsafe {
+            let errno = *libc::__errno_location();
             libc::write(2, MSG.as_ptr().cast(), MSG.len());
-            if sig == libc::SIGHUP {
-                // The terminal (or the pipe to a tee that died with it) is gone: a print to it would
-                // fail, and a failed print aborts the tool. Files keep receiving the output.
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-                if null >= 0 {
-                    for fd in [1, 2] {
-                        let mut st: libc::stat = std::mem::zeroed();
-                        if libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                            libc::dup2(null, fd);
-                        }
+            // The terminal (SIGHUP), or a pipe to a reader that died with the same Ctrl-C (a `| tee`),
+            // is gone: the output goes nowhere instead (the prints ignore errors as well). Regular
+            // files, and a terminal that is still there, keep it.
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if null >= 0 {
+                for fd in [1, 2] {
+                    let mut st: libc::stat = std::mem::zeroed();
+                    let kind = if libc::fstat(fd, &mut st) == 0 { st.st_mode & libc::S_IFMT } else { 0 };
+                    let gone = match sig {
+                        libc::SIGHUP => kind != libc::S_IFREG,
+                        libc::SIGINT => kind == libc::S_IFIFO || kind == libc::S_IFSOCK,
+                        _ => false,
+                    };
+                    if gone {
+                        libc::dup2(null, fd);
                     }
-                    libc::close(null);
                 }
+                libc::close(null);
             }
+            *libc::__errno_location() = errno;
         }
     }
 
+    /// Installs the deferring handler, except for a signal the tool was started ignoring (nohup).
     pub fn defer() -> Saved {
         let mut saved = Vec::new();
         for sig in SIGNALS {
@@ -148,11 +176,34 @@ mod signals {
                 libc::sigemptyset(&mut new.sa_mask);
                 let mut old: libc::sigaction = std::mem::zeroed();
                 if libc::sigaction(sig, &new, &mut old) == 0 {
-                    saved.push((sig, old));
+                    if old.sa_sigaction == libc::SIG_IGN {
+                        libc::sigaction(sig, &old, std::ptr::null_mut());
+                    } else {
+                        saved.push((sig, old));
+                    }
                 }
             }
         }
         Saved(saved)
+    }
+
+    /// Sends `sig` to this process, as its current disposition handles it.
+    pub fn raise(sig: libc::c_int) {
+        // SAFETY: raise(3) has no memory effects.
+        unsafe {
+            libc::raise(sig);
+        }
+    }
+
+    /// Whether `sig` is handled by the deferring handler now.
+    #[cfg(test)]
+    pub fn deferring(sig: libc::c_int) -> bool {
+        // SAFETY: sigaction with a null new action only reads the current one.
+        unsafe {
+            let mut cur: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut cur) == 0
+                && cur.sa_sigaction == on_signal as *const () as libc::sighandler_t
+        }
     }
 
     pub fn restore(saved: Saved) {
@@ -189,11 +240,16 @@ mod tests {
         drop(inner);
         assert!(HELD.load(Ordering::SeqCst), "the inner lock does not release the outer one");
         assert!(manifests.join(".etcd.yaml.tmp").exists(), "nothing removed before the procedure begins");
+        assert!(!signals::deferring(libc::SIGINT));
         lock.begin();
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            assert!(signals::deferring(sig), "signal {sig} deferred once the procedure begins");
+        }
         let mut left: Vec<_> = std::fs::read_dir(&manifests).unwrap().map(|e| e.unwrap().file_name()).collect();
         left.sort();
         assert_eq!(left, [".other.yaml.tmp", "etcd.yaml"]);
         drop(lock);
+        assert!(!signals::deferring(libc::SIGINT), "the tool's own disposition is back");
         other.try_lock().unwrap();
         drop(other);
         // A node without a manifests dir locks its nearest existing ancestor.

@@ -490,7 +490,9 @@ pub fn read_document<T: Document>(text: &str, source: &str) -> anyhow::Result<T>
 pub fn print_json<T: Serialize>(doc: &T) {
     // Serializing our own plain structs cannot fail.
     let text = serde_json::to_string_pretty(doc).expect("document serializes");
-    println!("{text}");
+    // Ignored, like every print of a tool: see `say!`.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 /// A bordered table like etcdctl's `-w table`.

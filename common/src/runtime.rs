@@ -85,8 +85,12 @@ pub struct Finished {
 
 /// Runs argv with a deadline; the child is killed when it passes.
 pub fn run_with_timeout(argv: &[&str], timeout: Duration) -> Result<Finished> {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new(argv[0])
         .args(&argv[1..])
+        // Its own process group: a Ctrl-C or hangup at the terminal, which a procedure defers,
+        // would kill a crictl mid-call (its `rm`, say) and fail the procedure all the same.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -99,7 +99,7 @@ pub fn run_add(args: AddArgs) -> Result<u8> {
     let hid = hex_id(id);
     let ic = initial_cluster(&members, &hid, &args.name);
     let me = members.iter().find(|m| m.id == hid).cloned();
-    eprintln!(
+    common::say!(
         "etcd-member: learner {hid} added; start it with --initial-cluster={ic} --initial-cluster-state=existing"
     );
     let change = MemberChange {
@@ -141,7 +141,7 @@ pub fn run_promote(args: PromoteArgs) -> Result<u8> {
         );
     }
     if !target.is_learner {
-        eprintln!("etcd-member: {} is a voter already; nothing to do", target.label());
+        common::say!("etcd-member: {} is a voter already; nothing to do", target.label());
         let members = s.members.iter().map(cluster::member_ref).collect();
         let change = MemberChange {
             kind: "MemberChange".into(),

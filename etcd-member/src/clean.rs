@@ -72,7 +72,11 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     let mut plan = Plan::new("etcd-member clean");
     common::manifest::rivals_check(&mut plan, &shared.manifest);
     if let Some(m) = &manifest {
-        common::manifest::hidden_check(&mut plan, m);
+        common::manifest::hidden_check(
+            &mut plan,
+            m,
+            args.force.then_some("--force: the manifest and the data dir it names go aside all the same"),
+        );
     }
     if let Some(e) = &unreadable {
         plan.check(
@@ -163,7 +167,8 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     }
     let mut done = NodeClean { kind: "NodeClean".into(), ..Default::default() };
     if !manifest_present && containers.is_empty() && !data_present {
-        eprintln!("etcd-member: nothing to clean");
+        lock.tidy();
+        common::say!("etcd-member: nothing to clean");
         cli::emit(&done, shared.output, render);
         return Ok(exit::OK);
     }
@@ -176,7 +181,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     };
     if manifest_present {
         let to = backup::move_aside(&shared.manifest, &backup_dir)?;
-        eprintln!("etcd-member: manifest moved to {}", to.display());
+        common::say!("etcd-member: manifest moved to {}", to.display());
         done.manifest_backup = Some(to.display().to_string());
         common::failpoint::hit("clean-manifest-moved");
     }
@@ -192,7 +197,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     let containers = if crictl_works {
         crictl.wait_stopped_on(timeout, &data_dir).map_err(untouched)?
     } else {
-        eprintln!("etcd-member: crictl does not work: waiting on etcd's db lock alone (--force)");
+        common::say!("etcd-member: crictl does not work: waiting on etcd's db lock alone (--force)");
         common::runtime::wait_db_released(&data_dir, std::time::Instant::now() + timeout).map_err(untouched)?;
         vec![]
     };
@@ -209,7 +214,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     common::failpoint::hit("clean-containers-removed");
     if data_present {
         let to = backup::move_aside(&data_dir, &backup_dir).map_err(said)?;
-        eprintln!("etcd-member: data dir moved to {}", to.display());
+        common::say!("etcd-member: data dir moved to {}", to.display());
         done.data_dir_backup = Some(to.display().to_string());
     }
     cli::emit(&done, shared.output, render);

@@ -205,7 +205,7 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
 
     let mut plan = Plan::new("etcd-member join");
     common::manifest::rivals_check(&mut plan, &shared.manifest);
-    common::manifest::hidden_check(&mut plan, &m);
+    common::manifest::hidden_check(&mut plan, &m, None);
     let now = common::time::now_secs();
     let pki = |flag: &str| m.flag(flag).map(|p| m.host_path(&shared.rootfs, &p));
     let ca = pki("trusted-ca-file").unwrap_or_else(|| shared.tls.ca.clone());
@@ -415,7 +415,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         };
         return Err(coded(exit::code_of(&e), format!("{e:#}{hint}")));
     }
-    let live = survey.status;
+    let live = survey.status.clone();
     let generated = template.is_none();
     let template = match template {
         Some(t) => t,
@@ -446,6 +446,12 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         let voter = live.members.iter().find(|x| x.peer_urls.contains(&p.peer_url));
         if let Some(v) = voter.filter(|v| !v.endpoint.reachable) {
             let why = v.endpoint.error.clone().unwrap_or_default();
+            if survey.tls_failed(&v.endpoint.url) {
+                return Err(coded(
+                    exit::REFUSED,
+                    format!("{} could not be asked (TLS failed: {why}): check --cacert/--cert/--key", v.label()),
+                ));
+            }
             return Err(coded(
                 exit::REFUSED,
                 format!(
@@ -460,9 +466,8 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         if args.dry_run {
             return cli::nothing_to_do("etcd-member join", detail, shared.output);
         }
-        eprintln!("etcd-member: {detail}; nothing to do");
-        // What a killed write left goes all the same (the lock is held).
-        common::manifest::remove_stale_temp(&shared.manifest);
+        common::say!("etcd-member: {detail}; nothing to do");
+        lock.tidy();
         let change = MemberChange {
             kind: "MemberChange".into(),
             action: "join".into(),
@@ -491,7 +496,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         Existing::Voter => unreachable!("handled above"),
     };
     common::failpoint::hit("join-learner-added");
-    eprintln!("etcd-member: learner {} ({}) in the member list", hex_id(id), p.peer_url);
+    common::say!("etcd-member: learner {} ({}) in the member list", hex_id(id), p.peer_url);
     // Until the member starts, a failure leaves the learner in the cluster: say so, and how on.
     let learner_left = |e: anyhow::Error| {
         let hid = hex_id(id);
@@ -519,7 +524,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             manifest.save()
         })();
         written.map_err(learner_left)?;
-        eprintln!("etcd-member: manifest written to {}", shared.manifest.display());
+        common::say!("etcd-member: manifest written to {}", shared.manifest.display());
         common::failpoint::hit("join-manifest-written");
     }
 
@@ -567,7 +572,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             format!("{learner}; {manifest_state}; data dir {} left for inspection", p.data_dir.display()),
         ));
     }
-    eprintln!("etcd-member: {} promoted to voter", p.name);
+    common::say!("etcd-member: {} promoted to voter", p.name);
     common::failpoint::hit("join-promoted");
 
     // Verify from the cluster's side: a started, reachable voter, a healthy cluster.

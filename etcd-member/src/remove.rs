@@ -199,7 +199,7 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
         initial_cluster: None,
     };
     if targets.is_empty() {
-        eprintln!("etcd-member: nothing to remove");
+        common::say!("etcd-member: nothing to remove");
         cli::emit(&change, shared.output, render);
         return Ok(exit::OK);
     }
@@ -241,8 +241,8 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
                 }
             }
             match already {
-                true => eprintln!("etcd-member: {} was removed already", m.label()),
-                false => eprintln!("etcd-member: removed {}", m.label()),
+                true => common::say!("etcd-member: {} was removed already", m.label()),
+                false => common::say!("etcd-member: removed {}", m.label()),
             }
             removed.push(m.label());
             common::failpoint::hit("remove-member-removed");

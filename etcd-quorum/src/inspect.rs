@@ -101,20 +101,20 @@ pub fn run(args: InspectArgs) -> Result<u8> {
         // With --data-dir the manifest only adds the name and the flag warning: a broken one is
         // this node's other problem, not a reason to refuse reading the data.
         (true, Some(_)) => Manifest::load(&shared.manifest)
-            .map_err(|e| eprintln!("etcd-quorum: warning: {e:#}; inspecting without it"))
+            .map_err(|e| common::say!("etcd-quorum: warning: {e:#}; inspecting without it"))
             .ok(),
         (true, None) => Some(Manifest::load(&shared.manifest)?),
     };
     let dir = data_dir(args.data_dir.as_deref(), &shared, manifest.as_ref())?;
     let (doc, crc) = inspection_and_crc(&dir, manifest.as_ref())?;
     if doc.force_new_cluster {
-        eprintln!("etcd-quorum: WARNING: --force-new-cluster is still in {}", shared.manifest.display());
+        common::say!("etcd-quorum: WARNING: --force-new-cluster is still in {}", shared.manifest.display());
     }
     // The document goes out whatever was found, so that `pick` sees every node.
     cli::emit(&doc, shared.output, render);
     if let Some((file, at)) = crc {
         // Damage, not a crash: etcd refuses to start from it ("walpb: crc mismatch").
-        eprintln!(
+        common::say!(
             "etcd-quorum: {}: WAL CRC mismatch in {file} at byte {at}: the WAL is corrupt, etcd will not start from it",
             dir.display()
         );
@@ -122,12 +122,12 @@ pub fn run(args: InspectArgs) -> Result<u8> {
     }
     if !doc.problems.is_empty() {
         // The WAL names the member, but part of its data cannot be read: recover refuses it too.
-        eprintln!("etcd-quorum: {}: unreadable: {}", dir.display(), doc.problems.join("; "));
+        common::say!("etcd-quorum: {}: unreadable: {}", dir.display(), doc.problems.join("; "));
         return Ok(exit::INTEGRITY);
     }
     if let Some(t) = &doc.torn_tail {
         // What a crash mid-write leaves; etcd cuts it off when it starts.
-        eprintln!(
+        common::say!(
             "etcd-quorum: {}: torn WAL tail in {t} (a write cut short by a crash; etcd repairs it at start)",
             dir.display()
         );

@@ -124,7 +124,7 @@ pub fn run(args: PickArgs) -> Result<u8> {
     // A node whose inspect failed is no candidate, but the operator must know it was not weighed.
     let skipped: Vec<String> = skipped.into_iter().map(|e| format!("{} (exit {})", e.message, e.code)).collect();
     for s in &skipped {
-        eprintln!("etcd-quorum: not a candidate, its inspect failed: {s}");
+        common::say!("etcd-quorum: not a candidate, its inspect failed: {s}");
     }
     if docs.is_empty() {
         // Usage when nothing came at all; when every inspect failed, that is what was found.
@@ -140,16 +140,19 @@ pub fn run(args: PickArgs) -> Result<u8> {
     // Voters the documents list that sent none (its inspect never ran: an ssh that failed in a
     // loop prints nothing): the most up-to-date one may be among them.
     let mut unheard: Vec<String> = Vec::new();
+    let mut named: Vec<&str> = Vec::new();
     for m in docs.iter().flat_map(|d| &d.members).filter(|m| !m.is_learner) {
-        let heard = docs.iter().any(|d| report::same_id(&d.member_id, &m.id));
-        let label = if m.name.is_empty() { m.id.clone() } else { format!("{} ({})", m.name, m.id) };
-        if !heard && !unheard.iter().any(|u| u.starts_with(&label)) {
-            unheard.push(format!("{label}: no DataDirInspection given, not weighed; it may be the most up to date"));
+        let known = |id: &str| report::same_id(id, &m.id);
+        if docs.iter().any(|d| known(&d.member_id)) || named.iter().any(|id| known(id)) {
+            continue;
         }
+        named.push(&m.id);
+        let label = if m.name.is_empty() { m.id.clone() } else { format!("{} ({})", m.name, m.id) };
+        unheard.push(format!("{label}: no DataDirInspection given, not weighed; it may be the most up to date"));
     }
     unheard.sort();
     for u in &unheard {
-        eprintln!("etcd-quorum: {u}");
+        common::say!("etcd-quorum: {u}");
     }
     let mut skipped = skipped;
     skipped.extend(unheard);

@@ -21,7 +21,7 @@ common::with_shared_flags! {
     /// recover this survivor as a one-member cluster (--force-new-cluster in the manifest, then out)
     #[argh(subcommand, name = "recover")]
     pub struct RecoverArgs {
-        /// the data dir (default: the manifest's --data-dir)
+        /// the data dir: the manifest's --data-dir (the default; another is a usage error)
         #[argh(option)]
         pub data_dir: Option<String>,
         /// where the data dir copy goes (default <rootfs>/var/lib/etcd-recovery)
@@ -233,7 +233,7 @@ fn done_already(
     if args.dry_run {
         return cli::nothing_to_do("etcd-quorum recover", detail, shared.output);
     }
-    eprintln!("etcd-quorum: {detail}; nothing to do");
+    common::say!("etcd-quorum: {detail}; nothing to do");
     let doc = QuorumRecovery {
         kind: "QuorumRecovery".into(),
         survivor,
@@ -287,8 +287,13 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         .collect();
 
     let mut plan = Plan::new("etcd-quorum recover");
-    common::manifest::rivals_check(&mut plan, &shared.manifest);
-    common::manifest::hidden_check(&mut plan, &manifest);
+    // An interrupted recovery is finished whatever else is wrong: nothing may keep the flag in.
+    if !interrupted {
+        common::manifest::rivals_check(&mut plan, &shared.manifest);
+        common::manifest::hidden_check(&mut plan, &manifest, None);
+        // The restarts are seen through crictl: without it a forced etcd would pass for none.
+        crictl.plan_check(&mut plan, None);
+    }
     if interrupted {
         plan.check(
             "an interrupted recovery",
@@ -302,7 +307,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             // A member that has just lost its peers still names their leader, for up to two
             // election timeouts; one of a working majority goes on naming it.
             let wait = 2 * election_timeout(&manifest) + Duration::from_secs(1);
-            eprintln!(
+            common::say!(
                 "etcd-quorum: a member still follows leader {} while too few answer; asking again in {wait:?}",
                 survey.status.leader
             );
@@ -311,11 +316,14 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         }
         let st = &survey.status;
         // Done already (a finished run, a rerun): this member leads a cluster of its own.
+        // Not when etcd's env may force it (the plan refuses that), nor beside a rival manifest.
         if let [only] = st.members.as_slice()
             && common::report::same_id(&only.member.id, &before.member_id)
             && only.endpoint.reachable
             && only.endpoint.is_leader
+            && plan.failed().is_empty()
         {
+            lock.tidy();
             let detail = format!("{} already runs as a one-member cluster; the flag is out", only.label());
             return done_already(&args, &shared, label(&before), detail, others);
         }
@@ -409,8 +417,6 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         plan.step("add --force-new-cluster", manifest.path.display().to_string(), true);
         plan.step("wait", "etcd restarted as a one-member cluster", false);
     }
-    // The restarts are seen through crictl: without it a forced etcd would pass for none.
-    crictl.plan_check(&mut plan, None);
     if args.via_restore && !interrupted {
         // The checks above still guard (a dry run that fails them shows this plan); the rest is
         // etcd-restore's swap and its plan.

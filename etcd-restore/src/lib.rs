@@ -183,7 +183,7 @@ pub(crate) fn restore_beside(
     match restore::restore(Path::new(snapshot), &tmp, &opts) {
         Ok(o) => {
             if o.legacy_schema && !args.write_confstate {
-                eprintln!(
+                common::say!(
                     "etcd-restore: warning: {snapshot} comes from etcd 3.4 (no meta/confState or storageVersion): etcd \
                      3.6.0-3.6.4 will not start from it; --write-confstate makes one they start from"
                 );

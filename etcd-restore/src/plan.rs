@@ -81,10 +81,13 @@ pub fn run(args: PlanArgs) -> Result<u8> {
     let here = cli::is_stdin(&args.snapshot) || std::path::Path::new(&args.snapshot).exists();
     let snapshot = if here {
         let (path, v) = crate::checked_snapshot(&args.snapshot, args.skip_hash_check)?;
-        eprintln!("etcd-restore: {path}: verified, revision {}, {} keys", v.status.revision, v.status.total_keys);
+        common::say!("etcd-restore: {path}: verified, revision {}, {} keys", v.status.revision, v.status.total_keys);
         path
     } else {
-        eprintln!("etcd-restore: {}: not on this node, not verified here (each node verifies its copy)", args.snapshot);
+        common::say!(
+            "etcd-restore: {}: not on this node, not verified here (each node verifies its copy)",
+            args.snapshot
+        );
         args.snapshot.clone()
     };
     let snapshot = std::path::absolute(&snapshot)

@@ -66,8 +66,10 @@ fn live_journal(root: &Path, shared: &Shared, retire: bool) -> Option<Journal> {
     }
     let retired = root.join(format!("{JOURNAL}.{}", common::time::compact_utc(std::time::SystemTime::now())));
     match std::fs::rename(&path, &retired) {
-        Ok(()) => eprintln!("etcd-restore: an earlier swap's journal is stale ({why}); kept as {}", retired.display()),
-        Err(e) => eprintln!("etcd-restore: an earlier swap's journal is stale ({why}) but could not be moved: {e}"),
+        Ok(()) => {
+            common::say!("etcd-restore: an earlier swap's journal is stale ({why}); kept as {}", retired.display())
+        }
+        Err(e) => common::say!("etcd-restore: an earlier swap's journal is stale ({why}) but could not be moved: {e}"),
     }
     None
 }
@@ -365,7 +367,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     let journal = live_journal(&root, shared, !args.dry_run);
     let original = original_manifest(journal.as_ref(), shared)?;
     if journal.as_ref().is_some_and(|j| j.manifest_backup.as_ref().is_some_and(|p| p.is_file())) {
-        eprintln!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
+        common::say!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
     }
     let (name, peer, data_dir) = identity(args, shared, &original)?;
     let initial = args
@@ -388,7 +390,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
 
     let mut plan = Plan::new("etcd-restore --swap");
     common::manifest::rivals_check(&mut plan, &shared.manifest);
-    common::manifest::hidden_check(&mut plan, &original);
+    common::manifest::hidden_check(&mut plan, &original, None);
     plan.check(
         "snapshot verified",
         true,

@@ -139,7 +139,9 @@ impl Progress {
         }
         self.last = Instant::now();
         let secs = self.start.elapsed().as_secs_f64().max(0.001);
-        eprint!(
+        use std::io::Write as _;
+        let _ = write!(
+            std::io::stderr(),
             "\r{} received, {}/s{}",
             common::report::human_bytes(bytes as i64),
             common::report::human_bytes((bytes as f64 / secs) as i64),
@@ -409,7 +411,7 @@ pub fn run(args: SaveArgs) -> Result<u8> {
         // Leftovers of killed runs go first, whatever their age: no live save holds their lock.
         if matches!(target, Target::Dir(_)) {
             for p in store::remove_dead_parts(&dir, false)? {
-                eprintln!("etcd-snap: removed {}, left by an interrupted save", p.display());
+                common::say!("etcd-snap: removed {}, left by an interrupted save", p.display());
             }
         }
         save(&args, &shared, &target)
@@ -441,7 +443,7 @@ pub fn run(args: SaveArgs) -> Result<u8> {
         let list = crate::prune::prune(&dir, rules, Some(&snap.path))
             .map_err(|e| exit::with_state(e, format!("the snapshot {} is saved; pruning failed", snap.path)))?;
         for r in &list.removed {
-            eprintln!("etcd-snap: removed {r}");
+            common::say!("etcd-snap: removed {r}");
         }
     }
     Ok(exit::OK)

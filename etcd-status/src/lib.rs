@@ -128,7 +128,7 @@ pub fn run(args: Args) -> Result<u8> {
     let mut status = survey.status.clone();
     let mut degraded = cluster::is_degraded(&status);
     if let Some(b) = broken {
-        eprintln!("etcd-status: {b}");
+        common::say!("etcd-status: {b}");
         status.warnings.push(b);
         degraded = true;
     }
@@ -141,7 +141,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     print(&status, shared.output);
     let code = if survey.nobody_answered() {
-        eprintln!("etcd-status: no endpoint reachable: {}", survey.describe_failures());
+        common::say!("etcd-status: no endpoint reachable: {}", survey.describe_failures());
         if survey.all_failed_with(FailKind::Timeout) { exit::TIMEOUT } else { exit::QUORUM_LOST }
     } else if !status.quorum.has_quorum {
         exit::QUORUM_LOST
@@ -154,10 +154,7 @@ pub fn run(args: Args) -> Result<u8> {
 }
 
 fn print(s: &ClusterStatus, output: Output) {
-    match output {
-        Output::Json => report::print_json(s),
-        Output::Table => print!("{}", render_table(s)),
-    }
+    common::cli::emit(s, output, render_table);
 }
 
 /// etcdctl's `member list` and `endpoint status` tables merged, then quorum, alarms, local view.

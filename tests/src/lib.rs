@@ -230,12 +230,46 @@ pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce(u32
     let took = t.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let run = Run {
-        code: out.status.code().expect("exit code"),
+        code: shell_code(out.status),
         json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
         stdout,
         stderr: seen + &rest.join().unwrap(),
     };
     (run, took)
+}
+
+/// An exit status as a shell reports it: the exit code, or 128 + the signal that ended it (a
+/// test that signals a tool tells a deferred signal, 128 + its number, from an abort, 134).
+pub fn shell_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().expect("an exit code or a signal"))
+}
+
+/// Runs `cmd` held at failpoint `point`; once it is there, closes the pipes of its stdout and
+/// stderr (as a dropped ssh session or a killed `| tee` would), sends it `sig`, and lets it go on.
+/// Returns its [`shell_code`].
+pub fn paused_then_cut_off(dir: &Path, mut cmd: Command, point: &str, sig: i32) -> i32 {
+    use std::io::{BufRead, BufReader};
+    let go = dir.join(format!("go-{point}"));
+    let _ = std::fs::remove_file(&go);
+    cmd.env(common::failpoint::VAR, format!("{point}:pause"))
+        .env(common::failpoint::GO_VAR, &go)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(&format!("failpoint {point}: paused")) {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
+        seen += &line;
+    }
+    drop(stderr);
+    drop(child.stdout.take());
+    assert!(cri::signal(child.id(), sig));
+    std::fs::write(&go, b"").unwrap();
+    shell_code(child.wait().unwrap())
 }
 
 /// Runs a command to its end; its exit code, or None when a signal ended it.

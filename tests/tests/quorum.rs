@@ -58,17 +58,13 @@ fn recover(version: &str) {
     assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), manifest_before, "a dry run changes nothing");
     let backups = c.node(1).root.join("var/lib/etcd-recovery");
     assert!(etcd_lab::dir_names(&backups).iter().all(|n| n.starts_with('.')), "a dry run copies nothing");
-    // Ctrl-C and a TERM with the flag in (the on-call's reflex while etcd restarts): the recovery
-    // goes on to its end, and the flag out.
+    // A TERM with the flag in (a `timeout` wrapper, a systemd stop): the recovery goes on to its
+    // end, prints its result, and only then ends by that signal (so a script stops there).
     let mut cmd = c.tool("etcd-quorum", 1);
     cmd.args(["recover", "--yes", "-w", "json"]);
-    let (r, _) = c.paused_at(cmd, "recover-flag-in", |pid| {
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            assert!(etcd_lab::cri::signal(pid, sig));
-        }
-    });
-    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
-    assert_eq!(r.stderr.matches("signal received; the procedure goes on to its end").count(), 2, "{}", r.stderr);
+    let (r, _) = c.paused_at(cmd, "recover-flag-in", |pid| assert!(etcd_lab::cri::signal(pid, libc::SIGTERM)));
+    assert_eq!(r.code, 128 + libc::SIGTERM, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("signal received; the procedure goes on to its end"), "{}", r.stderr);
     assert_eq!(r.json["kind"], "QuorumRecovery");
     assert_eq!(r.json["manifestRestored"], true);
     assert!(std::path::Path::new(r.json["backup"].as_str().unwrap()).join("member/snap/db").is_file());
@@ -341,14 +337,13 @@ fn recover_via_restore_3_5_30() {
     assert!(!backups.exists() || etcd_lab::dir_names(&backups).is_empty(), "{:?}", etcd_lab::dir_names(&backups));
     let r = c.run_json("etcd-quorum", 1, &["recover", "--via-restore", "--bump-revision", "1000"], None);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    // The ssh session drops while etcd is stopped: the swap goes on to its end, its output (to a
-    // pipe, like a terminal gone) dropped instead of aborting the tool.
+    // Its output cut off (an ssh session gone, a `| tee` killed) and a TERM, while etcd is stopped:
+    // the swap goes on to its end, its prints to the closed pipes dropped instead of aborting the
+    // tool (an abort would end it by SIGABRT), and the TERM ends it afterwards.
     let mut cmd = c.tool("etcd-quorum", 1);
     cmd.args(["recover", "--via-restore", "--bump-revision", "1000", "--mark-compacted", "--yes", "-w", "json"]);
-    let (r, _) = c.paused_at(cmd, "swap-stopped", |pid| assert!(etcd_lab::cri::signal(pid, libc::SIGHUP)));
-    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
-    assert!(r.stdout.is_empty(), "the result went to the pipe after SIGHUP: {}", r.stdout);
-    assert!(r.stderr.contains("signal received"), "{}", r.stderr);
+    let code = etcd_lab::paused_then_cut_off(&c.base, cmd, "swap-stopped", libc::SIGTERM);
+    assert_eq!(code, 128 + libc::SIGTERM);
     let s = c.run_json("etcd-status", 1, &["--endpoints", &c.node(1).client_url()], None);
     for id in [&s.json["clusterId"], &old["clusterId"]] {
         assert!(id.as_str().is_some_and(|id| id.len() == 16), "{id}");
