@@ -303,14 +303,20 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     } else {
         // This node's etcd may be down: then the members its db knows are asked.
         let mut survey = common::cluster::survey_with_known(&shared, &manifest, &dir)?;
-        if !survey.status.leader.is_empty() && !survey.status.quorum.has_quorum {
-            // A member that has just lost its peers still names their leader, for up to two
-            // election timeouts; one of a working majority goes on naming it.
+        // Two states that settle within two election timeouts: a member that has just lost its
+        // peers still names their leader (one of a working majority goes on naming it), and this
+        // member, just restarted alone (a recovery that finished), has not elected itself yet.
+        let st = &survey.status;
+        let naming_a_lost_leader = !st.leader.is_empty() && !st.quorum.has_quorum;
+        let electing_itself = matches!(st.members.as_slice(), [only] if only.endpoint.reachable
+            && st.leader.is_empty() && common::report::same_id(&only.member.id, &before.member_id));
+        if naming_a_lost_leader || electing_itself {
             let wait = 2 * election_timeout(&manifest) + Duration::from_secs(1);
-            common::say!(
-                "etcd-quorum: a member still follows leader {} while too few answer; asking again in {wait:?}",
-                survey.status.leader
-            );
+            let what = match naming_a_lost_leader {
+                true => format!("a member still follows leader {} while too few answer", st.leader),
+                false => "this member answers alone without a leader yet".to_string(),
+            };
+            common::say!("etcd-quorum: {what}; asking again in {wait:?}");
             std::thread::sleep(wait);
             survey = common::cluster::survey_with_known(&shared, &manifest, &dir)?;
         }
