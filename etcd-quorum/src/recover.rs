@@ -287,20 +287,18 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         .collect();
 
     let mut plan = Plan::new("etcd-quorum recover");
-    // An interrupted recovery is finished whatever else is wrong: nothing may keep the flag in.
-    if !interrupted {
-        common::manifest::rivals_check(&mut plan, &shared.manifest);
-        common::manifest::hidden_check(&mut plan, &manifest, None);
-        // The restarts are seen through crictl: without it a forced etcd would pass for none.
-        crictl.plan_check(&mut plan, None);
-    }
     if interrupted {
+        // Finished whatever else is wrong: no check below may keep the flag in.
         plan.check(
             "an interrupted recovery",
             true,
             format!("--force-new-cluster is in {}: it will be taken out", manifest.path.display()),
         );
     } else {
+        common::manifest::rivals_check(&mut plan, &shared.manifest);
+        common::manifest::hidden_check(&mut plan, &manifest, None);
+        // The restarts are seen through crictl: without it a forced etcd would pass for none.
+        crictl.plan_check(&mut plan, None);
         // This node's etcd may be down: then the members its db knows are asked.
         let mut survey = common::cluster::survey_with_known(&shared, &manifest, &dir)?;
         // Two states that settle within two election timeouts: a member that has just lost its
