@@ -199,6 +199,14 @@ fn swap_killed_at_random_moments_3_5_30() {
         assert_eq!(count(&c, 1, "/registry/secrets/"), 0, "kill {i}: the marker is not in the snapshot");
     }
     assert!(kills > 0, "no run was killed: the sweep proved nothing");
+    // The ssh session dropped mid-swap (its pipes closed, a SIGHUP): the swap goes on to its end
+    // and only then ends by that signal.
+    put(&c, "/registry/secrets/marker", 1, 10);
+    let code = etcd_lab::paused_then_cut_off(&c.base, swap(), "swap-restored", libc::SIGHUP);
+    assert_eq!(code, 128 + libc::SIGHUP);
+    assert!(!journal.exists(), "the swap finished");
+    assert_eq!(count(&c, 1, "/registry/secrets/"), 0, "the snapshot's data serves");
+    assert_eq!(count(&c, 1, "/registry/pods/"), 10);
 }
 
 fn tool_with(c: &Cluster, name: &str, k: usize, args: &[&str], failpoint: Option<&str>) -> Option<Run> {
