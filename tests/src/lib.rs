@@ -186,40 +186,72 @@ pub fn run(mut cmd: Command, stdin: Option<&str>) -> Run {
     }
 }
 
-/// Runs `cmd` held at failpoint `point` (`<point>:pause`); once it is there, `act` runs (given the
-/// tool's pid), then the tool goes on. The go file goes in `dir`. Returns the finished run and how long it took after `act`.
-pub fn paused_at(dir: &Path, mut cmd: Command, point: &str, act: impl FnOnce(u32)) -> (Run, Duration) {
-    use std::io::{BufRead, BufReader};
-    let go = dir.join(format!("go-{point}"));
-    // A go file left by an earlier pause at the same point would let this one through at once.
-    let _ = std::fs::remove_file(&go);
-    cmd.env(common::failpoint::VAR, format!("{point}:pause"))
-        .env(common::failpoint::GO_VAR, &go)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // Killed if the test fails while the tool is held: else it would go on, up to five minutes
-    // later, against a lab left for inspection.
-    struct Held(Option<std::process::Child>);
-    impl Drop for Held {
-        fn drop(&mut self) {
-            if let Some(c) = self.0.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+/// A tool held at a failpoint (`<point>:pause`): spawned with piped output, returned once it says
+/// it is paused. Killed if dropped while still held (a failed test): else it would go on, up to
+/// five minutes later, against a lab left for inspection.
+struct Held {
+    child: Option<std::process::Child>,
+    stderr: Option<std::io::BufReader<std::process::ChildStderr>>,
+    seen: String,
+    go: PathBuf,
+}
+
+impl Held {
+    fn spawn(dir: &Path, mut cmd: Command, point: &str) -> Held {
+        use std::io::BufRead;
+        let go = dir.join(format!("go-{point}"));
+        // A go file left by an earlier pause at the same point would let this one through at once.
+        let _ = std::fs::remove_file(&go);
+        cmd.env(common::failpoint::VAR, format!("{point}:pause"))
+            .env(common::failpoint::GO_VAR, &go)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains(&format!("failpoint {point}: paused")) {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
+            seen += &line;
+        }
+        Held { child: Some(child), stderr: Some(stderr), seen, go }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("held").id()
+    }
+
+    /// Closes our ends of its stdout and stderr pipes: its prints then fail.
+    fn cut_off(&mut self) {
+        self.stderr = None;
+        drop(self.child.as_mut().and_then(|c| c.stdout.take()));
+    }
+
+    /// Lets the tool go on; it is the caller's from here, with what it printed so far.
+    fn release(mut self) -> (std::process::Child, Option<std::io::BufReader<std::process::ChildStderr>>, String) {
+        std::fs::write(&self.go, b"").unwrap();
+        (self.child.take().expect("held"), self.stderr.take(), std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
-    let mut held = Held(Some(cmd.spawn().unwrap()));
-    let mut stderr = BufReader::new(held.0.as_mut().and_then(|c| c.stderr.take()).unwrap());
-    let mut seen = String::new();
-    while !seen.contains(&format!("failpoint {point}: paused")) {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
-        seen += &line;
-    }
-    act(held.0.as_ref().expect("held").id());
-    let child = held.0.take().expect("held");
-    std::fs::write(&go, b"").unwrap();
+}
+
+/// Runs `cmd` held at failpoint `point`; once it is there, `act` runs (given the tool's pid), then
+/// the tool goes on. The go file goes in `dir`. Returns the finished run and how long it took
+/// after `act`.
+pub fn paused_at(dir: &Path, cmd: Command, point: &str, act: impl FnOnce(u32)) -> (Run, Duration) {
+    let held = Held::spawn(dir, cmd, point);
+    act(held.pid());
+    let (child, stderr, seen) = held.release();
+    let mut stderr = stderr.expect("not cut off");
     let t = Instant::now();
     let rest = std::thread::spawn(move || {
         let mut s = String::new();
@@ -248,28 +280,11 @@ pub fn shell_code(status: std::process::ExitStatus) -> i32 {
 /// Runs `cmd` held at failpoint `point`; once it is there, closes the pipes of its stdout and
 /// stderr (as a dropped ssh session or a killed `| tee` would), sends it `sig`, and lets it go on.
 /// Returns its [`shell_code`].
-pub fn paused_then_cut_off(dir: &Path, mut cmd: Command, point: &str, sig: i32) -> i32 {
-    use std::io::{BufRead, BufReader};
-    let go = dir.join(format!("go-{point}"));
-    let _ = std::fs::remove_file(&go);
-    cmd.env(common::failpoint::VAR, format!("{point}:pause"))
-        .env(common::failpoint::GO_VAR, &go)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains(&format!("failpoint {point}: paused")) {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended before {point}: {seen}");
-        seen += &line;
-    }
-    drop(stderr);
-    drop(child.stdout.take());
-    assert!(cri::signal(child.id(), sig));
-    std::fs::write(&go, b"").unwrap();
-    shell_code(child.wait().unwrap())
+pub fn paused_then_cut_off(dir: &Path, cmd: Command, point: &str, sig: i32) -> i32 {
+    let mut held = Held::spawn(dir, cmd, point);
+    held.cut_off();
+    assert!(cri::signal(held.pid(), sig));
+    shell_code(held.release().0.wait().unwrap())
 }
 
 /// Runs a command to its end; its exit code, or None when a signal ended it.

@@ -491,7 +491,10 @@ fn a_manifest_copy_beside_etcd_yaml_is_reported_and_refused() {
     let bak = n.root.join("etc/kubernetes/manifests/etcd.yaml.bak");
     let uid = |j: &Value| j["labels"]["io.kubernetes.pod.uid"].as_str().unwrap_or_default().to_string();
     let first = uid(&c.containers(1)[0]);
-    std::fs::copy(n.manifest(), &bak).unwrap();
+    // Through a dot file and a rename: a half-copied file would be a pod of its own for a moment.
+    let tmp = n.root.join("etc/kubernetes/manifests/.etcd.yaml.bak.tmp");
+    std::fs::copy(n.manifest(), &tmp).unwrap();
+    std::fs::rename(&tmp, &bak).unwrap();
     // The kubelet's pod now comes from the copy (read last; the file is part of a static pod's
     // UID): the pod restarts, once.
     c.wait_container(1, "running from the copy", |j| j["state"] == "CONTAINER_RUNNING" && uid(j) != first);
