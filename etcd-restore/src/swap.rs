@@ -357,11 +357,11 @@ fn old_cluster_gone(
 pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
-    // Bad input is refused before anything is made, the lock file included: checked on a look
-    // at the journal here, and again under the lock below.
+    // Bad input is refused first (a usage error, not another run's lock): checked on a look at
+    // the journal here, and again under the lock below.
     identity(args, shared, &original_manifest(read_journal(&root).as_ref(), shared)?)?;
     // An interrupted earlier run: its journal says where the original manifest went.
-    // Held from before the journal is read: a running swap's journal is never taken for stale.
+    // Held from before the journal is judged: a running swap's journal is never taken for stale.
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     // A dry run judges the journal as the real run would, and leaves a stale one where it is.
     let journal = live_journal(&root, shared, !args.dry_run);
