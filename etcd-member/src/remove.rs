@@ -16,7 +16,7 @@ common::with_shared_flags! {
         /// member names or hex IDs to remove
         #[argh(positional)]
         pub members: Vec<String>,
-        /// remove every voter or learner that is unreachable
+        /// remove every unreachable voter, and learner that has started
         #[argh(switch)]
         pub unreachable: bool,
         /// with --unreachable: a ClusterStatus document (etcd-status -w json), "-" for stdin
@@ -70,7 +70,11 @@ fn targets<'a>(
             .map(|m| m.id.as_str())
             .collect();
         // A member the document names but the cluster no longer has was removed already.
-        return Ok(live.members.iter().filter(|m| ids.contains(&m.id.as_str())).collect());
+        return Ok(live
+            .members
+            .iter()
+            .filter(|m| ids.contains(&m.id.as_str()) && !join_under_way(m))
+            .collect());
     }
     let mut found: Vec<&MemberStatus> = Vec::new();
     for name in &args.members {
@@ -81,6 +85,28 @@ fn targets<'a>(
         }
     }
     Ok(found)
+}
+
+/// A learner that has never started: what a join on another node has just added, before its
+/// etcd comes up. It costs the quorum nothing, so `--unreachable` leaves it (removing it would
+/// make that join undo itself); a stale one goes by its ID.
+fn join_under_way(m: &MemberStatus) -> bool {
+    m.is_learner && m.name.is_empty()
+}
+
+/// What `--unreachable` leaves, as (check, detail).
+fn left_alone(live: &ClusterStatus) -> Vec<(String, String)> {
+    let pending = live.members.iter().filter(|m| join_under_way(m));
+    pending
+        .map(|m| {
+            let detail = format!(
+                "not started yet (peer {}): a join may be under way; a stale one goes with `remove {}`",
+                m.peer_urls.join(","),
+                m.id
+            );
+            (format!("learner {} left alone", m.id), detail)
+        })
+        .collect()
 }
 
 /// A member by name, else by hex ID; an unknown one is a usage error listing the members.
@@ -130,6 +156,11 @@ fn plan(args: &RemoveArgs, survey: &cluster::Survey, doc: Option<&ClusterStatus>
         targets.len() < live.members.len(),
         format!("{} of {} members", targets.len(), live.members.len()),
     );
+    if args.unreachable {
+        for (check, detail) in left_alone(live) {
+            p.check(&check, true, detail);
+        }
+    }
     for m in targets {
         // Answering is alive, errors or not: a member cut off from its peers (it reports no
         // leader) or with an alarm comes back once that is fixed, unless it was removed.
@@ -198,6 +229,11 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
         members: live.members.iter().map(member_ref).collect(),
         initial_cluster: None,
     };
+    if args.unreachable {
+        for (check, detail) in left_alone(live) {
+            common::say!("etcd-member: {check}: {detail}");
+        }
+    }
     if targets.is_empty() {
         common::say!("etcd-member: nothing to remove");
         cli::emit(&change, shared.output, render);

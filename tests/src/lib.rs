@@ -441,6 +441,21 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// An etcdctl member change that must succeed: etcd refuses them ("unhealthy cluster") for a
+    /// few seconds after a member (re)connects, which is waited out. Its stdout.
+    pub fn member_change(&self, endpoints: &str, args: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.etcdctl(endpoints, args);
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(err.contains("unhealthy cluster") && Instant::now() < deadline, "etcdctl {args:?}: {err}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Waits until the given nodes answer `endpoint health`.
     pub fn wait_healthy(&self, nodes: &[usize], timeout: Duration) {
         let eps: Vec<String> = nodes.iter().map(|&k| self.node(k).client_url()).collect();
