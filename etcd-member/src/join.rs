@@ -127,7 +127,11 @@ enum Existing {
     None,
     /// Added but never started: reuse it.
     Unstarted(u64),
-    /// A previous join got as far as writing the manifest or starting the learner: promote it.
+    /// A previous join wrote its manifest, but the learner never started: promote it, after
+    /// bringing the manifest's `--initial-cluster` up to date if the members changed meanwhile
+    /// (else etcd refuses to start: its list must match the cluster's).
+    Written(u64),
+    /// A previous join started the learner: promote it.
     StartedLearner(u64),
     /// Joined already.
     Voter,
@@ -183,24 +187,29 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
     let data_dir = m.data_dir(&shared.rootfs)?;
     let manifest_in_place = shared.manifest.exists();
     // The manifest an interrupted join of this same member wrote (killed before the learner started).
-    let ours_in_place = Manifest::load(&shared.manifest).ok().is_some_and(|m| {
+    let ours_in_place = Manifest::load(&shared.manifest).ok().filter(|m| {
         m.flag("initial-cluster-state").as_deref() == Some("existing")
             && m.flag("initial-advertise-peer-urls") == advertised
             && m.flag("name").as_deref() == Some(name.as_str())
     });
 
     let mine = live.members.iter().find(|x| x.peer_urls.contains(&peer_url));
-    let existing = match mine {
-        None => Existing::None,
-        Some(x) if !x.started && ours_in_place => {
+    let mut plan_refresh = false;
+    let existing = match (mine, &ours_in_place) {
+        (None, _) => Existing::None,
+        (Some(x), Some(written)) if !x.started => {
+            let members: Vec<MemberRef> = live.members.iter().map(cluster::member_ref).collect();
+            if stale_initial_cluster(written, &initial_cluster(&members, &x.id, &name)) {
+                plan_refresh = true;
+            }
+            Existing::Written(common::report::parse_hex_id(&x.id).unwrap_or(0))
+        }
+        (Some(x), _) if !x.started => Existing::Unstarted(common::report::parse_hex_id(&x.id).unwrap_or(0)),
+        (Some(x), _) if x.is_learner && manifest_in_place => {
             Existing::StartedLearner(common::report::parse_hex_id(&x.id).unwrap_or(0))
         }
-        Some(x) if !x.started => Existing::Unstarted(common::report::parse_hex_id(&x.id).unwrap_or(0)),
-        Some(x) if x.is_learner && manifest_in_place => {
-            Existing::StartedLearner(common::report::parse_hex_id(&x.id).unwrap_or(0))
-        }
-        Some(x) if !x.is_learner && manifest_in_place && x.name == name => Existing::Voter,
-        Some(_) => Existing::None,
+        (Some(x), _) if !x.is_learner && manifest_in_place && x.name == name => Existing::Voter,
+        (Some(_), _) => Existing::None,
     };
 
     let mut plan = Plan::new("etcd-member join");
@@ -231,7 +240,7 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
         };
         plan.check(what, result.is_ok(), detail);
     }
-    if matches!(existing, Existing::StartedLearner(_) | Existing::Voter) {
+    if matches!(existing, Existing::Written(_) | Existing::StartedLearner(_) | Existing::Voter) {
         plan.check("data dir", true, format!("{} belongs to the member being joined", data_dir.display()));
     } else {
         plan.check(
@@ -272,7 +281,7 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
         .members
         .iter()
         .filter(|x| x.started && (x.name == name || x.peer_urls.contains(&peer_url)))
-        .filter(|_| !matches!(existing, Existing::StartedLearner(_) | Existing::Voter))
+        .filter(|_| !matches!(existing, Existing::Written(_) | Existing::StartedLearner(_) | Existing::Voter))
         .map(|x| format!("{} ({}) {}", x.name, x.id, x.peer_urls.join(",")))
         .collect();
     plan.check(
@@ -295,9 +304,26 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
             true,
         );
     }
+    if plan_refresh {
+        plan.step(
+            "refresh --initial-cluster",
+            format!("{}: the members changed since it was written", shared.manifest.display()),
+            true,
+        );
+    }
     plan.step("wait and promote", "until the learner runs and is in sync with the leader", true);
     plan.step("verify", "a started, reachable voter in a healthy cluster", false);
     Ok(Prepared { manifest: m, name, peer_url, data_dir, existing, plan })
+}
+
+/// Whether a manifest's `--initial-cluster` lists other members than `current` (order aside).
+fn stale_initial_cluster(m: &Manifest, current: &str) -> bool {
+    let sorted = |list: &str| {
+        let mut v = cli::split_list(list);
+        v.sort();
+        v
+    };
+    sorted(&m.flag("initial-cluster").unwrap_or_default()) != sorted(current)
 }
 
 /// `name=url,...` for every member, with this node's name on its (still nameless) entry.
@@ -491,7 +517,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let (mut client, _) = rt.block_on(cluster::connect_healthy(&dialer, &live, &[]))?;
     let mut manifest = p.manifest;
     let id = match p.existing {
-        Existing::Unstarted(id) | Existing::StartedLearner(id) => id,
+        Existing::Unstarted(id) | Existing::Written(id) | Existing::StartedLearner(id) => id,
         Existing::None => rt.block_on(add_learner(&dialer, &mut client, &p.peer_url, deadline))?,
         Existing::Voter => unreachable!("handled above"),
     };
@@ -510,7 +536,24 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     };
     let members = rt.block_on(list(&dialer, &mut client)).map_err(learner_left)?;
     let ic = initial_cluster(&members, &hex_id(id), &p.name);
-    if !matches!(p.existing, Existing::StartedLearner(_)) {
+    if let Existing::Written(_) = p.existing {
+        // Asked again now: the learner may have started since the plan (then its list is not
+        // read any more, and a rewrite only restarts it).
+        let refreshed = (|| {
+            let mut m = Manifest::load(&shared.manifest)?;
+            if !stale_initial_cluster(&m, &ic) {
+                return anyhow::Ok(false);
+            }
+            m.set_flag("initial-cluster", &ic)?;
+            m.set_annotation(JOINED_AT_ANNOTATION, &common::time::rfc3339_secs(common::time::now_secs()))?;
+            m.save()?;
+            Ok(true)
+        })();
+        if refreshed.map_err(learner_left)? {
+            common::say!("etcd-member: --initial-cluster in {} brought up to date: {ic}", shared.manifest.display());
+        }
+    }
+    if matches!(p.existing, Existing::None | Existing::Unstarted(_)) {
         let written = (|| {
             manifest.set_flag("initial-cluster", &ic)?;
             manifest.set_flag("initial-cluster-state", "existing")?;

@@ -610,3 +610,41 @@ fn a_node_whose_manifest_names_only_itself_joins_back() {
     assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
     c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
 }
+
+/// A join killed after writing its manifest, before its etcd could start (its image was not on
+/// the host yet), then a member removed elsewhere: the manifest's --initial-cluster no longer
+/// matches the cluster, and etcd refuses to start from it. The same command run again brings it
+/// up to date and finishes.
+#[test]
+fn a_join_rerun_refreshes_an_initial_cluster_the_members_outdated() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    destroy_node3(&c);
+    let r = tool(&c, "etcd-member", 1, &["remove", "node3", "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let parked = c.node(3).parked_manifest();
+    let text = std::fs::read_to_string(&parked).unwrap();
+    std::fs::write(&parked, text.replace("image: etcd:3.5.30-0", "image: etcd:9.9.9-0")).unwrap();
+    let join = ["join", "--yes", "--timeout", "30s", "--template", parked.to_str().unwrap()];
+    let mut cmd = c.tool("etcd-member", 3);
+    cmd.args(join);
+    let (r, _) = c.paused_at(cmd, "join-manifest-written", |pid| assert!(etcd_lab::cri::signal(pid, libc::SIGKILL)));
+    assert_eq!(r.code, 128 + libc::SIGKILL, "{}", r.stderr);
+    // node2 goes meanwhile.
+    let listed: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let node2 = listed["members"].as_array().unwrap().iter().find(|m| m["name"] == "node2").unwrap()["ID"].clone();
+    c.member_change(&c.node(1).client_url(), &["member", "remove", &format!("{:x}", node2.as_u64().unwrap())]);
+    c.stop_node(2);
+    // The image arrives; etcd now starts, and exits on the outdated list.
+    let m3 = c.node(3).manifest();
+    let fixed = std::fs::read_to_string(&m3).unwrap().replace("image: etcd:9.9.9-0", "image: etcd:3.5.30-0");
+    let dot = m3.with_file_name(".etcd.yaml.edit");
+    std::fs::write(&dot, fixed).unwrap();
+    std::fs::rename(&dot, &m3).unwrap();
+    let r = tool(&c, "etcd-member", 3, &join, None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("--initial-cluster in") && r.stderr.contains("brought up to date"), "{}", r.stderr);
+    let ic = common::manifest::Manifest::load(&m3).unwrap().flag("initial-cluster").unwrap();
+    assert_eq!(ic.split(',').count(), 2, "{ic}");
+    assert_eq!(member_names(&c), ["node1", "node3"]);
+    c.wait_healthy(&[1, 3], std::time::Duration::from_secs(30));
+}
