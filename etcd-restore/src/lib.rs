@@ -150,7 +150,8 @@ fn check_recorded(path: &str, sha: &str, recorded: Option<&str>) -> Result<()> {
 /// The snapshot verified whole (hash rules, bbolt structure, numbers): before a swap stops etcd.
 pub(crate) fn checked_snapshot(arg: &str, skip_hash_check: bool) -> Result<(String, snapshot::Verified)> {
     let (path, recorded) = snapshot_source(arg)?;
-    let v = snapshot::verify(Path::new(&path), skip_hash_check)
+    let skip = snapshot::hash_check_skipped(skip_hash_check, recorded.as_deref());
+    let v = snapshot::verify(Path::new(&path), skip)
         .map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))?;
     check_recorded(&path, &v.sha256, recorded.as_deref())?;
     Ok((path, v))
@@ -295,7 +296,10 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let (sha, restored) = std::thread::scope(|s| {
         let rewrite = s.spawn(|| restore_beside(&path, &data_dir, &m, &args));
-        let sha = snapshot::check_trailer(Path::new(&path), args.skip_hash_check);
+        let sha = snapshot::check_trailer(
+            Path::new(&path),
+            snapshot::hash_check_skipped(args.skip_hash_check, recorded.as_deref()),
+        );
         (sha, rewrite.join().unwrap_or_else(|_| Err(anyhow!("restore thread failed"))))
     });
     let hash_ok = sha

@@ -723,6 +723,14 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let mut old_doc = live.json.clone();
     old_doc["takenAt"] = Value::from("2020-01-01T00:00:00Z");
     let old_doc = old_doc.to_string();
+    // What etcd-snap recorded for the flipped file before the flip (its trailer is intact).
+    let flipped = std::fs::read(snap("flipped")).unwrap();
+    let trailer: String = flipped[flipped.len() - 32..].iter().map(|b| format!("{b:02x}")).collect();
+    let flipped_doc = serde_json::json!({
+        "kind": "Snapshot", "path": snap("flipped"), "size": flipped.len(), "sha256": trailer, "revision": 0,
+        "totalKeys": 0, "totalSize": 0, "hash": 0, "verified": true,
+    })
+    .to_string();
     let plan_doc = r#"{"kind":"Plan","tool":"etcd-member remove","preconditions":[],"steps":[]}"#;
 
     // Node roots with broken manifests.
@@ -925,6 +933,22 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         // --- snapshots, offline verify
         verify_row("verify: truncated snapshot", "truncated", &["truncated.db: no sha256 trailer"]),
         verify_row("verify: one flipped byte", "flipped", &["flipped.db: sha256 mismatch"]),
+        // --skip-hash-check trusts the trailer; a document's sha256 is checked against the content.
+        row("verify: flipped byte, intact trailer, its document, --skip-hash-check", "etcd-snap", &off, &[
+            "verify",
+            "-",
+            "--skip-hash-check",
+        ])
+        .stdin(&flipped_doc)
+        .fails(6, &["flipped.db: sha256 mismatch"]),
+        {
+            let mut args = restore_into("-", &target);
+            args.push("--skip-hash-check".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            row("restore: flipped byte, intact trailer, its document, --skip-hash-check", "etcd-restore", &off, &args)
+                .stdin(&flipped_doc)
+                .fails(6, &["flipped.db: sha256 mismatch"])
+        },
         verify_row("verify: zero-length file", "zero", &["zero.db: empty file"]),
         verify_row(
             "verify: raw db without the sha256 trailer",

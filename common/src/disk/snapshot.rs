@@ -201,6 +201,13 @@ pub fn check_trailer(path: &Path, skip_hash_check: bool) -> Result<String, Probl
     Ok(hex(&digest))
 }
 
+/// Whether the SHA-256 is left unchecked: only when asked and no document recorded one. With
+/// the hash skipped, the trailer is taken as it is, and a recorded sha256 compared with that
+/// would pass a file corrupted under an intact trailer.
+pub fn hash_check_skipped(skip_hash_check: bool, recorded: Option<&str>) -> bool {
+    skip_hash_check && recorded.is_none_or(str::is_empty)
+}
+
 /// Verifies a snapshot file offline: the SHA-256 trailer (unless `skip_hash_check`, which also
 /// accepts a raw db), the bbolt structure, and computes the status numbers.
 pub fn verify(path: &Path, skip_hash_check: bool) -> Result<Verified, Problem> {
