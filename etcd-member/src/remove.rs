@@ -70,11 +70,7 @@ fn targets<'a>(
             .map(|m| m.id.as_str())
             .collect();
         // A member the document names but the cluster no longer has was removed already.
-        return Ok(live
-            .members
-            .iter()
-            .filter(|m| ids.contains(&m.id.as_str()) && !join_under_way(m))
-            .collect());
+        return Ok(live.members.iter().filter(|m| ids.contains(&m.id.as_str()) && !join_under_way(m)).collect());
     }
     let mut found: Vec<&MemberStatus> = Vec::new();
     for name in &args.members {

@@ -151,8 +151,7 @@ fn check_recorded(path: &str, sha: &str, recorded: Option<&str>) -> Result<()> {
 pub(crate) fn checked_snapshot(arg: &str, skip_hash_check: bool) -> Result<(String, snapshot::Verified)> {
     let (path, recorded) = snapshot_source(arg)?;
     let skip = snapshot::hash_check_skipped(skip_hash_check, recorded.as_deref());
-    let v = snapshot::verify(Path::new(&path), skip)
-        .map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))?;
+    let v = snapshot::verify(Path::new(&path), skip).map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))?;
     check_recorded(&path, &v.sha256, recorded.as_deref())?;
     Ok((path, v))
 }
@@ -171,7 +170,12 @@ pub(crate) fn restore_beside(
 ) -> Result<(PathBuf, restore::Outcome)> {
     let parent = common::durable::parent_dir(data_dir);
     let base = data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = parent.join(format!(".{base}.restore-{}", std::process::id()));
+    restore_at(snapshot, &parent.join(format!(".{base}.restore-{}", std::process::id())), m, args)
+}
+
+/// Restores into `tmp`, which it returns with the outcome; removes it on failure.
+fn restore_at(snapshot: &str, tmp: &Path, m: &Membership, args: &Args) -> Result<(PathBuf, restore::Outcome)> {
+    let tmp = tmp.to_path_buf();
     let _ = std::fs::remove_dir_all(&tmp);
     let opts = restore::Options {
         members: &m.members,
@@ -224,6 +228,18 @@ pub(crate) fn room_for(snapshot: &str, data_dir: &Path) -> (bool, String) {
     common::backup::room(data_dir, db + common::disk::wal::SEGMENT_BYTES)
 }
 
+/// The bump must stay within etcd's int64 revisions: checked in the plan, before a swap stops etcd.
+pub(crate) fn bump_check(plan: &mut Plan, revision: i64, bump: Option<u64>) {
+    if let Some(b) = bump.filter(|b| *b > 0) {
+        let ok = u64::try_from(revision).ok().and_then(|r| r.checked_add(b)).is_some_and(|x| x <= i64::MAX as u64);
+        let detail = match ok {
+            true => format!("{revision} + {b}"),
+            false => format!("--bump-revision {b}: revision {revision} + {b} is past the largest etcd takes"),
+        };
+        plan.check("revision after the bump", ok, detail);
+    }
+}
+
 /// The offline restore's Plan: the snapshot verified, the target checked, nothing written.
 fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, shared: &cli::Shared) -> Result<u8> {
     let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check)?;
@@ -235,6 +251,7 @@ fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, sha
         true,
         format!("{path}: revision {}, {} keys", verified.status.revision, verified.status.total_keys),
     );
+    bump_check(&mut plan, verified.status.revision, args.bump_revision);
     plan.check("data dir empty or absent", common::backup::empty_or_absent(data_dir), data_dir.display().to_string());
     let parent = common::durable::parent_dir(data_dir);
     plan.check("data dir parent exists", parent.is_dir(), parent.display().to_string());
@@ -243,7 +260,8 @@ fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, sha
     plan.step(
         "restore",
         format!(
-            "{path} beside {} as member {} ({}) of cluster {} ({})",
+            "{path} {} {} as member {} ({}) of cluster {} ({})",
+            if data_dir.is_dir() { "inside (its member dir renamed into place)" } else { "beside" },
             data_dir.display(),
             m.me.name,
             hex_id(m.me.id),
@@ -285,6 +303,11 @@ pub fn run(args: Args) -> Result<u8> {
     if !common::backup::empty_or_absent(&data_dir) {
         return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));
     }
+    // An existing empty dir (the mount point of a disk for etcd, a symlink to one) stays where
+    // it is: the restore is built inside it and its member dir renamed into place. Beside it
+    // would be another filesystem, and the rename at the end would fail.
+    let inside = data_dir.is_dir();
+    let staging = data_dir.join(format!(".etcd-restore-{}", std::process::id()));
     // The hash check and the rewrite (which checks the structure) run side by side, one per core;
     // the result is renamed into place only when both passed.
     let (path, recorded) = snapshot_source(&snapshot_arg)?;
@@ -295,7 +318,10 @@ pub fn run(args: Args) -> Result<u8> {
         ));
     }
     let (sha, restored) = std::thread::scope(|s| {
-        let rewrite = s.spawn(|| restore_beside(&path, &data_dir, &m, &args));
+        let rewrite = s.spawn(|| match inside {
+            true => restore_at(&path, &staging, &m, &args),
+            false => restore_beside(&path, &data_dir, &m, &args),
+        });
         let sha = snapshot::check_trailer(
             Path::new(&path),
             snapshot::hash_check_skipped(args.skip_hash_check, recorded.as_deref()),
@@ -315,13 +341,20 @@ pub fn run(args: Args) -> Result<u8> {
         }
         (Ok(()), Err(e)) => return Err(e),
     };
-    // Renamed into place (over an empty dir too): the data dir is whole or absent.
-    if let Err(e) = std::fs::rename(&tmp, &data_dir) {
+    // Renamed into place: the data dir is whole or absent (or empty), and the rename durable
+    // before we say it is done.
+    let (from, to) = match inside {
+        true => (tmp.join("member"), data_dir.join("member")),
+        false => (tmp.clone(), data_dir.clone()),
+    };
+    if let Err(e) = std::fs::rename(&from, &to) {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(anyhow!("rename {} to {}: {e}", tmp.display(), data_dir.display()));
+        return Err(anyhow!("rename {} to {}: {e}", from.display(), to.display()));
     }
-    // The rename is durable before we say it is done.
-    common::durable::sync_parent(&data_dir).map_err(|e| anyhow!("fsync the dir of {}: {e}", data_dir.display()))?;
+    if inside {
+        let _ = std::fs::remove_dir(&tmp);
+    }
+    common::durable::sync_parent(&to).map_err(|e| anyhow!("fsync the dir of {}: {e}", to.display()))?;
     cli::emit(&document(path, &data_dir, &m, &outcome), shared.output, render);
     Ok(exit::OK)
 }

@@ -29,9 +29,14 @@ struct Journal {
     manifest_backup: Option<PathBuf>,
     old_data_backup: Option<PathBuf>,
     token: String,
-    /// The manifest this run put in place (its bytes), once written.
+    /// The manifest this run puts in place (its bytes), journaled before it is written.
     #[serde(default)]
     written_manifest: Option<String>,
+    /// The snapshot this run restores (path and sha256): a rerun of another command is not its rerun.
+    #[serde(default)]
+    snapshot: String,
+    #[serde(default)]
+    snapshot_sha256: String,
 }
 
 fn read_journal(root: &Path) -> Option<Journal> {
@@ -40,29 +45,44 @@ fn read_journal(root: &Path) -> Option<Journal> {
 
 /// An earlier run's journal, when it still describes this node: no manifest in place (the run
 /// stopped between taking it out and writing its own), the original still in place (stopped
-/// before moving it), or its own manifest in place and etcd not healthy yet. A journal whose run
-/// got its etcd healthy, or beside a manifest someone else wrote since, is retired (renamed, kept)
-/// instead: resuming it would put back data and flags older than what this node runs now.
-fn live_journal(root: &Path, shared: &Shared, retire: bool) -> Option<Journal> {
+/// before moving it), or its own manifest in place and etcd not healthy yet; and the same
+/// snapshot. A journal whose run got its etcd healthy, beside a manifest someone else wrote
+/// since, or of another snapshot, is retired (renamed, kept) instead: resuming it would put back
+/// data and flags older than what this node runs now. Another snapshot while the manifest is out
+/// is refused: only that run knows where the original went.
+fn live_journal(root: &Path, shared: &Shared, retire: bool, snapshot: (&str, &str)) -> Result<Option<Journal>> {
     let path = root.join(JOURNAL);
-    let j = read_journal(root)?;
+    let Some(j) = read_journal(root) else { return Ok(None) };
+    // Journals of older versions name no snapshot.
+    let other_snapshot = !j.snapshot.is_empty() && (j.snapshot.as_str(), j.snapshot_sha256.as_str()) != snapshot;
     let in_place = std::fs::read_to_string(&shared.manifest).ok();
     let ours = in_place.is_some() && in_place == j.written_manifest;
     // Killed between journaling the manifest's move and making it: the one in place is the original.
     let not_moved_yet = j.manifest_backup.as_ref().is_some_and(|d| backup::moved_to(&shared.manifest, d).is_none());
     let stale = match &in_place {
+        None if other_snapshot => {
+            return Err(coded(
+                exit::REFUSED,
+                format!(
+                    "an interrupted swap of {} has this node's manifest out (journal {}): run that command again to                      finish it first",
+                    j.snapshot,
+                    path.display()
+                ),
+            ));
+        }
         None => None,
-        Some(_) if not_moved_yet => None,
+        Some(_) if not_moved_yet && !other_snapshot => None,
         Some(_) if !ours => Some("a manifest it did not write is in place"),
+        Some(_) if other_snapshot => Some("its manifest is in place, and it restored another snapshot"),
         Some(_) => Manifest::load(&shared.manifest)
             .ok()
             .and_then(|m| m.client_urls().into_iter().next())
             .filter(|url| common::cluster::wait_member(shared, url, std::time::Duration::from_secs(5)).is_ok())
             .map(|_| "its etcd is healthy: it had finished"),
     };
-    let Some(why) = stale else { return Some(j) };
+    let Some(why) = stale else { return Ok(Some(j)) };
     if !retire {
-        return None;
+        return Ok(None);
     }
     let retired = root.join(format!("{JOURNAL}.{}", common::time::compact_utc(std::time::SystemTime::now())));
     match std::fs::rename(&path, &retired) {
@@ -71,11 +91,16 @@ fn live_journal(root: &Path, shared: &Shared, retire: bool) -> Option<Journal> {
         }
         Err(e) => common::say!("etcd-restore: an earlier swap's journal is stale ({why}) but could not be moved: {e}"),
     }
-    None
+    Ok(None)
 }
 
 fn save_journal(root: &Path, j: &Journal) -> Result<()> {
     common::manifest::write_atomic(&root.join(JOURNAL), serde_json::to_string_pretty(j)?.as_bytes())
+}
+
+/// A path as the journal keeps it: absolute, symlinks resolved when it exists.
+fn absolute(p: &str) -> String {
+    std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).map_or(p.to_string(), |a| a.display().to_string())
 }
 
 /// Moves a leftover of an interrupted run aside (into `<backup>/restore-failed/`), never deleting it.
@@ -129,13 +154,16 @@ fn journaled_move(
     Ok(Some(to))
 }
 
-/// What has been done so far, to undo it.
+/// What has been done so far (by this run, or by the interrupted run it resumes), to undo it.
 #[derive(Default)]
 struct Done {
     manifest_backup: Option<PathBuf>,
     old_data_backup: Option<PathBuf>,
+    /// Something other than the old data dir is in its place.
     new_in_place: bool,
     manifest_written: bool,
+    /// etcd was seen stopped since a manifest of ours was last in place: the data dirs can move.
+    stopped: bool,
     tmp: Option<PathBuf>,
 }
 
@@ -150,49 +178,77 @@ fn undo(
     timeout: std::time::Duration,
 ) -> (String, bool) {
     let mut said = Vec::new();
-    if done.manifest_written {
-        let taken_out = set_aside(&original.path, backup_dir);
-        match &taken_out {
-            Ok(_) => said.push("new manifest taken out".to_string()),
-            Err(e) => said.push(format!("new manifest NOT taken out: {e:#}")),
-        }
-        if let Err(why) = crictl.wait_stopped_on(timeout, data_dir) {
-            // etcd still runs on the restored data: moving dirs from under it, or starting the old
-            // member beside it, is worse than stopping here with the way back spelled out.
-            said.push(why);
-            let q = |p: &Path| crate::plan::shell_quote(&p.display().to_string());
-            let mut todo = Vec::new();
-            if taken_out.is_err() {
-                todo.push(format!("mv {} {}/", q(&original.path), q(backup_dir)));
+    let taken_out = match done.manifest_written {
+        true => {
+            let t = set_aside(&original.path, backup_dir);
+            match &t {
+                Ok(_) => said.push("new manifest taken out".to_string()),
+                Err(e) => said.push(format!("new manifest NOT taken out: {e:#}")),
             }
+            t.map(|_| ())
+        }
+        false => Ok(()),
+    };
+    let moves_data = done.new_in_place || done.old_data_backup.is_some();
+    if moves_data
+        && !done.stopped
+        && let Err(why) = crictl.wait_stopped_on(timeout, data_dir)
+    {
+        // etcd may still run on data a swap put in place: moving dirs from under it, or starting the old
+        // member beside it, is worse than stopping here with the way back spelled out.
+        said.push(why);
+        let q = |p: &Path| crate::plan::shell_quote(&p.display().to_string());
+        let mut todo = Vec::new();
+        if taken_out.is_err() {
+            todo.push(format!("mv {} {}/", q(&original.path), q(backup_dir)));
+        }
+        if done.new_in_place {
             todo.push(format!("mv {} {}", q(data_dir), q(&backup_dir.join("restored-data"))));
-            if let Some(old) = &done.old_data_backup {
-                todo.push(format!("mv {} {}", q(old), q(data_dir)));
-            }
-            if let Some(m) = &done.manifest_backup {
-                // Through a dot file and a rename: the kubelet never reads half a manifest.
-                let tmp = common::manifest::temp_path(&original.path).unwrap_or_default();
-                todo.push(format!("cp {} {} && mv {} {}", q(m), q(&tmp), q(&tmp), q(&original.path)));
-            }
-            said.push(format!(
-                "stopped undoing; once etcd has stopped, run the same command again to finish the swap, or go \
-                 back: {}",
-                todo.join(" && ")
-            ));
-            return (said.join("; "), false);
         }
+        if let Some(old) = &done.old_data_backup {
+            todo.push(format!("mv {} {}", q(old), q(data_dir)));
+        }
+        if let Some(m) = &done.manifest_backup {
+            // Through a dot file and a rename: the kubelet never reads half a manifest.
+            let tmp = common::manifest::temp_path(&original.path).unwrap_or_default();
+            todo.push(format!("cp {} {} && mv {} {}", q(m), q(&tmp), q(&tmp), q(&original.path)));
+        }
+        said.push(format!(
+            "stopped undoing; once etcd has stopped, run the same command again to finish the swap, or go \
+             back: {}",
+            todo.join(" && ")
+        ));
+        return (said.join("; "), false);
     }
-    if done.new_in_place {
+    // The original manifest goes back only onto the old data dir: on anything else it would run
+    // etcd on the restored data, or bootstrap an empty cluster in an empty dir.
+    let mut data_back = true;
+    if done.new_in_place && data_dir.exists() {
         match set_aside(data_dir, backup_dir) {
             Ok(to) => said.push(format!("restored data dir moved to {}", to.display())),
-            Err(e) => said.push(format!("restored data dir NOT moved: {e:#}")),
+            Err(e) => {
+                said.push(format!("restored data dir NOT moved: {e:#}"));
+                data_back = false;
+            }
         }
     }
-    if let Some(old) = &done.old_data_backup {
-        match std::fs::rename(old, data_dir) {
+    if let Some(old) = done.old_data_backup.as_ref().filter(|_| data_back) {
+        // Durable before the manifest that starts etcd on it.
+        match std::fs::rename(old, data_dir).and_then(|()| common::durable::sync_parent(data_dir)) {
             Ok(()) => said.push(format!("old data dir back in {}", data_dir.display())),
-            Err(e) => said.push(format!("old data dir NOT back, it is in {}: {e}", old.display())),
+            Err(e) => {
+                said.push(format!("old data dir NOT back, it is in {}: {e}", old.display()));
+                data_back = false;
+            }
         }
+    }
+    if let (Some(m), false) = (&done.manifest_backup, data_back) {
+        said.push(format!(
+            "original manifest NOT put back (the old data dir is not in place), it is in {}: run the same command \
+             again to finish the swap",
+            m.display()
+        ));
+        return (said.join("; "), false);
     }
     if let Some(m) = &done.manifest_backup {
         let put_back = std::fs::read(m)
@@ -212,14 +268,20 @@ fn undo(
 /// Half-built restore dirs of killed runs (`.<data dir>.restore-<pid>` beside it) go aside.
 fn leftover_restores(data_dir: &Path, backup_dir: &Path) -> Result<()> {
     let parent = common::durable::parent_dir(data_dir);
-    let prefix =
-        format!(".{}.restore-", data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy().into_owned()));
+    let base = data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy().into_owned());
     for e in std::fs::read_dir(parent)?.filter_map(Result::ok) {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
+        if is_leftover_restore(&e.file_name().to_string_lossy(), &base) {
             set_aside(&e.path(), backup_dir)?;
         }
     }
     Ok(())
+}
+
+/// A half-built restore dir, not one set aside already: across filesystems that is renamed
+/// beside itself (`….etcd-recovery-…`), and renaming it again each run would grow its name
+/// past what a filesystem takes.
+fn is_leftover_restore(name: &str, data_dir_name: &str) -> bool {
+    name.strip_prefix(&format!(".{data_dir_name}.restore-")).is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The manifest the swap starts from: the original an interrupted run moved into its backup (its
@@ -363,8 +425,10 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     // An interrupted earlier run: its journal says where the original manifest went.
     // Held from before the journal is judged: a running swap's journal is never taken for stale.
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
+    let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check)?;
+    let snapshot_id = (absolute(&path), verified.sha256.clone());
     // A dry run judges the journal as the real run would, and leaves a stale one where it is.
-    let journal = live_journal(&root, shared, !args.dry_run);
+    let journal = live_journal(&root, shared, !args.dry_run, (&snapshot_id.0, &snapshot_id.1))?;
     let original = original_manifest(journal.as_ref(), shared)?;
     if journal.as_ref().is_some_and(|j| j.manifest_backup.as_ref().is_some_and(|p| p.is_file())) {
         common::say!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
@@ -385,7 +449,6 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         .into_iter()
         .next()
         .ok_or_else(|| anyhow!("manifest {}: no client URL", original.path.display()))?;
-    let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check)?;
     let crictl = Crictl::new(&shared.crictl);
 
     let mut plan = Plan::new("etcd-restore --swap");
@@ -396,11 +459,11 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         true,
         format!("{path}: revision {}, {} keys", verified.status.revision, verified.status.total_keys),
     );
-    // A resumed run asked before it began; asking again now would count the half-restored node.
-    if journal.is_none() {
-        let (alone, detail) = old_cluster_gone(shared, &original, &name, &data_dir, &m);
-        plan.check("no majority of the old cluster serves beside the new one", alone || args.force, detail);
-    }
+    crate::bump_check(&mut plan, verified.status.revision, args.bump_revision);
+    // Asked on a resumed run too (this node's restored member is not counted): the old members
+    // may be back since.
+    let (alone, detail) = old_cluster_gone(shared, &original, &name, &data_dir, &m);
+    plan.check("no majority of the old cluster serves beside the new one", alone || args.force, detail);
     crictl.plan_check(&mut plan, None);
     plan.check("data dir parent exists", data_dir.parent().is_some_and(Path::is_dir), data_dir.display().to_string());
     let (ok, detail) = crate::room_for(&path, &data_dir);
@@ -435,15 +498,28 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
 
     let mut j = match journal {
         Some(j) => j,
-        None => Journal { backup_dir: backup::new_backup_dir(&root)?, token: token.clone(), ..Default::default() },
+        None => Journal {
+            backup_dir: backup::new_backup_dir(&root)?,
+            token: token.clone(),
+            snapshot: snapshot_id.0,
+            snapshot_sha256: snapshot_id.1,
+            ..Default::default()
+        },
     };
     let backup_dir = j.backup_dir.clone();
     backup::private_dir_all(&backup_dir)?;
     save_journal(&root, &j)?;
     let mut done = Done::default();
+    // Resumed after the old data dir went: what stands in its place is the interrupted run's work,
+    // and an undo must bring the old one back.
+    if let Some(at) = j.old_data_backup.as_ref().and_then(|d| backup::moved_to(&data_dir, d)) {
+        done.old_data_backup = Some(at);
+        done.new_in_place = data_dir.exists();
+    }
     let result = (|| -> Result<(common::disk::restore::Outcome, i64)> {
         done.manifest_backup = journaled_move(&root, &mut j, |j| &mut j.manifest_backup, &original.path, "manifest")?;
         crictl.wait_stopped_on(timeout, &data_dir).map_err(|why| coded(exit::TIMEOUT, why))?;
+        done.stopped = true;
         common::failpoint::hit("swap-stopped");
         leftover_restores(&data_dir, &backup_dir)?;
         let (tmp, outcome) = restore_beside(&path, &data_dir, &m, args)?;
@@ -463,10 +539,14 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         new.set_flag("initial-cluster-state", "new")?;
         new.set_flag("initial-cluster-token", &token)?;
         new.remove_flag("force-new-cluster")?;
-        new.save()?;
-        done.manifest_written = true;
-        j.written_manifest = std::fs::read_to_string(&new.path).ok();
+        // Journaled first: a rerun after a kill right after the write knows the manifest as ours.
+        let text = new.to_yaml()?;
+        j.written_manifest = Some(text.clone());
         save_journal(&root, &j)?;
+        common::failpoint::hit("swap-new-manifest-journaled");
+        done.stopped = false;
+        common::manifest::write_atomic(&new.path, text.as_bytes())?;
+        done.manifest_written = true;
         common::failpoint::hit("swap-manifest-written");
         let (id, revision) = common::cluster::wait_member(shared, &client_url, timeout)?;
         if id != outcome.member_id {
@@ -509,5 +589,18 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
                 format!("undone: {}", if state.is_empty() { "nothing had changed" } else { &state }),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_are_the_half_built_dirs_only() {
+        assert!(is_leftover_restore(".etcd.restore-4242", "etcd"));
+        assert!(!is_leftover_restore(".etcd.restore-4242.etcd-recovery-.etcd.restore-4242.20261124T150000Z", "etcd"));
+        assert!(!is_leftover_restore(".etcd.restore-4242", "etcd-main"));
+        assert!(!is_leftover_restore("etcd", "etcd"));
     }
 }

@@ -627,24 +627,6 @@ fn forward(bind: &str, target: &str) -> String {
     url
 }
 
-/// A 1 MiB tmpfs (read-only or not), unmounted when dropped (pass or fail).
-struct SmallMount(PathBuf);
-
-impl SmallMount {
-    fn new(dir: &Path, options: &str) -> SmallMount {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).status().unwrap();
-        assert!(ok.success(), "mounting a tmpfs needs root");
-        SmallMount(dir.to_path_buf())
-    }
-}
-
-impl Drop for SmallMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn write_pem(dir: &Path, name: &str, (cert, key): &(String, String)) -> (String, String) {
     let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     std::fs::write(&c, cert).unwrap();
@@ -802,7 +784,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let linked = node_root(&c, "linked", &node3_manifest, &["var/lib/etcd-real/member"]);
     std::os::unix::fs::symlink("etcd-real", linked.join("var/lib/etcd")).unwrap();
     let mounted = node_root(&c, "mounted", &node3_manifest, &["var/lib/etcd"]);
-    let data_mount = SmallMount::new(&mounted.join("var/lib/etcd"), "size=1m,mode=0700");
+    let data_mount = etcd_lab::Tmpfs::mount(&mounted.join("var/lib/etcd"), "size=1m,mode=0700");
     let waldir = node_root(
         &c,
         "waldir",
@@ -814,7 +796,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let xdev = node_root(&c, "xdev", &node3_manifest, &["var/lib/etcd/member/snap"]);
     std::fs::write(xdev.join("var/lib/etcd/member/snap/db"), b"the old data").unwrap();
     let xdev_backups = c.base.join("xdev-backups");
-    let xdev_mount = SmallMount::new(&xdev_backups, "size=64m,mode=0700");
+    let xdev_mount = etcd_lab::Tmpfs::mount(&xdev_backups, "size=64m,mode=0700");
 
     // etcd forced at every restart through its env, where the manifest's flags do not show it.
     let env_forced = node_root(
@@ -841,10 +823,10 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
 
     let spaces = c.base.join("with space");
     let ro = c.base.join("read-only backups");
-    let ro_mount = SmallMount::new(&ro, "ro,size=1m");
+    let ro_mount = etcd_lab::Tmpfs::mount(&ro, "ro,size=1m");
     // Room for a small snapshot's db, not for the 64 MB WAL segment a restore preallocates.
     let small = c.base.join("small fs");
-    let small_mount = SmallMount::new(&small, "size=1m,mode=0700");
+    let small_mount = etcd_lab::Tmpfs::mount(&small, "size=1m,mode=0700");
     let parked3 = s(&c.node(3).parked_manifest());
 
     let ctx = Ctx { c: &c, empty_root, vars: RefCell::new(BTreeMap::new()), prints: Prints::default() };
@@ -934,11 +916,12 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         verify_row("verify: truncated snapshot", "truncated", &["truncated.db: no sha256 trailer"]),
         verify_row("verify: one flipped byte", "flipped", &["flipped.db: sha256 mismatch"]),
         // --skip-hash-check trusts the trailer; a document's sha256 is checked against the content.
-        row("verify: flipped byte, intact trailer, its document, --skip-hash-check", "etcd-snap", &off, &[
-            "verify",
-            "-",
-            "--skip-hash-check",
-        ])
+        row(
+            "verify: flipped byte, intact trailer, its document, --skip-hash-check",
+            "etcd-snap",
+            &off,
+            &["verify", "-", "--skip-hash-check"],
+        )
         .stdin(&flipped_doc)
         .fails(6, &["flipped.db: sha256 mismatch"]),
         {
@@ -1098,6 +1081,29 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &["--swap", "--snapshot", &snap("good"), "--name", "node1", "--yes"],
         )
         .fails(2, &["--name node1: this node's manifest runs etcd with --name=node3"]),
+        row(
+            "swap: a bump past the largest revision, refused before etcd stops",
+            "etcd-restore",
+            &On::Root(pasted.clone()),
+            &[
+                "--swap",
+                "--snapshot",
+                &snap("good"),
+                "--bump-revision",
+                "9223372036854775807",
+                "--mark-compacted",
+                "--yes",
+                "--force",
+            ],
+        )
+        .fails(
+            5,
+            &[
+                "refused: ",
+                "revision after the bump: --bump-revision 9223372036854775807: revision ",
+                "past the largest",
+            ],
+        ),
         row(
             "recover --yes with another --backup-dir: the same node, the same lock",
             "etcd-quorum",

@@ -165,6 +165,36 @@ fn db_like_etcdutl() {
     }
 }
 
+/// A data dir that exists empty, the mount point of a new disk for etcd or a symlink to an empty
+/// dir, is restored into where it is, as etcdutl does: built beside it, the restore would be on
+/// another filesystem (or replace the symlink), and its rename into place would fail at the end.
+#[test]
+fn restore_into_an_empty_mount_point_or_symlink() {
+    let base = std::env::temp_dir().join(format!("restore-into-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let disk = base.join("disk");
+    let mount = etcd_lab::Tmpfs::mount(&disk, "size=100m,mode=0700");
+    let target = base.join("target");
+    std::fs::create_dir(&target).unwrap();
+    let link = base.join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for (dir, holder) in [(&disk, &disk), (&link, &target)] {
+        let mut cmd = Command::new(etcd_lab::bin("etcd-restore"));
+        cmd.arg("--snapshot").arg(testdata("snapshot-3.5.30.db")).arg("--data-dir").arg(dir);
+        cmd.args(["--name=n2", &format!("--initial-cluster={CLUSTER}"), &format!("--initial-cluster-token={TOKEN}")]);
+        cmd.args(["--initial-advertise-peer-urls=http://127.0.0.1:25381", "-w", "json"]);
+        let r = etcd_lab::run(cmd, None);
+        assert_eq!(r.code, 0, "{}: {}", dir.display(), r.stderr);
+        assert_eq!(r.json["memberId"], "e04b22db4a72a6dd");
+        assert_eq!(etcd_lab::dir_names(holder), ["member"], "{}: the member dir alone", holder.display());
+        assert_eq!(etcd_lab::dir_names(&holder.join("member")), ["snap", "wal"]);
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the symlink stays");
+    assert_eq!(etcd_lab::dir_names(&base), ["disk", "link", "target"], "nothing beside");
+    drop(mount);
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
 /// A 3-member cluster started from our restore serves every key of the source, agrees on
 /// `hashkv`, and takes writes.
 fn cluster_from_restore(version: &str, source: &str) {
@@ -379,6 +409,21 @@ fn option_one(version: &str) {
     // one) is a flock on the manifests dir.
     assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
     assert_eq!(count_keys(&c, &c.node(1).client_url()), 0, "node1 still runs the old data");
+    // Asked again when a killed swap is resumed: the others, stopped for the first run, are back.
+    c.stop_node(2);
+    c.stop_node(3);
+    let mut cmd = c.tool("etcd-restore", 1);
+    cmd.args(["--swap", "--snapshot", &snap, "--yes"]).env(common::failpoint::VAR, "swap-swapped-in");
+    assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
+    for k in [2, 3] {
+        std::fs::rename(c.node(k).parked_manifest(), c.node(k).manifest()).unwrap();
+    }
+    c.wait_healthy(&[2, 3], std::time::Duration::from_secs(30));
+    let refused = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--yes"], None);
+    assert_eq!(refused.code, 5, "{}\n{}", refused.stderr, refused.stdout);
+    let line = refused.stderr.lines().last().unwrap_or_default();
+    assert!(line.contains("2 of 3 voters of the old cluster still serve"), "{line}");
+    assert!(!c.node(1).manifest().exists(), "the killed run's state is left for its rerun");
     // The runbook: the others stopped first (cleaned, as they must be to join anyway).
     for k in [2, 3] {
         let r = c.run_json("etcd-member", k, &["clean", "--yes", "--force"], None);
@@ -602,6 +647,7 @@ fn killed_swap_converges_on_rerun_3_5_30() {
         "swap-old-data-journaled",
         "swap-old-data-moved",
         "swap-swapped-in",
+        "swap-new-manifest-journaled",
         "swap-manifest-written",
     ] {
         c.etcdctl_ok(&["put", "/registry/secrets/marker", point]);
@@ -632,6 +678,76 @@ fn killed_swap_converges_on_rerun_3_5_30() {
         assert!(!root.join("var/lib/etcd-recovery/swap-in-progress.json").exists());
         assert_eq!(count_keys(&c, &c.node(1).client_url()), 10, "{point}: the snapshot's keys, not the marker");
     }
+}
+
+/// A swap killed after the old data dir went, then a rerun that fails before its own move of
+/// it (here the snapshot file is cut short under it): the undo brings the old data dir back from
+/// where the killed run put it before the original manifest, never the manifest alone (etcd
+/// would start on the killed run's restored data, or an empty cluster in an empty dir).
+#[test]
+fn a_failed_rerun_of_a_killed_swap_puts_the_old_data_back_3_5_30() {
+    let (c, snap) = one_node_snapshot(10);
+    let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--timeout", "20s"];
+    let bytes = std::fs::read(&snap).unwrap();
+    for point in ["swap-old-data-moved", "swap-swapped-in"] {
+        c.etcdctl_ok(&["put", "/registry/secrets/marker", point]);
+        let manifest_before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+        let mut cmd = c.tool("etcd-restore", 1);
+        cmd.args(args).env(common::failpoint::VAR, point);
+        assert!(etcd_lab::run_status(cmd).is_none(), "{point}: the failpoint did not stop it");
+        let mut cmd = c.tool("etcd-restore", 1);
+        cmd.args(args);
+        let (r, _) = c.paused_at(cmd, "swap-stopped", |_| std::fs::write(&snap, &bytes[..8192]).unwrap());
+        std::fs::write(&snap, &bytes).unwrap();
+        assert_ne!(r.code, 0, "{point}: {}", r.stderr);
+        let last = r.stderr.lines().last().unwrap_or_default();
+        assert!(last.contains("old data dir back") && last.contains("original manifest back"), "{point}: {last}");
+        assert_eq!(std::fs::read_to_string(c.node(1).manifest()).unwrap(), manifest_before, "{point}");
+        c.wait_healthy(&[1], std::time::Duration::from_secs(30));
+        let out = c.etcdctl_ok(&["get", "/registry/secrets/marker", "--print-value-only"]);
+        assert_eq!(out.trim(), point, "the old data, with its key written after the snapshot");
+        assert!(!c.node(1).root.join("var/lib/etcd-recovery/swap-in-progress.json").exists(), "{point}: settled");
+    }
+}
+
+/// A journal names the snapshot its run restores: a swap of another one does not resume it. With
+/// the manifest out, it is refused (only that run knows where the original went); beside the
+/// killed run's own manifest, the journal is retired.
+#[test]
+fn another_snapshots_swap_does_not_resume_a_journal_3_5_30() {
+    let (c, snap) = one_node_snapshot(10);
+    c.etcdctl_ok(&["put", "/registry/secrets/extra", "1"]);
+    let other = c.base.join("other.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", other.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let swap = |s: &Path| ["--swap", "--snapshot", s.to_str().unwrap(), "--yes"].map(String::from);
+    let root = c.node(1).root.clone();
+    let journal = root.join("var/lib/etcd-recovery/swap-in-progress.json");
+    let mut cmd = c.tool("etcd-restore", 1);
+    cmd.args(swap(&snap)).env(common::failpoint::VAR, "swap-swapped-in");
+    assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
+    let before = std::fs::read(&journal).unwrap();
+    let r = c.run_json("etcd-restore", 1, &swap(&other).each_ref().map(String::as_str), None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    let want = format!("an interrupted swap of {} has this node's manifest out", snap.display());
+    assert!(r.stderr.contains(&want), "{}", r.stderr);
+    assert_eq!(std::fs::read(&journal).unwrap(), before, "the journal is left as it was");
+    assert!(!c.node(1).manifest().exists(), "nothing changed");
+    let r = c.run_json("etcd-restore", 1, &swap(&snap).each_ref().map(String::as_str), None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(count_keys(&c, &c.node(1).client_url()), 10);
+
+    let mut cmd = c.tool("etcd-restore", 1);
+    cmd.args(swap(&snap)).env(common::failpoint::VAR, "swap-manifest-written");
+    assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
+    let r = c.run_json("etcd-restore", 1, &swap(&other).each_ref().map(String::as_str), None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains("journal is stale (its manifest is in place, and it restored another snapshot)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(count_keys(&c, &c.node(1).client_url()), 11);
 }
 
 /// A journal left by a swap killed while it waited for health, whose etcd then came up fine: a
