@@ -17,30 +17,36 @@ fn read(path: &Path) -> BTreeMap<String, f64> {
 
 /// The outcome of one run.
 pub struct Outcome {
-    pub success: bool,
-    pub size: u64,
-    pub revision: i64,
+    /// The verified snapshot made: (file size, revision).
+    pub made: Option<(u64, i64)>,
+    /// The run failed: no snapshot, or its pruning failed.
+    pub failed: bool,
     pub duration_secs: f64,
 }
 
-/// Updates the file: the last-success values change only on success; failures_total counts up.
+/// Updates the file: the last-success values change only when a snapshot was made; failures_total
+/// counts up. Every series is there from the first run on, a node that never succeeded included
+/// (its last success at 0): an alert on the age of the last success has something to fire on.
 pub fn record(path: &Path, o: &Outcome) -> anyhow::Result<()> {
     let mut m = read(path);
-    if o.success {
+    if let Some((size, revision)) = o.made {
         m.insert("last_success_timestamp_seconds".into(), common::time::now_secs() as f64);
-        m.insert("last_size_bytes".into(), o.size as f64);
-        m.insert("last_revision".into(), o.revision as f64);
-    } else {
+        m.insert("last_size_bytes".into(), size as f64);
+        m.insert("last_revision".into(), revision as f64);
+    }
+    if o.failed {
         *m.entry("failures_total".into()).or_insert(0.0) += 1.0;
     }
     m.insert("last_duration_seconds".into(), o.duration_secs);
-    m.entry("failures_total".into()).or_insert(0.0);
+    for name in ["failures_total", "last_success_timestamp_seconds", "last_size_bytes", "last_revision"] {
+        m.entry(name.into()).or_insert(0.0);
+    }
     let help = [
         ("last_success_timestamp_seconds", "gauge", "Unix time of the last verified snapshot."),
         ("last_size_bytes", "gauge", "Size of the last verified snapshot file."),
         ("last_revision", "gauge", "etcd revision of the last verified snapshot."),
         ("last_duration_seconds", "gauge", "How long the last run took, success or not."),
-        ("failures_total", "counter", "Runs that did not produce a verified snapshot."),
+        ("failures_total", "counter", "Runs that failed: no verified snapshot, or its pruning failed."),
     ];
     let mut text = String::new();
     for (name, kind, doc) in help {
@@ -63,17 +69,24 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("etcd_snapshot.prom");
-        record(&f, &Outcome { success: true, size: 20512, revision: 9, duration_secs: 0.5 }).unwrap();
-        record(&f, &Outcome { success: false, size: 0, revision: 0, duration_secs: 2.0 }).unwrap();
-        record(&f, &Outcome { success: false, size: 0, revision: 0, duration_secs: 3.0 }).unwrap();
+        // A node whose first run fails: the success series exist, at 0.
+        record(&f, &Outcome { made: None, failed: true, duration_secs: 1.0 }).unwrap();
         let m = read(&f);
-        assert_eq!(m["last_size_bytes"], 20512.0);
-        assert_eq!(m["last_revision"], 9.0);
-        assert_eq!(m["failures_total"], 2.0);
+        assert_eq!(m["last_success_timestamp_seconds"], 0.0);
+        assert_eq!(m["failures_total"], 1.0);
+        record(&f, &Outcome { made: Some((20512, 9)), failed: false, duration_secs: 0.5 }).unwrap();
+        assert!(read(&f)["last_success_timestamp_seconds"] > 0.0);
+        record(&f, &Outcome { made: None, failed: true, duration_secs: 2.0 }).unwrap();
+        // A snapshot made, its pruning failed: both show.
+        record(&f, &Outcome { made: Some((20513, 10)), failed: true, duration_secs: 3.0 }).unwrap();
+        let m = read(&f);
+        assert_eq!(m["last_size_bytes"], 20513.0);
+        assert_eq!(m["last_revision"], 10.0);
+        assert_eq!(m["failures_total"], 3.0);
         assert_eq!(m["last_duration_seconds"], 3.0);
         let text = std::fs::read_to_string(&f).unwrap();
         assert!(
-            text.contains("# TYPE etcd_snapshot_failures_total counter\netcd_snapshot_failures_total 2\n"),
+            text.contains("# TYPE etcd_snapshot_failures_total counter\netcd_snapshot_failures_total 3\n"),
             "{text}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -41,7 +41,14 @@ common::with_shared_flags! {
 }
 
 fn listing(dir: &Path) -> Result<Vec<report::SnapshotEntry>> {
-    store::list(dir).map_err(|e| coded(exit::USAGE, format!("--dir {}: {e}", dir.display())))
+    store::list(dir).map_err(|e| {
+        let msg = format!("--dir {}: {e}", dir.display());
+        // A dir that is not there is bad input; one that fails to read is the disk's.
+        match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => coded(exit::USAGE, msg),
+            _ => anyhow!(msg),
+        }
+    })
 }
 
 /// The snapshots the rules keep and the ones they let go, decided without touching anything.
@@ -51,15 +58,29 @@ struct Decision {
     newest_verified: Option<String>,
 }
 
+/// How far past this host's clock a name may be and still count (a save on a host whose clock is
+/// a little ahead, into a shared dir).
+const FUTURE_SLACK_SECS: i64 = 300;
+
 fn decide(dir: &Path, rules: Rules, protect: Option<&str>) -> Result<Decision> {
-    let snaps = listing(dir)?;
+    let all = listing(dir)?;
+    // Named later than now: the clock was ahead when they were taken (and stepped back since).
+    // Counted, they would fill the newest slots and push out every real new snapshot, run after
+    // run; so they are left alone, neither counted nor removed, and named.
+    let now = common::time::now_secs();
+    let (future, snaps): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|s| common::time::parse_rfc3339(&s.taken_at).is_some_and(|t| t > now + FUTURE_SLACK_SECS));
+    for f in &future {
+        common::say!("etcd-snap: {}: named later than now (a clock that was ahead?): left alone, not counted", f.path);
+    }
     let mut keep = store::kept(&snaps, rules);
     let name = |p: &str| Path::new(p).file_name().map(|n| n.to_owned());
     keep.extend(snaps.iter().position(|s| protect.is_some_and(|p| name(p) == name(&s.path))));
     let newest_verified = store::newest_verified(&snaps);
     keep.extend(newest_verified);
     let newest_verified = newest_verified.map(|i| snaps[i].path.clone());
-    let (mut kept, mut going) = (Vec::new(), Vec::new());
+    let (mut kept, mut going) = (future, Vec::new());
     for (i, s) in snaps.into_iter().enumerate() {
         match keep.contains(&i) {
             true => kept.push(s),

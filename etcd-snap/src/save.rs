@@ -61,17 +61,47 @@ common::with_shared_flags! {
     }
 }
 
-/// Removes the `.part` when dropped, unless it became the final file.
+/// Removes the `.part` when dropped, unless it became the final file; only while the file under
+/// that name is still the one this run made (never another save's of the same name).
 struct Part {
     path: PathBuf,
+    made: (u64, u64),
     keep: bool,
 }
 
 impl Drop for Part {
     fn drop(&mut self) {
-        if !self.keep {
+        let ours = std::fs::metadata(&self.path).is_ok_and(|m| store::identity(&m) == self.made);
+        if !self.keep && ours {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Puts the verified `.part` under its final name. Without `replace`, an existing file there is
+/// never replaced, even one another save made a moment ago (a hard link fails where a rename
+/// would overwrite); a filesystem without hard links gets the plain rename.
+fn publish(part: &Path, to: &Path, replace: bool) -> Result<()> {
+    let renamed = |e: std::io::Error| anyhow!("rename {} to {}: {e}", part.display(), to.display());
+    if replace {
+        return std::fs::rename(part, to).map_err(renamed);
+    }
+    match std::fs::hard_link(part, to) {
+        Ok(()) => std::fs::remove_file(part).map_err(|e| anyhow!("remove {}: {e}", part.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(coded(exit::REFUSED, format!("{}: exists; not replacing it without --force", to.display())))
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(1 | 95)) => {
+            // EPERM, EOPNOTSUPP: no hard links here (vfat, some FUSE).
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(coded(
+                    exit::REFUSED,
+                    format!("{}: exists; not replacing it without --force", to.display()),
+                ));
+            }
+            std::fs::rename(part, to).map_err(renamed)
+        }
+        Err(e) => Err(anyhow!("link {} to {}: {e}", part.display(), to.display())),
     }
 }
 
@@ -84,8 +114,9 @@ const LOCK_FILE: &str = ".etcd-snap.lock";
 
 /// An exclusive lock on the snapshot dir for the whole run.
 pub fn lock_dir(dir: &Path) -> Result<File> {
-    common::durable::try_lock(&dir.join(LOCK_FILE))
-        .map_err(|e| anyhow!("--dir {}: cannot lock: {e}", dir.display()))?
+    let path = dir.join(LOCK_FILE);
+    common::durable::try_lock(&path)
+        .map_err(|e| anyhow!("--dir {}: cannot lock {}: {e}", dir.display(), path.display()))?
         .ok_or_else(|| coded(exit::REFUSED, format!("another etcd-snap run holds the lock on {}", dir.display())))
 }
 
@@ -162,6 +193,7 @@ async fn stream(
     let member_id = status.header().map_or(0, |h| h.member_id());
     let mut s = dialer.call(client.snapshot()).await.map_err(|e| e.context(format!("{url}: snapshot")))?;
     let mut progress = Progress { on: std::io::stderr().is_terminal(), start: Instant::now(), last: Instant::now() };
+    let mut first = true;
     loop {
         match tokio::time::timeout(stall, s.message()).await {
             Err(_) => {
@@ -180,6 +212,9 @@ async fn stream(
                 file.write_all(msg.blob()).map_err(|e| LocalWrite(e.to_string()))?;
                 check.update(msg.blob());
                 progress.show(check.total(), false);
+                if std::mem::take(&mut first) {
+                    common::failpoint::hit("save-streaming");
+                }
             }
         }
     }
@@ -210,29 +245,40 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
     let dialer = Dialer::new(shared, urls.iter().any(|(u, _)| u.starts_with("https://")))?;
     let rt = common::client::runtime()?;
     let taken = common::time::compact_utc(std::time::SystemTime::now());
+    // One deadline for the whole run, whatever number of members is tried.
+    let deadline = Instant::now() + total;
     let mut errors = Vec::new();
     let mut all_timed_out = true;
     for (url, name) in urls {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            errors.push(format!("{url}: not tried, --timeout {total:?} spent"));
+            break;
+        }
         // A member known only by its URL is named after its host (no ':' in file names).
         let member = if name.is_empty() { cli::url_host(&url).replace(':', "_") } else { name };
         let part_path = match target {
             Target::Dir(d) => d.join(store::part_name(&taken, &member)),
             Target::File(f) => PathBuf::from(format!("{}.part", f.display())),
         };
-        let mut part = Part { path: part_path.clone(), keep: false };
         let mut file = store::open_part(&part_path)?;
+        let made = file.metadata().map(|m| store::identity(&m))?;
+        let mut part = Part { path: part_path.clone(), made, keep: false };
         let mut check = StreamCheck::default();
         let streamed = rt.block_on(async {
-            match tokio::time::timeout(total, stream(&dialer, &url, &mut file, &mut check, stall)).await {
+            match tokio::time::timeout(left, stream(&dialer, &url, &mut file, &mut check, stall)).await {
                 Err(_) => Err(coded(exit::TIMEOUT, format!("{url}: snapshot not done within --timeout {total:?}"))),
                 Ok(r) => r,
             }
         });
         let (member_id, version) = match streamed {
             Ok(v) => v,
-            // Nothing arrived: the member is dead or refused, try the next one. Once bytes came,
-            // a broken stream is an answer of its own: report it.
-            Err(e) if check.total() == 0 && e.downcast_ref::<LocalWrite>().is_none() => {
+            // The member is dead, refused, or broke off or stalled midway (restarted, say): its
+            // partial file goes and the next member is asked. Our own disk failing is not theirs.
+            Err(e) if e.downcast_ref::<LocalWrite>().is_none() => {
+                if check.total() > 0 {
+                    common::say!("etcd-snap: {e:#}; asking the next member");
+                }
                 log::warn!("{e:#}");
                 errors.push(format!("{e:#}"));
                 all_timed_out &= exit::code_of(&e) == exit::TIMEOUT;
@@ -252,7 +298,6 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             (sync.join().unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked"))), status)
         });
         synced.with_context(|| format!("{}: fsync", part_path.display()))?;
-        drop(file);
         let size = std::fs::metadata(&part_path).with_context(|| part_path.display().to_string())?.len();
         let verified = status
             .map(|status| snapshot::Verified { file_size: size, sha256: sha.clone(), has_trailer: true, status })
@@ -266,10 +311,12 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             Target::Dir(d) => d.join(store::file_name(&taken, &member, verified.status.revision)),
             Target::File(f) => f.clone(),
         };
-        std::fs::rename(&part_path, &final_path)
-            .map_err(|e| anyhow!("rename {} to {}: {e}", part_path.display(), final_path.display()))?;
+        publish(&part_path, &final_path, args.force)?;
         part.keep = true;
         common::durable::sync_parent(&final_path)?;
+        // Held to here: a cleaner that opened the `.part` before it went takes its lock only now,
+        // and finds another file (or none) under that name.
+        drop(file);
         return Ok(Snapshot {
             kind: "Snapshot".into(),
             path: final_path.display().to_string(),
@@ -402,13 +449,17 @@ pub fn run(args: SaveArgs) -> Result<u8> {
     }
     // A failure from here on is the job's and goes into the metrics, except a lock held by
     // another live run: that run reports.
-    let prepared = prepare(&dir, &target, args.force);
-    let _lock = match &prepared {
-        Ok(()) if args.lock => Some(lock_dir(&dir)?),
-        _ => None,
-    };
+    let mut prepared = prepare(&dir, &target, args.force);
+    let mut _lock = None;
+    if prepared.is_ok() && args.lock {
+        match lock_dir(&dir) {
+            Ok(f) => _lock = Some(f),
+            Err(e) if exit::code_of(&e) == exit::REFUSED => return Err(e),
+            Err(e) => prepared = Err(e),
+        }
+    }
     let result = prepared.and_then(|()| {
-        // Leftovers of killed runs go first, whatever their age: no live save holds their lock.
+        // Leftovers of killed runs go first: no live save holds their lock.
         if matches!(target, Target::Dir(_)) {
             for p in store::remove_dead_parts(&dir, false)? {
                 common::say!("etcd-snap: removed {}, left by an interrupted save", p.display());
@@ -416,36 +467,30 @@ pub fn run(args: SaveArgs) -> Result<u8> {
         }
         save(&args, &shared, &target)
     });
+    // The file just written is kept whatever the rules say (a clock stepped back can make it look
+    // oldest). A failed prune fails the run (the disk fills up otherwise): the snapshot is made,
+    // and the error says so.
+    let pruned = match (&result, pruning) {
+        (Ok(snap), true) => crate::prune::prune(&dir, rules, Some(&snap.path)).map(|list| list.removed).map_err(|e| {
+            exit::with_state(e, format!("the snapshot {} is saved and verified; pruning failed", snap.path))
+        }),
+        _ => Ok(vec![]),
+    };
     if let Some(m) = &args.metrics_file {
-        let outcome = match &result {
-            Ok(s) => metrics::Outcome {
-                success: true,
-                size: s.size,
-                revision: s.revision,
-                duration_secs: started.elapsed().as_secs_f64(),
-            },
-            Err(_) => metrics::Outcome {
-                success: false,
-                size: 0,
-                revision: 0,
-                duration_secs: started.elapsed().as_secs_f64(),
-            },
+        let outcome = metrics::Outcome {
+            made: result.as_ref().ok().map(|s| (s.size, s.revision)),
+            failed: result.is_err() || pruned.is_err(),
+            duration_secs: started.elapsed().as_secs_f64(),
         };
         if let Err(e) = metrics::record(Path::new(m), &outcome) {
             log::error!("--metrics-file {m}: {e:#}");
         }
     }
     let snap = result?;
-    // The snapshot is made whatever the pruning does: its document goes out first, and the file
-    // just written is kept whatever the rules say (a clock stepped back can make it look oldest).
-    cli::emit(&snap, shared.output, render);
-    if pruning {
-        let list = crate::prune::prune(&dir, rules, Some(&snap.path))
-            .map_err(|e| exit::with_state(e, format!("the snapshot {} is saved; pruning failed", snap.path)))?;
-        for r in &list.removed {
-            common::say!("etcd-snap: removed {r}");
-        }
+    for r in pruned? {
+        common::say!("etcd-snap: removed {r}");
     }
+    cli::emit(&snap, shared.output, render);
     Ok(exit::OK)
 }
 

@@ -24,6 +24,14 @@ pub fn part_name(taken: &str, member: &str) -> String {
     format!("{PREFIX}{taken}-{member}.part")
 }
 
+/// Whether `name` is a `.part` this tool names (another tool's, `etcd-snapshot-x.db.part` from
+/// etcdctl say, is never touched).
+fn is_part_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX).and_then(|r| r.strip_suffix(".part")) else { return false };
+    rest.get(..16).is_some_and(|t| time::parse_compact_utc(t).is_some())
+        && rest.get(16..).and_then(|m| m.strip_prefix('-')).is_some_and(|m| !m.is_empty() && !m.ends_with(".db"))
+}
+
 /// (time, member, revision) of a name this tool made.
 pub fn parse_name(name: &str) -> Option<(String, String, i64)> {
     let rest = name.strip_prefix(PREFIX)?.strip_suffix(".db")?;
@@ -94,8 +102,14 @@ pub fn newest_verified(snaps: &[SnapshotEntry]) -> Option<usize> {
     snaps.iter().position(|s| snapshot::verify(Path::new(&s.path), false).is_ok())
 }
 
-/// `.part` files whose lock cannot be tested (a filesystem without flock) count as dead after this.
+/// A `.part` untouched this long, whose lock is free, is a dead save's leftover. The age guards a
+/// live save whose lock this host cannot see (NFS with host-local locks); a live save writes on.
 const STALE_PART_SECS: u64 = 3600;
+
+/// (device, inode) of a file: what stands under a name is checked against what a fd holds.
+pub fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
+}
 
 /// Opens a `.part` for writing and holds an exclusive lock on it for the whole save: the lock dies
 /// with the process (kill -9 too), which is how a cleaner tells a dead run's leftover from a live one.
@@ -120,8 +134,8 @@ pub fn open_part(path: &Path) -> Result<File> {
         }
         // A cleaner may have removed the file between our open and our lock: only a file still
         // under its name counts.
-        let same = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-        let ours = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+        let same = std::fs::metadata(path).ok().map(|m| identity(&m));
+        let ours = file.metadata().ok().map(|m| identity(&m));
         if same.is_some() && same == ours {
             file.set_len(0)?;
             // The umask may have narrowed, or an old leftover widened, the mode.
@@ -132,30 +146,36 @@ pub fn open_part(path: &Path) -> Result<File> {
     Err(coded(exit::REFUSED, format!("{}: another etcd-snap save is writing it", path.display())))
 }
 
-/// Removes the `.part` files of this tool that no live save holds (leftovers of killed runs, any
-/// age), each while holding its lock; returns them. With `dry_run`, only lists them.
+/// Removes the `.part` files of this tool that no live save holds and that have not changed for
+/// an hour (leftovers of killed runs), each while holding its lock; returns them. With `dry_run`,
+/// only lists them.
 pub fn remove_dead_parts(dir: &Path, dry_run: bool) -> Result<Vec<PathBuf>> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(vec![]) };
     let mut removed = Vec::new();
     for e in entries.filter_map(Result::ok) {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if !(n.starts_with(PREFIX) && n.ends_with(".part")) {
+        if !is_part_name(&e.file_name().to_string_lossy()) {
             continue;
         }
         let Ok(file) = File::open(e.path()) else { continue };
-        let dead = match file.try_lock() {
-            Ok(()) => true,
-            Err(TryLockError::WouldBlock) => false,
-            Err(TryLockError::Error(_)) => e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() >= STALE_PART_SECS),
-        };
-        if dead {
+        let old = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() >= STALE_PART_SECS);
+        // A lock this filesystem cannot take says nothing: the age alone decides then.
+        let unheld = !matches!(file.try_lock(), Err(TryLockError::WouldBlock));
+        // Still the file under that name: a save that finished meanwhile renamed it away, and a
+        // new one may have made another under the same name.
+        let same = std::fs::metadata(e.path()).ok().map(|m| identity(&m)) == file.metadata().ok().map(|m| identity(&m));
+        if old && unheld && same {
             if !dry_run {
-                std::fs::remove_file(e.path()).map_err(|err| anyhow!("remove {}: {err}", e.path().display()))?;
+                match std::fs::remove_file(e.path()) {
+                    Ok(()) => {}
+                    // Another cleaner was first: what we wanted.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(anyhow!("remove {}: {err}", e.path().display())),
+                }
             }
             removed.push(e.path());
         }
@@ -190,6 +210,20 @@ mod tests {
             "backup.db",
         ] {
             assert_eq!(parse_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn part_names_are_the_tools_own_only() {
+        assert!(is_part_name(&part_name("20261123T203332Z", "cp-1")));
+        assert!(is_part_name(&part_name("20261123T203332Z", "cp-1.example.com")));
+        for other in [
+            "etcd-snapshot-pre-upgrade.db.part",
+            "etcd-snapshot-20261123T203332Z-cp-1-r304.db.part",
+            "etcd-snapshot-20261123T203332Z-.part",
+            "etcd-snapshot-2026112XT203332Z-cp-1.part",
+        ] {
+            assert!(!is_part_name(other), "{other}");
         }
     }
 

@@ -142,6 +142,16 @@ fn faults_mid_stream_leave_nothing() {
     assert!(r.stderr.contains("snapshot stalled: no bytes for 1s"), "{}", r.stderr);
     assert!(files(&dir).is_empty(), "{:?}", files(&dir));
 
+    // --out made by someone else while this save streams: not replaced without --force.
+    let out = c.base.join("taken.db");
+    let mut cmd = c.tool("etcd-snap", 1);
+    cmd.args(["save", "--out", out.to_str().unwrap()]);
+    let (r, _) = c.paused_at(cmd, "save-streaming", |_| std::fs::write(&out, b"another writer's").unwrap());
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("taken.db: exists; not replacing it without --force"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&out).unwrap(), b"another writer's");
+    assert!(!c.base.join("taken.db.part").exists(), "the .part is gone");
+
     // A 1 MiB filesystem for a 4 MB snapshot.
     let small = c.base.join("small");
     std::fs::create_dir_all(&small).unwrap();
@@ -161,6 +171,35 @@ fn faults_mid_stream_leave_nothing() {
     assert_eq!(full.code, 1, "{}", full.stderr);
     assert!(full.stderr.contains(".part: writing the snapshot: No space left on device"), "{}", full.stderr);
     assert_eq!(listed_full, ["filler"]);
+}
+
+/// The member a save streams from stalls midway (frozen: a hung disk, a restart): its partial
+/// file goes, and the next healthy member gives the snapshot. One --timeout bounds all of it.
+#[test]
+fn a_member_stalling_mid_stream_hands_over_to_the_next() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    fill(&c, 80, 100_000);
+    // The first one asked: the first follower in the members' order.
+    let status = c.run_json("etcd-status", 1, &[], None);
+    let first = status.json["members"].as_array().unwrap().iter().find(|m| m["endpoint"]["isLeader"] == false).unwrap()
+        ["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let k: usize = first.trim_start_matches("node").parse().unwrap();
+    let dir = c.base.join("backups");
+    let mut cmd = c.tool("etcd-snap", 1);
+    cmd.args(["save", "--dir", dir.to_str().unwrap(), "--stall-timeout", "1s", "--timeout", "60s", "-w", "json"]);
+    let mut frozen = 0;
+    let (r, _) = c.paused_at(cmd, "save-streaming", |_| frozen = c.freeze(k));
+    c.thaw(frozen);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("snapshot stalled: no bytes for 1s") && r.stderr.contains("asking the next member"));
+    assert!(!r.json["path"].as_str().unwrap().contains(&first), "{}", r.stdout);
+    let names = files(&dir);
+    assert_eq!(names.len(), 1, "one snapshot, no .part: {names:?}");
+    let real = real_status(&c, r.json["path"].as_str().unwrap());
+    assert_eq!(real["revision"], r.json["revision"]);
 }
 
 fn testdata(name: &str) -> PathBuf {
@@ -197,7 +236,8 @@ fn verify_bad_files() {
 }
 
 /// Retention by the names' timestamps; foreign files untouched; the newest verified kept always;
-/// the .part leftovers of dead saves removed (whatever their age), a live save's kept.
+/// the .part leftovers of dead saves removed once an hour old, a live save's kept, and another
+/// tool's (etcdctl's `<file>.part`, which it does not lock) never touched.
 #[test]
 fn prune_keeps_what_the_rules_say() {
     let dir = std::env::temp_dir().join(format!("snap-prune-{}", std::process::id()));
@@ -216,8 +256,15 @@ fn prune_keeps_what_the_rules_say() {
         std::fs::write(dir.join(n), &good).unwrap();
     }
     std::fs::write(dir.join("my-own-backup.db"), &good).unwrap();
-    // A killed save's leftover (a second old), and a live save's file: it holds the lock.
-    std::fs::write(dir.join("etcd-snapshot-20261123T110000Z-cp1.part"), b"partial").unwrap();
+    // A killed save's leftover (two hours old), a younger one (that may be a live save on a host
+    // whose locks this one cannot see), etcdctl's, and a live save's file: it holds the lock.
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for n in ["etcd-snapshot-20261123T110000Z-cp1.part", "etcd-snapshot-pre-upgrade.db.part"] {
+        let f = std::fs::File::create(dir.join(n)).unwrap();
+        f.set_len(7).unwrap();
+        f.set_modified(hours_ago).unwrap();
+    }
+    std::fs::write(dir.join("etcd-snapshot-20261123T120000Z-cp2.part"), b"young").unwrap();
     let live = dir.join("etcd-snapshot-20261123T130000Z-cp1.part");
     std::fs::write(&live, b"partial, running now").unwrap();
     let live_writer = std::fs::File::open(&live).unwrap();
@@ -240,7 +287,7 @@ fn prune_keeps_what_the_rules_say() {
     assert_eq!(going.len(), 6, "{going:?}");
     assert!(going.iter().any(|p| p.ends_with("T110000Z-cp1.part")), "the dead .part goes: {going:?}");
     assert!(!going.iter().any(|p| p.ends_with("T130000Z-cp1.part")), "the live .part stays: {going:?}");
-    assert_eq!(files(&dir).len(), 9, "a dry run removes nothing");
+    assert_eq!(files(&dir).len(), 11, "a dry run removes nothing");
     assert!(!dir.join(".etcd-snap.lock").exists(), "a dry run creates nothing either");
 
     let r = prune(&["--keep", "1", "--keep-daily", "3"]);
@@ -252,7 +299,9 @@ fn prune_keeps_what_the_rules_say() {
             "etcd-snapshot-20261121T060000Z-cp1-r30.db",
             "etcd-snapshot-20261122T060000Z-cp1-r40.db",
             "etcd-snapshot-20261123T120000Z-cp1-r60.db",
+            "etcd-snapshot-20261123T120000Z-cp2.part",
             "etcd-snapshot-20261123T130000Z-cp1.part",
+            "etcd-snapshot-pre-upgrade.db.part",
             "my-own-backup.db",
         ]
     );
@@ -318,17 +367,28 @@ fn cron_mode() {
     assert!(dry.stdout.contains("another run holds it"), "{}", dry.stdout);
     drop(lock);
 
-    // The host clock stepped back: snapshots named later than now exist. The rules keep those, and
-    // the one just written stays all the same (its document names a file that exists).
+    // The host clock stepped back: snapshots named later than now exist. Counted, they would
+    // fill the newest slots and push out each real snapshot at the next run; they are left alone
+    // and named, and the rules keep the real ones, run after run.
     let some = dir.join(&files(&dir)[0]);
-    for future in ["etcd-snapshot-20981231T000000Z-node1-r1.db", "etcd-snapshot-20991231T000000Z-node1-r1.db"] {
+    let futures = ["etcd-snapshot-20981231T000000Z-node1-r1.db", "etcd-snapshot-20991231T000000Z-node1-r1.db"];
+    for future in futures {
         std::fs::copy(&some, dir.join(future)).unwrap();
     }
-    let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let saved = r.json["path"].as_str().unwrap();
-    assert!(Path::new(saved).is_file(), "{saved} pruned right after it was saved: {:?}", files(&dir));
-    assert_eq!(files(&dir).len(), 3, "{:?}", files(&dir));
+    let mut saved = Vec::new();
+    for _ in 0..2 {
+        let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stderr.contains("20991231T000000Z-node1-r1.db: named later than now"), "{}", r.stderr);
+        saved.push(Path::new(r.json["path"].as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let mut want: Vec<String> = futures.iter().map(|f| f.to_string()).chain(saved).collect();
+    want.sort();
+    assert_eq!(files(&dir), want, "the two real newest and the two named in the future");
+    for future in futures {
+        std::fs::remove_file(dir.join(future)).unwrap();
+    }
 
     c.stop_node(1);
     let before = files(&dir);
@@ -338,13 +398,25 @@ fn cron_mode() {
     assert!(text.contains("etcd_snapshot_failures_total 1\n"), "{text}");
     assert_eq!(files(&dir), before, "a failed run removes nothing");
 
+    // The lock that cannot be taken for another reason than a live run (here its file is a dir;
+    // a filesystem gone read-only likewise) is the job failing: counted.
+    std::fs::remove_file(dir.join(".etcd-snap.lock")).unwrap();
+    std::fs::create_dir(dir.join(".etcd-snap.lock")).unwrap();
+    c.start_node(1);
+    let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(".etcd-snap.lock"), "{}", r.stderr);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("etcd_snapshot_failures_total 2\n"), "{text}");
+    std::fs::remove_dir(dir.join(".etcd-snap.lock")).unwrap();
+
     // A failure before any member is asked (a dir it may not use) counts too.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let r = snap(&c, 1, &["save", "--dir", d, "--keep", "2", "--lock", "--metrics-file", m]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     let text = std::fs::read_to_string(&metrics).unwrap();
-    assert!(text.contains("etcd_snapshot_failures_total 2\n"), "{text}");
+    assert!(text.contains("etcd_snapshot_failures_total 3\n"), "{text}");
 }
 
 /// The cron examples in docs/ use only flags etcd-snap save has.
