@@ -226,7 +226,13 @@ async fn stream(
 fn sources(args: &SaveArgs, shared: &Shared) -> Result<Vec<(String, String)>> {
     let from = args.from.as_deref();
     match from {
-        Some(u) if u.contains("://") => candidates(from, &[]),
+        Some(u) if u.contains("://") => {
+            // Asked alone, for the member's name (the file is named after it); without an
+            // answer the host names it, and the stream says whether it works.
+            let only = Shared { endpoints: Some(vec![u.to_string()]), ..shared.clone() };
+            let members = common::cluster::survey(&only, None).map(|s| s.status.members).unwrap_or_default();
+            candidates(from, &members)
+        }
         _ => {
             let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
             let survey = common::cluster::survey(shared, manifest.as_ref())?;

@@ -90,6 +90,11 @@ fn save_past_a_dead_member(version: &str) {
     assert_eq!(std::fs::read(&out).unwrap(), before);
     let r = snap(&c, 1, &["save", "--out", out.to_str().unwrap(), "--force"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // --from a URL: the file is named after the member that answers there, not its host.
+    let named = c.base.join("named");
+    let r = snap(&c, 1, &["save", "--dir", named.to_str().unwrap(), "--from", &c.node(2).client_url()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.json["path"].as_str().unwrap().contains("Z-node2-r"), "{}", r.stdout);
 
     // A member that accepts TCP and never answers: every candidate timed out, exit 7.
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
