@@ -28,6 +28,15 @@ pub struct Outcome {
 /// counts up. Every series is there from the first run on, a node that never succeeded included
 /// (its last success at 0): an alert on the age of the last success has something to fire on.
 pub fn record(path: &Path, o: &Outcome) -> anyhow::Result<()> {
+    // Runs without --lock may end together: one read-modify-write at a time (else a count is
+    // lost, or two writers share the temp file). node_exporter reads only *.prom files.
+    let name = path.file_name().map_or("metrics".into(), |n| n.to_string_lossy().into_owned());
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(path.with_file_name(format!(".{name}.lock")))?;
+    lock.lock()?;
     let mut m = read(path);
     if let Some((size, revision)) = o.made {
         m.insert("last_success_timestamp_seconds".into(), common::time::now_secs() as f64);
@@ -89,6 +98,25 @@ mod tests {
             text.contains("# TYPE etcd_snapshot_failures_total counter\netcd_snapshot_failures_total 3\n"),
             "{text}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn runs_ending_together_lose_no_count() {
+        let dir = std::env::temp_dir().join(format!("metrics-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("etcd_snapshot.prom");
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        record(&f, &Outcome { made: None, failed: true, duration_secs: 1.0 }).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(read(&f)["failures_total"], 100.0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
