@@ -254,8 +254,9 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
     // One deadline for the whole run, whatever number of members is tried.
     let deadline = Instant::now() + total;
     let mut errors = Vec::new();
-    let mut all_timed_out = true;
-    for (url, name) in urls {
+    let (mut all_timed_out, mut broke_midway) = (true, false);
+    let count = urls.len();
+    for (i, (url, name)) in urls.into_iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             errors.push(format!("{url}: not tried, --timeout {total:?} spent"));
@@ -282,7 +283,8 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             // The member is dead, refused, or broke off or stalled midway (restarted, say): its
             // partial file goes and the next member is asked. Our own disk failing is not theirs.
             Err(e) if e.downcast_ref::<LocalWrite>().is_none() => {
-                if check.total() > 0 {
+                broke_midway |= check.total() > 0 && exit::code_of(&e) != exit::TIMEOUT;
+                if check.total() > 0 && i + 1 < count {
                     common::say!("etcd-snap: {e:#}; asking the next member");
                 }
                 log::warn!("{e:#}");
@@ -317,7 +319,9 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             Target::Dir(d) => d.join(store::file_name(&taken, &member, verified.status.revision)),
             Target::File(f) => f.clone(),
         };
-        publish(&part_path, &final_path, args.force)?;
+        // A name in --dir is this tool's own: one taken already holds the same member's snapshot
+        // at the same revision and second. --out names the user's file: kept without --force.
+        publish(&part_path, &final_path, args.force || matches!(target, Target::Dir(_)))?;
         part.keep = true;
         common::durable::sync_parent(&final_path)?;
         // Held to here: a cleaner that opened the `.part` before it went takes its lock only now,
@@ -339,8 +343,13 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
             verified: true,
         });
     }
-    // Every member timed out: frozen or unroutable ones may come back (7), as with the survey.
-    let code = if all_timed_out { exit::TIMEOUT } else { exit::QUORUM_LOST };
+    // Every member timed out: frozen or unroutable ones may come back (7), as with the survey. A
+    // stream that broke midway is an error of its own (1); else nobody would give one (4).
+    let code = match (all_timed_out, broke_midway) {
+        (true, _) => exit::TIMEOUT,
+        (false, true) => exit::ERROR,
+        (false, false) => exit::QUORUM_LOST,
+    };
     Err(coded(code, format!("no member gave a snapshot: {}", errors.join("; "))))
 }
 
