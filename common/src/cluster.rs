@@ -19,6 +19,7 @@ pub struct StatusInfo {
     member_id: u64,
     cluster_id: u64,
     leader: u64,
+    is_learner: bool,
     endpoint: EndpointStatus,
 }
 
@@ -52,6 +53,7 @@ async fn probe(dialer: Dialer, url: String, ask_cluster: bool) -> Probe {
             member_id,
             cluster_id: s.header().map_or(0, |h| h.cluster_id()),
             leader: s.leader(),
+            is_learner: s.is_learner(),
             alarms: s.errors().iter().filter_map(|e| parse_alarm(e)).collect(),
             endpoint: EndpointStatus {
                 url: url.clone(),
@@ -151,8 +153,10 @@ pub fn on_port(peer: &str, port: &str) -> Option<String> {
     Some(format!("{base}:{port}"))
 }
 
-/// Asks every seed in parallel; as soon as one returns the member list, asks the members not
-/// among the seeds too, without waiting for slow seeds. Every request is bounded.
+/// Asks every seed in parallel; as soon as one that follows a leader returns the member list,
+/// asks the members not among the seeds too, without waiting for slow seeds. A list from a
+/// member without a leader (cut off: its list may be stale) is taken only when no led one came.
+/// Every request is bounded.
 pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u64, Vec<MemberInfo>)>) {
     let mut tasks = JoinSet::new();
     for url in seeds {
@@ -161,11 +165,28 @@ pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u
     let mut asked: BTreeSet<String> = seeds.iter().cloned().collect();
     let mut probes = Vec::new();
     let mut list: Option<(u64, Vec<MemberInfo>)> = None;
-    while let Some(done) = tasks.join_next().await {
-        let Ok(mut p) = done else { continue };
-        if list.is_none()
-            && let Some(Ok(l)) = p.members.take()
-        {
+    let mut unled: Option<(u64, Vec<MemberInfo>)> = None;
+    loop {
+        let mut adopt = None;
+        match tasks.join_next().await {
+            Some(Ok(mut p)) => {
+                if list.is_none()
+                    && let Some(Ok(l)) = p.members.take()
+                {
+                    match p.status.as_ref().is_ok_and(|s| s.leader != 0) {
+                        true => adopt = Some(l),
+                        false => unled = unled.or(Some(l)),
+                    }
+                }
+                probes.push(p);
+            }
+            Some(Err(_)) => {}
+            None => match (list.is_none(), unled.take()) {
+                (true, Some(l)) => adopt = Some(l),
+                _ => break,
+            },
+        }
+        if let Some(l) = adopt {
             for m in &l.1 {
                 let known = m.client_urls.iter().any(|u| asked.contains(u));
                 if let (false, Some(url)) = (known, m.client_urls.first()) {
@@ -175,7 +196,6 @@ pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u
             }
             list = Some(l);
         }
-        probes.push(p);
     }
     (probes, list)
 }
@@ -193,9 +213,28 @@ fn parse_alarm(e: &str) -> Option<AlarmStatus> {
     Some(AlarmStatus { member_id: hex_id(id.parse().ok()?), alarm: alarm.to_string() })
 }
 
+/// The start of the warnings that make a picture degraded though every listed member is well.
+pub const FOREIGN_WARNING: &str = "answers for another cluster";
+pub const NO_LIST_WARNING: &str = "no member list";
+
 pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest: Option<&Manifest>) -> ClusterStatus {
-    let answered: Vec<&StatusInfo> = probes.iter().filter_map(|p| p.status.as_ref().ok()).collect();
     let mut warnings = Vec::new();
+    // Members of another cluster (a node restored alone beside the old one, say) say nothing of
+    // this one: not matched, not its leader, not its alarms; named.
+    let list_cluster = list.as_ref().map_or(0, |l| l.0);
+    let (answered, foreign): (Vec<&StatusInfo>, Vec<&StatusInfo>) = probes
+        .iter()
+        .filter_map(|p| p.status.as_ref().ok())
+        .partition(|s| list_cluster == 0 || s.cluster_id == 0 || s.cluster_id == list_cluster);
+    for s in &foreign {
+        warnings.push(format!(
+            "{} (member {}) {FOREIGN_WARNING} ({}, not {})",
+            s.endpoint.url,
+            hex_id(s.member_id),
+            hex_id(s.cluster_id),
+            hex_id(list_cluster)
+        ));
+    }
     let (cluster_id, members) = match list {
         Some((cid, list)) => {
             let members: Vec<MemberStatus> = list
@@ -206,6 +245,18 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
                         Some(s) => s.endpoint.clone(),
                         None => match probes.iter().find(|p| m.client_urls.contains(&p.url)) {
                             Some(Probe { url, status: Err(e), .. }) => unreachable(url, e.message.clone()),
+                            Some(Probe { url, status: Ok(s), .. })
+                                if foreign.iter().any(|f| f.endpoint.url == s.endpoint.url) =>
+                            {
+                                unreachable(
+                                    url,
+                                    format!(
+                                        "answered as member {} of another cluster {}",
+                                        hex_id(s.member_id),
+                                        hex_id(s.cluster_id)
+                                    ),
+                                )
+                            }
                             Some(Probe { url, .. }) => unreachable(url, "answered as another member".into()),
                             None if m.client_urls.is_empty() => unreachable("", "not started".into()),
                             None => unreachable(&m.client_urls[0], "not asked".into()),
@@ -227,21 +278,28 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
             (cid, members)
         }
         None => {
-            // No member answered: list what we tried, named after --initial-cluster where the host matches.
-            warnings.push("no member list: no endpoint answered".to_string());
+            // No member list: list what we tried, named after --initial-cluster where the host
+            // matches. A learner answers a status but no member list.
+            warnings.push(match answered.is_empty() {
+                true => format!("{NO_LIST_WARNING}: no endpoint answered"),
+                false => format!("{NO_LIST_WARNING}: the members that answered gave none (a learner gives none)"),
+            });
             let names = manifest.map(Manifest::initial_cluster).unwrap_or_default();
+            let mut seen = BTreeSet::new();
             let members = probes
                 .iter()
+                // The same member at two endpoints counts once.
+                .filter(|p| p.status.as_ref().map_or(true, |s| seen.insert(s.member_id)))
                 .map(|p| {
                     let host = crate::cli::url_host(&p.url);
                     let named = names.iter().find(|(_, peer)| crate::cli::url_host(peer) == host);
                     MemberStatus {
                         member: MemberRef {
-                            id: String::new(),
+                            id: p.status.as_ref().map_or(String::new(), |s| hex_id(s.member_id)),
                             name: named.map(|(n, _)| n.clone()).unwrap_or_default(),
                             peer_urls: named.map(|(_, u)| vec![u.clone()]).unwrap_or_default(),
                             client_urls: vec![p.url.clone()],
-                            is_learner: false,
+                            is_learner: p.status.as_ref().is_ok_and(|s| s.is_learner),
                         },
                         started: true,
                         endpoint: match &p.status {
@@ -261,7 +319,12 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
         .filter(|m| answered.iter().any(|s| s.endpoint.url == m.endpoint.url && s.leader == 0))
         .map(|m| m.label())
         .collect();
-    let quorum = Quorum::of_cluster(voters.len(), reachable.len(), reachable.len() - leaderless.len());
+    let mut quorum = Quorum::of_cluster(voters.len(), reachable.len(), reachable.len() - leaderless.len());
+    // Only learners answered, and no list says who votes: one that follows a leader says a
+    // quorum works (the warning above says the picture is partial).
+    if list_cluster == 0 && voters.is_empty() && answered.iter().any(|s| s.leader != 0) {
+        quorum.has_quorum = true;
+    }
     if !leaderless.is_empty() {
         warnings.push(format!(
             "no leader known to {}: cut off from its peers (peer network, peer certificates), or an election is \
@@ -426,6 +489,7 @@ fn known_client_urls(data_dir: &std::path::Path, manifest: &Manifest) -> Vec<Str
 pub fn is_degraded(s: &ClusterStatus) -> bool {
     s.members.iter().any(|m| !m.started || !m.endpoint.reachable || m.is_learner || !m.endpoint.errors.is_empty())
         || !s.alarms.is_empty()
+        || s.warnings.iter().any(|w| w.starts_with(NO_LIST_WARNING) || w.contains(FOREIGN_WARNING))
 }
 
 /// Polls one member until it answers with a leader known; returns (member ID, revision).
@@ -503,23 +567,29 @@ mod tests {
 
     /// Three voters that all answer, as when their peer traffic is cut: with no leader among
     /// them there is no working majority (exit 4 from etcd-status), though all are reachable.
-    #[test]
-    fn answering_without_a_leader_is_no_quorum() {
-        let probe = |id: u64, leader: u64| Probe {
-            url: format!("https://10.0.0.{id}:2379"),
+    /// What member `id` at 10.0.0.`host` answers: its cluster, its leader, learner or not.
+    fn answer(host: u64, id: u64, cluster_id: u64, leader: u64, is_learner: bool) -> Probe {
+        Probe {
+            url: format!("https://10.0.0.{host}:2379"),
             status: Ok(StatusInfo {
                 alarms: vec![],
                 member_id: id,
-                cluster_id: 7,
+                cluster_id,
                 leader,
+                is_learner,
                 endpoint: EndpointStatus {
-                    url: format!("https://10.0.0.{id}:2379"),
+                    url: format!("https://10.0.0.{host}:2379"),
                     reachable: true,
                     ..Default::default()
                 },
             }),
             members: None,
-        };
+        }
+    }
+
+    #[test]
+    fn answering_without_a_leader_is_no_quorum() {
+        let probe = |id: u64, leader: u64| answer(id, id, 7, leader, false);
         let list = || {
             let info = |id: u64| MemberInfo {
                 id,
@@ -540,6 +610,37 @@ mod tests {
         assert_eq!((one.quorum.reachable_voters, one.quorum.fault_tolerance), (3, 0));
         let all = assemble(&[probe(1, 2), probe(2, 2), probe(3, 2)], list(), None);
         assert_eq!((all.quorum.has_quorum, all.quorum.fault_tolerance), (true, 1));
+        assert!(!is_degraded(&all));
+
+        // Node 3 restored alone (a new cluster 9, a new member 30 of its own, its own leader): it
+        // is not this cluster's member 3, and its leader and alarms are not this cluster's.
+        let mut restored = answer(3, 30, 9, 30, false);
+        if let Ok(s) = restored.status.as_mut() {
+            s.alarms.push(AlarmStatus { member_id: hex_id(30), alarm: "NOSPACE".into() });
+        }
+        let split = assemble(&[probe(1, 2), probe(2, 2), restored], list(), None);
+        let m3 = &split.members[2].endpoint;
+        assert!(!m3.reachable && m3.error.as_deref().is_some_and(|e| e.contains("of another cluster")), "{m3:?}");
+        assert_eq!(split.leader, hex_id(2));
+        assert!(split.alarms.is_empty(), "{:?}", split.alarms);
+        assert!(split.warnings.iter().any(|w| w.contains(FOREIGN_WARNING)), "{:?}", split.warnings);
+        assert!(is_degraded(&split));
+    }
+
+    /// No member list (a learner gives none): the learner is one, counted once however many of
+    /// its URLs were asked, and the picture is degraded, not healthy; its leader says a quorum works.
+    #[test]
+    fn a_learner_alone_gives_a_partial_picture() {
+        let s = assemble(&[answer(4, 4, 7, 2, true), answer(5, 4, 7, 2, true)], None, None);
+        assert_eq!(s.members.len(), 1, "{:?}", s.members);
+        assert!(s.members[0].is_learner);
+        assert!(s.quorum.has_quorum);
+        assert!(
+            s.warnings.iter().any(|w| w.starts_with(NO_LIST_WARNING) && w.contains("a learner")),
+            "{:?}",
+            s.warnings
+        );
+        assert!(is_degraded(&s));
     }
 
     #[test]

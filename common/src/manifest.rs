@@ -235,9 +235,20 @@ impl Manifest {
         })
     }
 
-    /// `--force-new-cluster` present and not explicitly false.
+    /// `--force-new-cluster` in the command and not false as Go reads a bool (`=0`, `=f`, `=False`
+    /// are false too); a value Go cannot read counts as set, the dangerous side.
     pub fn force_new_cluster(&self) -> bool {
-        self.flag("force-new-cluster").is_some_and(|v| v != "false")
+        self.flag("force-new-cluster").is_some_and(|v| go_true(&v))
+    }
+
+    /// `ETCD_FORCE_NEW_CLUSTER` set true in the container's env, without the flag in the command
+    /// (etcd takes it then). Only reported: the procedures refuse any such hidden setting.
+    pub fn force_new_cluster_env(&self) -> bool {
+        let env = self.doc["spec"]["containers"][self.container]["env"].as_sequence().cloned().unwrap_or_default();
+        self.flag("force-new-cluster").is_none()
+            && env.iter().any(|e| {
+                e["name"].as_str() == Some("ETCD_FORCE_NEW_CLUSTER") && e["value"].as_str().is_some_and(go_true)
+            })
     }
 
     /// The client URLs other hosts use: `--advertise-client-urls`, else kubeadm's annotation.
@@ -554,6 +565,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     write_atomic_mode(path, data, 0o600)
 }
 
+/// Not one of the spellings Go's `strconv.ParseBool` reads as false.
+fn go_true(v: &str) -> bool {
+    !matches!(v, "0" | "f" | "F" | "false" | "FALSE" | "False")
+}
+
 /// The temp file [`write_atomic`] writes `path` through: `.<name>.tmp` beside it.
 pub fn temp_path(path: &Path) -> Result<PathBuf> {
     let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
@@ -766,8 +782,16 @@ mod tests {
         let m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
         assert!(m.force_new_cluster());
         assert_eq!(m.flag("name").as_deref(), Some("cp9"));
-        let text = V131.replace("- --name=cp1", "- --force-new-cluster=false");
-        assert!(!Manifest::parse(Path::new("etcd.yaml"), &text).unwrap().force_new_cluster());
+        // As Go's ParseBool reads it; what it cannot read counts as set.
+        for (v, set) in [("false", false), ("0", false), ("f", false), ("False", false), ("true", true), ("1", true)] {
+            let text = V131.replace("- --name=cp1", &format!("- --force-new-cluster={v}"));
+            assert_eq!(Manifest::parse(Path::new("etcd.yaml"), &text).unwrap().force_new_cluster(), set, "{v}");
+        }
+        // The env var is etcd's too when the command lacks the flag.
+        let env = "    env:\n    - name: ETCD_FORCE_NEW_CLUSTER\n      value: \"true\"\n";
+        let text = V131.replacen("    command:\n", &format!("{env}    command:\n"), 1);
+        let m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+        assert!(!m.force_new_cluster() && m.force_new_cluster_env(), "{text}");
     }
 
     /// Editing a container without `args` adds none (an `args: null` is refused by the kubelet).

@@ -20,13 +20,18 @@ pub fn read_pem_certs(path: &Path) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// (notBefore, notAfter) of the first certificate of a PEM file, as Unix seconds.
+/// (notBefore, notAfter), as Unix seconds, of the certificate of a PEM file that expires first:
+/// a CA bundle during a rotation, or a leaf with its chain, is only as good as that one.
 pub fn validity(path: &Path) -> Result<(i64, i64)> {
-    let der = read_pem_certs(path)?.swap_remove(0);
-    let (_, cert) =
-        X509Certificate::from_der(&der).map_err(|e| anyhow!("{}: not an X.509 certificate: {e}", path.display()))?;
-    let v = cert.validity();
-    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+    let mut soonest: Option<(i64, i64)> = None;
+    for der in read_pem_certs(path)? {
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|e| anyhow!("{}: not an X.509 certificate: {e}", path.display()))?;
+        let v = cert.validity();
+        let this = (v.not_before.timestamp(), v.not_after.timestamp());
+        soonest = Some(soonest.map_or(this, |s| if this.1 < s.1 { this } else { s }));
+    }
+    soonest.ok_or_else(|| anyhow!("{}: no PEM certificate in it", path.display()))
 }
 
 /// Checks a leaf certificate for a node: it parses, chains to the CA (issuer and signature), is

@@ -50,7 +50,7 @@ fn local_view(shared: &Shared, manifest: &Manifest, log_lines: usize) -> LocalVi
     let mut view = LocalView {
         manifest: manifest.path.display().to_string(),
         manifest_flags: manifest.flags(),
-        force_new_cluster: manifest.force_new_cluster(),
+        force_new_cluster: manifest.force_new_cluster() || manifest.force_new_cluster_env(),
         ..Default::default()
     };
     let crictl = Crictl::new(&shared.crictl);
@@ -117,7 +117,12 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         None
     };
-    let survey = cluster::survey(&shared, manifest.as_ref())?;
+    // kubeadm's first node names only itself in --initial-cluster: with its etcd down, the
+    // members its data dir knew are asked too.
+    let survey = match manifest.as_ref().map(|m| (m, m.data_dir(&shared.rootfs))) {
+        Some((m, Ok(dir))) => cluster::survey_with_known(&shared, m, &dir)?,
+        _ => cluster::survey(&shared, manifest.as_ref())?,
+    };
     if survey.all_failed_with(FailKind::Tls) {
         // Our TLS setup is wrong, not the cluster: say so instead of printing a dead cluster.
         return Err(coded(

@@ -107,4 +107,21 @@ mod tests {
         assert!(err.contains("not signed by the CA"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A file of several certificates expires with the first of them to expire, wherever it
+    /// stands in the file (etcd-status warns on it).
+    #[test]
+    fn a_bundle_expires_with_its_soonest_certificate() {
+        let dir = std::env::temp_dir().join(format!("pki-soonest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = Ca::new("etcd-ca");
+        let (long, _) = ca.issue("a", &[], false, true, Validity::default());
+        let (short, _) = ca.issue("b", &[], false, true, Validity { from_days: -1, to_days: 5 });
+        let path = dir.join("bundle.crt");
+        std::fs::write(&path, format!("{long}{short}")).unwrap();
+        let (_, not_after) = common::pki::validity(&path).unwrap();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        assert_eq!(common::pki::days_left(not_after, now), 5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

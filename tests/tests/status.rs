@@ -424,3 +424,26 @@ fn members_cut_off_from_their_peers_3_5_30() {
     }
     c.wait_healthy(&[1, 2, 3], Duration::from_secs(30));
 }
+
+/// kubeadm's first node names only itself in --initial-cluster. With its etcd down there,
+/// etcd-status still finds the rest of the cluster, through the members its data dir knew: one
+/// member down is degraded (3), not quorum lost (4).
+#[test]
+fn first_node_with_its_etcd_down_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let path = c.node(1).manifest();
+    let mut m = common::manifest::Manifest::load(&path).unwrap();
+    m.set_flag("initial-cluster", &format!("node1={}", c.node(1).peer_url())).unwrap();
+    // Its image gone (etcd does not run), written through a dot file as the kubelet needs.
+    let text = m.to_yaml().unwrap().replace("image: etcd:3.5.30-0", "image: etcd:9.9.9-0");
+    let dot = path.with_file_name(".etcd.yaml.edit");
+    std::fs::write(&dot, text).unwrap();
+    std::fs::rename(&dot, &path).unwrap();
+    c.wait_container(1, "etcd exited", |j| j["state"] == "CONTAINER_EXITED");
+    let r = status(&c, 1, &[]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["members"].as_array().unwrap().len(), 3, "{}", r.stdout);
+    assert_eq!(member(&r.json, "node1")["endpoint"]["reachable"], false);
+    assert_eq!(member(&r.json, "node2")["endpoint"]["reachable"], true);
+    assert_eq!(r.json["quorum"]["hasQuorum"], true, "{}", r.stdout);
+}
