@@ -788,8 +788,8 @@ mod tests {
             assert_eq!(Manifest::parse(Path::new("etcd.yaml"), &text).unwrap().force_new_cluster(), set, "{v}");
         }
         // The env var is etcd's too when the command lacks the flag.
-        let env = "    env:\n    - name: ETCD_FORCE_NEW_CLUSTER\n      value: \"true\"\n";
-        let text = V131.replacen("    command:\n", &format!("{env}    command:\n"), 1);
+        let env = "    env:\n    - name: ETCD_FORCE_NEW_CLUSTER\n      value: \"true\"\n    image:";
+        let text = V131.replacen("    image:", env, 1);
         let m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
         assert!(!m.force_new_cluster() && m.force_new_cluster_env(), "{text}");
     }

@@ -124,10 +124,25 @@ pub fn run(args: Args) -> Result<u8> {
         _ => cluster::survey(&shared, manifest.as_ref())?,
     };
     if survey.all_failed_with(FailKind::Tls) {
-        // Our TLS setup is wrong, not the cluster: say so instead of printing a dead cluster.
+        // Our TLS setup is wrong, not the cluster: say so instead of printing a dead cluster. Or
+        // the servers' certificates are (kubeadm's expire after a year): this node's are named.
+        let here: Vec<String> = manifest
+            .as_ref()
+            .map(|m| local_warnings(&local_view(&shared, m, 0), m))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|w| w.starts_with("certificate "))
+            .collect();
+        let also = match here.is_empty() {
+            true => String::new(),
+            false => format!("; on this node: {}", here.join("; ")),
+        };
         return Err(coded(
             exit::ERROR,
-            format!("TLS failed with every endpoint ({}); check --cacert/--cert/--key", survey.describe_failures()),
+            format!(
+                "TLS failed with every endpoint ({}); check --cacert/--cert/--key{also}",
+                survey.describe_failures()
+            ),
         ));
     }
     let mut status = survey.status.clone();

@@ -447,3 +447,24 @@ fn first_node_with_its_etcd_down_3_5_30() {
     assert_eq!(member(&r.json, "node2")["endpoint"]["reachable"], true);
     assert_eq!(r.json["quorum"]["hasQuorum"], true, "{}", r.stdout);
 }
+
+/// kubeadm's certificates expire after a year. With this node's server certificate expired, every
+/// endpoint fails TLS: the error names that certificate, not only our own flags to check.
+#[test]
+fn an_expired_server_certificate_is_named_3_5_30() {
+    let c = Cluster::start(Spec::new(1, "3.5.30"));
+    let n = c.node(1);
+    c.ca.write_node_pki(&n.pki(), &n.name, &n.ip, pki::Validity { from_days: -400, to_days: -35 });
+    // etcd reads its certificate at start: restarted (by the kubelet) after a kill.
+    let old = c.etcd_pid(1);
+    assert!(etcd_lab::cri::signal(old as u32, libc::SIGKILL));
+    c.wait_container(1, "restarted", |j| j["state"] == "CONTAINER_RUNNING" && j["metadata"]["attempt"] != 0);
+    let r = status(&c, 1, &[]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stderr, r.stdout);
+    let line = r.stderr.lines().last().unwrap_or_default();
+    assert!(line.contains("TLS failed with every endpoint"), "{line}");
+    assert!(
+        line.contains("on this node: certificate ") && line.contains("server.crt (--cert-file) has expired"),
+        "{line}"
+    );
+}
