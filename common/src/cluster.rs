@@ -187,10 +187,10 @@ pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u
             },
         }
         if let Some(l) = adopt {
-            for m in &l.1 {
-                let known = m.client_urls.iter().any(|u| asked.contains(u));
-                if let (false, Some(url)) = (known, m.client_urls.first()) {
-                    asked.insert(url.clone());
+            // Every client URL of a member, not its first alone: etcd sorts them, and the first
+            // may be one this host cannot reach (another network, a loopback shared by all).
+            for url in l.1.iter().flat_map(|m| &m.client_urls) {
+                if asked.insert(url.clone()) {
                     tasks.spawn(probe(dialer.clone(), url.clone(), false));
                 }
             }
@@ -243,7 +243,8 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
                     let by_id = answered.iter().find(|s| s.member_id == m.id);
                     let endpoint = match by_id {
                         Some(s) => s.endpoint.clone(),
-                        None => match probes.iter().find(|p| m.client_urls.contains(&p.url)) {
+                        // Of several URLs, the first one asked says why.
+                        None => match m.client_urls.iter().find_map(|u| probes.iter().find(|p| &p.url == u)) {
                             Some(Probe { url, status: Err(e), .. }) => unreachable(url, e.message.clone()),
                             Some(Probe { url, status: Ok(s), .. })
                                 if foreign.iter().any(|f| f.endpoint.url == s.endpoint.url) =>

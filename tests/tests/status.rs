@@ -468,3 +468,27 @@ fn an_expired_server_certificate_is_named_3_5_30() {
         "{line}"
     );
 }
+
+/// A member advertising several client URLs, the first of which this host cannot reach (etcd
+/// sorts them): it is asked at each, and answers at the other.
+#[test]
+fn a_member_is_asked_at_each_of_its_client_urls_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let n2 = c.node(2);
+    let urls = format!("https://127.0.0.99:2379,{}", n2.client_url());
+    let mut m = common::manifest::Manifest::load(&n2.manifest()).unwrap();
+    m.set_flag("advertise-client-urls", &urls).unwrap();
+    m.save().unwrap();
+    // Published by node2's etcd once it restarted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.etcdctl_ok(&["member", "list"]).contains("https://127.0.0.99:2379") {
+        assert!(Instant::now() < deadline, "node2 never published its URLs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.wait_healthy(&[1, 2, 3], Duration::from_secs(30));
+    let r = status(&c, 1, &["--endpoints", &c.node(1).client_url()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let node2 = member(&r.json, "node2");
+    assert_eq!(node2["clientURLs"].as_array().unwrap().len(), 2, "{node2}");
+    assert_eq!(node2["endpoint"]["reachable"], true, "{node2}");
+}
