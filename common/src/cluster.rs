@@ -153,10 +153,23 @@ pub fn on_port(peer: &str, port: &str) -> Option<String> {
     Some(format!("{base}:{port}"))
 }
 
-/// Asks every seed in parallel; as soon as one that follows a leader returns the member list,
-/// asks the members not among the seeds too, without waiting for slow seeds. A list from a
-/// member without a leader (cut off: its list may be stale) is taken only when no led one came.
-/// Every request is bounded.
+/// A member list as a seed gave it: the seed's place in the order, whether it follows a leader.
+struct Listed {
+    seed: usize,
+    led: bool,
+    list: (u64, Vec<MemberInfo>),
+}
+
+/// Which list describes the cluster: one from a member that follows a leader (a cut-off one's may
+/// be stale), and of those the earliest seed's. The seeds start with this node's own member, so
+/// beside a node restored alone each side sees its own cluster, whichever answers first.
+fn choose(lists: Vec<Listed>) -> Option<(u64, Vec<MemberInfo>)> {
+    lists.into_iter().min_by_key(|l| (!l.led, l.seed)).map(|l| l.list)
+}
+
+/// Asks every seed in parallel; as soon as one returns a member list, asks the members not among
+/// the seeds too, at each of their client URLs, without waiting for slow seeds. Every request is
+/// bounded.
 pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u64, Vec<MemberInfo>)>) {
     let mut tasks = JoinSet::new();
     for url in seeds {
@@ -164,40 +177,23 @@ pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u
     }
     let mut asked: BTreeSet<String> = seeds.iter().cloned().collect();
     let mut probes = Vec::new();
-    let mut list: Option<(u64, Vec<MemberInfo>)> = None;
-    let mut unled: Option<(u64, Vec<MemberInfo>)> = None;
-    loop {
-        let mut adopt = None;
-        match tasks.join_next().await {
-            Some(Ok(mut p)) => {
-                if list.is_none()
-                    && let Some(Ok(l)) = p.members.take()
-                {
-                    match p.status.as_ref().is_ok_and(|s| s.leader != 0) {
-                        true => adopt = Some(l),
-                        false => unled = unled.or(Some(l)),
-                    }
-                }
-                probes.push(p);
-            }
-            Some(Err(_)) => {}
-            None => match (list.is_none(), unled.take()) {
-                (true, Some(l)) => adopt = Some(l),
-                _ => break,
-            },
-        }
-        if let Some(l) = adopt {
+    let mut lists = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let Ok(mut p) = done else { continue };
+        if let Some(Ok(list)) = p.members.take() {
             // Every client URL of a member, not its first alone: etcd sorts them, and the first
             // may be one this host cannot reach (another network, a loopback shared by all).
-            for url in l.1.iter().flat_map(|m| &m.client_urls) {
+            for url in list.1.iter().flat_map(|m| &m.client_urls) {
                 if asked.insert(url.clone()) {
                     tasks.spawn(probe(dialer.clone(), url.clone(), false));
                 }
             }
-            list = Some(l);
+            let seed = seeds.iter().position(|s| *s == p.url).unwrap_or(usize::MAX);
+            lists.push(Listed { seed, led: p.status.as_ref().is_ok_and(|s| s.leader != 0), list });
         }
+        probes.push(p);
     }
-    (probes, list)
+    (probes, choose(lists))
 }
 
 fn unreachable(url: &str, error: String) -> EndpointStatus {
@@ -321,9 +317,9 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
         .map(|m| m.label())
         .collect();
     let mut quorum = Quorum::of_cluster(voters.len(), reachable.len(), reachable.len() - leaderless.len());
-    // Only learners answered, and no list says who votes: one that follows a leader says a
-    // quorum works (the warning above says the picture is partial).
-    if list_cluster == 0 && voters.is_empty() && answered.iter().any(|s| s.leader != 0) {
+    // No list says who votes (only learners answered, say): one that follows a leader says a
+    // quorum works, whatever else failed (the warning above says the picture is partial).
+    if list_cluster == 0 && answered.iter().any(|s| s.leader != 0) {
         quorum.has_quorum = true;
     }
     if !leaderless.is_empty() {
@@ -566,8 +562,6 @@ pub fn member_ref(m: &MemberStatus) -> MemberRef {
 mod tests {
     use super::*;
 
-    /// Three voters that all answer, as when their peer traffic is cut: with no leader among
-    /// them there is no working majority (exit 4 from etcd-status), though all are reachable.
     /// What member `id` at 10.0.0.`host` answers: its cluster, its leader, learner or not.
     fn answer(host: u64, id: u64, cluster_id: u64, leader: u64, is_learner: bool) -> Probe {
         Probe {
@@ -588,6 +582,8 @@ mod tests {
         }
     }
 
+    /// Three voters that all answer, as when their peer traffic is cut: with no leader among
+    /// them there is no working majority (exit 4 from etcd-status), though all are reachable.
     #[test]
     fn answering_without_a_leader_is_no_quorum() {
         let probe = |id: u64, leader: u64| answer(id, id, 7, leader, false);
@@ -628,10 +624,29 @@ mod tests {
         assert!(is_degraded(&split));
     }
 
+    /// Beside a node restored alone, each side sees its own cluster whichever answers first: the
+    /// earliest seed's list (this node's own member) among those that follow a leader.
+    #[test]
+    fn the_list_is_the_first_led_seeds() {
+        let listed = |seed: usize, led: bool, cluster: u64| Listed { seed, led, list: (cluster, vec![]) };
+        let pick = |l: Vec<Listed>| choose(l).map(|c| c.0);
+        assert_eq!(pick(vec![listed(1, true, 9), listed(0, true, 7)]), Some(7));
+        assert_eq!(pick(vec![listed(0, false, 7), listed(2, true, 9)]), Some(9), "a cut-off member's list is last");
+        assert_eq!(pick(vec![listed(3, false, 7), listed(1, false, 9)]), Some(9));
+        assert_eq!(pick(vec![]), None);
+    }
+
     /// No member list (a learner gives none): the learner is one, counted once however many of
     /// its URLs were asked, and the picture is degraded, not healthy; its leader says a quorum works.
     #[test]
     fn a_learner_alone_gives_a_partial_picture() {
+        let failed = Probe {
+            url: "https://10.0.0.9:2379".into(),
+            status: Err(EndpointError { kind: FailKind::Timeout, message: "context deadline exceeded".into() }),
+            members: None,
+        };
+        let s = assemble(&[answer(4, 4, 7, 2, true), failed], None, None);
+        assert!(s.quorum.has_quorum, "a failed guess elsewhere does not undo what the learner says");
         let s = assemble(&[answer(4, 4, 7, 2, true), answer(5, 4, 7, 2, true)], None, None);
         assert_eq!(s.members.len(), 1, "{:?}", s.members);
         assert!(s.members[0].is_learner);

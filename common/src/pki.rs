@@ -20,18 +20,31 @@ pub fn read_pem_certs(path: &Path) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// (notBefore, notAfter), as Unix seconds, of the certificate of a PEM file that expires first:
-/// a CA bundle during a rotation, or a leaf with its chain, is only as good as that one.
-pub fn validity(path: &Path) -> Result<(i64, i64)> {
-    let mut soonest: Option<(i64, i64)> = None;
+/// (notBefore, notAfter) of every certificate of a PEM file, as Unix seconds, in file order.
+fn validities(path: &Path) -> Result<Vec<(i64, i64)>> {
+    let mut out = Vec::new();
     for der in read_pem_certs(path)? {
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| anyhow!("{}: not an X.509 certificate: {e}", path.display()))?;
         let v = cert.validity();
-        let this = (v.not_before.timestamp(), v.not_after.timestamp());
-        soonest = Some(soonest.map_or(this, |s| if this.1 < s.1 { this } else { s }));
+        out.push((v.not_before.timestamp(), v.not_after.timestamp()));
     }
-    soonest.ok_or_else(|| anyhow!("{}: no PEM certificate in it", path.display()))
+    Ok(out)
+}
+
+/// (notBefore, notAfter) of a certificate file, as Unix seconds: the leaf's start, and the end of
+/// whichever of it and the chain after it expires first (the chain is only as good as that).
+pub fn validity(path: &Path) -> Result<(i64, i64)> {
+    let all = validities(path)?;
+    let end = all.iter().map(|v| v.1).min().unwrap_or(0);
+    Ok((all[0].0, end))
+}
+
+/// (notBefore, notAfter) of a CA bundle: the CA that stays valid longest. During a rotation the
+/// bundle holds the old CA too, and it expiring is the rotation going as planned.
+pub fn bundle_validity(path: &Path) -> Result<(i64, i64)> {
+    let all = validities(path)?;
+    Ok(all.into_iter().max_by_key(|v| v.1).unwrap_or_default())
 }
 
 /// Checks a leaf certificate for a node: it parses, chains to the CA (issuer and signature), is

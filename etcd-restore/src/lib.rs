@@ -173,6 +173,29 @@ pub(crate) fn restore_beside(
     restore_at(snapshot, &parent.join(format!(".{base}.restore-{}", std::process::id())), m, args)
 }
 
+/// The half-built dirs that restores killed midway left inside `data_dir` (their process gone).
+fn dead_staging(data_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return vec![] };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(".etcd-restore-").is_some_and(|pid| {
+                !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !Path::new("/proc").join(pid).exists()
+            })
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// `dir` holds nothing besides `leftovers` (or does not exist).
+fn empty_but(dir: &Path, leftovers: &[PathBuf]) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(d) => d.filter_map(Result::ok).all(|e| leftovers.contains(&e.path())),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Restores into `tmp`, which it returns with the outcome; removes it on failure.
 fn restore_at(snapshot: &str, tmp: &Path, m: &Membership, args: &Args) -> Result<(PathBuf, restore::Outcome)> {
     let tmp = tmp.to_path_buf();
@@ -252,7 +275,11 @@ fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, sha
         format!("{path}: revision {}, {} keys", verified.status.revision, verified.status.total_keys),
     );
     bump_check(&mut plan, verified.status.revision, args.bump_revision);
-    plan.check("data dir empty or absent", common::backup::empty_or_absent(data_dir), data_dir.display().to_string());
+    let leftovers = dead_staging(data_dir);
+    plan.check("data dir empty or absent", empty_but(data_dir, &leftovers), data_dir.display().to_string());
+    for l in &leftovers {
+        plan.step("remove", format!("{}: a killed restore's half-built dir", l.display()), true);
+    }
     let parent = common::durable::parent_dir(data_dir);
     plan.check("data dir parent exists", parent.is_dir(), parent.display().to_string());
     let (ok, detail) = room_for(&path, data_dir);
@@ -299,6 +326,14 @@ pub fn run(args: Args) -> Result<u8> {
     )?;
     if args.dry_run {
         return dry_run(&snapshot_arg, &data_dir, &m, &args, &shared);
+    }
+    // A killed restore into this (empty) dir left its half-built dir there: not anyone's data.
+    let leftovers = dead_staging(&data_dir);
+    if empty_but(&data_dir, &leftovers) {
+        for l in &leftovers {
+            common::say!("etcd-restore: removing {}, left by a killed restore", l.display());
+            std::fs::remove_dir_all(l).map_err(|e| anyhow!("remove {}: {e}", l.display()))?;
+        }
     }
     if !common::backup::empty_or_absent(&data_dir) {
         return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));

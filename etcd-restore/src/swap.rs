@@ -32,7 +32,8 @@ struct Journal {
     /// The manifest this run puts in place (its bytes), journaled before it is written.
     #[serde(default)]
     written_manifest: Option<String>,
-    /// The snapshot this run restores (path and sha256): a rerun of another command is not its rerun.
+    /// The snapshot this run restores (path, and sha256: its content tells a rerun of another
+    /// snapshot; a raw db has none, as recover --via-restore's copy of one).
     #[serde(default)]
     snapshot: String,
     #[serde(default)]
@@ -53,8 +54,9 @@ fn read_journal(root: &Path) -> Option<Journal> {
 fn live_journal(root: &Path, shared: &Shared, retire: bool, snapshot: (&str, &str)) -> Result<Option<Journal>> {
     let path = root.join(JOURNAL);
     let Some(j) = read_journal(root) else { return Ok(None) };
-    // Journals of older versions name no snapshot.
-    let other_snapshot = !j.snapshot.is_empty() && (j.snapshot.as_str(), j.snapshot_sha256.as_str()) != snapshot;
+    // By content: a path may be rewritten, or (recover --via-restore) differ at each run. Journals
+    // of older versions, and raw dbs, have no sha256.
+    let other_snapshot = !j.snapshot_sha256.is_empty() && !snapshot.1.is_empty() && j.snapshot_sha256 != snapshot.1;
     let in_place = std::fs::read_to_string(&shared.manifest).ok();
     let ours = in_place.is_some() && in_place == j.written_manifest;
     // Killed between journaling the manifest's move and making it: the one in place is the original.
@@ -64,9 +66,11 @@ fn live_journal(root: &Path, shared: &Shared, retire: bool, snapshot: (&str, &st
             return Err(coded(
                 exit::REFUSED,
                 format!(
-                    "an interrupted swap of {} has this node's manifest out (journal {}): run that command again to                      finish it first",
+                    "an interrupted swap of {} has this node's manifest out (journal {}): run that command again \
+                     to finish it first{}",
                     j.snapshot,
-                    path.display()
+                    path.display(),
+                    way_back(&j, shared).map(|w| format!(", or go back: {w}")).unwrap_or_default()
                 ),
             ));
         }
@@ -154,6 +158,57 @@ fn journaled_move(
     Ok(Some(to))
 }
 
+/// The shell commands that put the old data dir and the original manifest back, for an operator
+/// to run once etcd has stopped: what stands in the data dir's place goes aside first.
+fn go_back(
+    manifest_in_place: bool,
+    new_in_place: bool,
+    old: Option<&Path>,
+    manifest_backup: Option<&Path>,
+    data_dir: &Path,
+    backup_dir: &Path,
+    manifest: &Path,
+) -> String {
+    let q = |p: &Path| crate::plan::shell_quote(&p.display().to_string());
+    let mut todo = Vec::new();
+    if manifest_in_place {
+        todo.push(format!("mv {} {}/", q(manifest), q(backup_dir)));
+    }
+    if new_in_place {
+        todo.push(format!("mv {} {}", q(data_dir), q(&backup_dir.join("restored-data"))));
+    }
+    if let Some(old) = old {
+        todo.push(format!("mv {} {}", q(old), q(data_dir)));
+    }
+    if let Some(m) = manifest_backup {
+        // Through a dot file and a rename: the kubelet never reads half a manifest.
+        let tmp = common::manifest::temp_path(manifest).unwrap_or_default();
+        todo.push(format!("cp {} {} && mv {} {}", q(m), q(&tmp), q(&tmp), q(manifest)));
+    }
+    todo.join(" && ")
+}
+
+/// [`go_back`] from an interrupted run's journal, when its manifest is out and so the node down.
+fn way_back(j: &Journal, shared: &Shared) -> Option<String> {
+    let manifest_backup = j.manifest_backup.as_ref().and_then(|d| backup::moved_to(&shared.manifest, d))?;
+    if shared.manifest.exists() {
+        return None;
+    }
+    let data_dir = Manifest::load(&manifest_backup).ok()?.data_dir(&shared.rootfs).ok()?;
+    let old = j.old_data_backup.as_ref().and_then(|d| backup::moved_to(&data_dir, d));
+    let new_in_place = old.is_some() && data_dir.exists();
+    let cmds = go_back(
+        false,
+        new_in_place,
+        old.as_deref(),
+        Some(&manifest_backup),
+        &data_dir,
+        &j.backup_dir,
+        &shared.manifest,
+    );
+    Some(cmds)
+}
+
 /// What has been done so far (by this run, or by the interrupted run it resumes), to undo it.
 #[derive(Default)]
 struct Done {
@@ -197,26 +252,17 @@ fn undo(
         // etcd may still run on data a swap put in place: moving dirs from under it, or starting the old
         // member beside it, is worse than stopping here with the way back spelled out.
         said.push(why);
-        let q = |p: &Path| crate::plan::shell_quote(&p.display().to_string());
-        let mut todo = Vec::new();
-        if taken_out.is_err() {
-            todo.push(format!("mv {} {}/", q(&original.path), q(backup_dir)));
-        }
-        if done.new_in_place {
-            todo.push(format!("mv {} {}", q(data_dir), q(&backup_dir.join("restored-data"))));
-        }
-        if let Some(old) = &done.old_data_backup {
-            todo.push(format!("mv {} {}", q(old), q(data_dir)));
-        }
-        if let Some(m) = &done.manifest_backup {
-            // Through a dot file and a rename: the kubelet never reads half a manifest.
-            let tmp = common::manifest::temp_path(&original.path).unwrap_or_default();
-            todo.push(format!("cp {} {} && mv {} {}", q(m), q(&tmp), q(&tmp), q(&original.path)));
-        }
+        let todo = go_back(
+            taken_out.is_err(),
+            done.new_in_place,
+            done.old_data_backup.as_deref(),
+            done.manifest_backup.as_deref(),
+            data_dir,
+            backup_dir,
+            &original.path,
+        );
         said.push(format!(
-            "stopped undoing; once etcd has stopped, run the same command again to finish the swap, or go \
-             back: {}",
-            todo.join(" && ")
+            "stopped undoing; once etcd has stopped, run the same command again to finish the swap, or go back: {todo}"
         ));
         return (said.join("; "), false);
     }
@@ -462,7 +508,10 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     crate::bump_check(&mut plan, verified.status.revision, args.bump_revision);
     // Asked on a resumed run too (this node's restored member is not counted): the old members
     // may be back since.
-    let (alone, detail) = old_cluster_gone(shared, &original, &name, &data_dir, &m);
+    // A resumed run's data dir may hold its restored db: the members the old one knew are asked.
+    let old_dir =
+        journal.as_ref().and_then(|j| j.old_data_backup.as_ref()).and_then(|d| backup::moved_to(&data_dir, d));
+    let (alone, detail) = old_cluster_gone(shared, &original, &name, old_dir.as_deref().unwrap_or(&data_dir), &m);
     plan.check("no majority of the old cluster serves beside the new one", alone || args.force, detail);
     crictl.plan_check(&mut plan, None);
     plan.check("data dir parent exists", data_dir.parent().is_some_and(Path::is_dir), data_dir.display().to_string());
@@ -490,7 +539,16 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         true,
     );
     plan.step("verify", format!("{client_url} healthy with revision >= {}", verified.status.revision), false);
-    if let Some(code) = cli::plan_gate(&plan, shared.output, args.dry_run)? {
+    // Refused while resuming: the node is down (manifest out); the way back is spelled out.
+    let gate = cli::plan_gate(&plan, shared.output, args.dry_run).map_err(|e| {
+        match journal.as_ref().and_then(|j| way_back(j, shared)) {
+            Some(w) => {
+                exit::with_state(e, format!("an interrupted swap has this node's manifest out; to go back: {w}"))
+            }
+            None => e,
+        }
+    })?;
+    if let Some(code) = gate {
         return Ok(Swapped::Planned(code));
     }
     cli::confirm(args.yes, &format!("replace this node's etcd data ({}) with {path}", data_dir.display()))?;

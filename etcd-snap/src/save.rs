@@ -61,18 +61,17 @@ common::with_shared_flags! {
     }
 }
 
-/// Removes the `.part` when dropped, unless it became the final file; only while the file under
-/// that name is still the one this run made (never another save's of the same name).
+/// Removes the `.part` name when dropped, while the file under it is still the one this run
+/// made (never another save's of the same name). Once published, the final name holds the file:
+/// the `.part` name is gone (renamed) or a leftover link to it (removed here).
 struct Part {
     path: PathBuf,
     made: (u64, u64),
-    keep: bool,
 }
 
 impl Drop for Part {
     fn drop(&mut self) {
-        let ours = std::fs::metadata(&self.path).is_ok_and(|m| store::identity(&m) == self.made);
-        if !self.keep && ours {
+        if std::fs::metadata(&self.path).is_ok_and(|m| store::identity(&m) == self.made) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -87,7 +86,13 @@ fn publish(part: &Path, to: &Path, replace: bool) -> Result<()> {
         return std::fs::rename(part, to).map_err(renamed);
     }
     match std::fs::hard_link(part, to) {
-        Ok(()) => std::fs::remove_file(part).map_err(|e| anyhow!("remove {}: {e}", part.display())),
+        // Published once linked: a `.part` name left over is only a leftover (the guard retries).
+        Ok(()) => {
+            if let Err(e) = std::fs::remove_file(part) {
+                common::say!("etcd-snap: warning: remove {}: {e}", part.display());
+            }
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             Err(coded(exit::REFUSED, format!("{}: exists; not replacing it without --force", to.display())))
         }
@@ -270,7 +275,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
         };
         let mut file = store::open_part(&part_path)?;
         let made = file.metadata().map(|m| store::identity(&m))?;
-        let mut part = Part { path: part_path.clone(), made, keep: false };
+        let _part = Part { path: part_path.clone(), made };
         let mut check = StreamCheck::default();
         let streamed = rt.block_on(async {
             match tokio::time::timeout(left, stream(&dialer, &url, &mut file, &mut check, stall)).await {
@@ -322,7 +327,6 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
         // A name in --dir is this tool's own: one taken already holds the same member's snapshot
         // at the same revision and second. --out names the user's file: kept without --force.
         publish(&part_path, &final_path, args.force || matches!(target, Target::Dir(_)))?;
-        part.keep = true;
         common::durable::sync_parent(&final_path)?;
         // Held to here: a cleaner that opened the `.part` before it went takes its lock only now,
         // and finds another file (or none) under that name.

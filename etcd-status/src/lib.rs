@@ -33,8 +33,14 @@ answered in time."
 const CERT_WARN_DAYS: i64 = 30;
 
 fn certificate(path: &Path, used_as: String, now: i64) -> CertificateView {
+    // A trust bundle holds old and new CAs during a rotation; a certificate file, a leaf and its chain.
+    let bundle = used_as.contains("trusted-ca-file");
     let mut view = CertificateView { path: path.display().to_string(), used_as, ..Default::default() };
-    match common::pki::validity(path) {
+    let validity = match bundle {
+        true => common::pki::bundle_validity(path),
+        false => common::pki::validity(path),
+    };
+    match validity {
         Ok((_, not_after)) => {
             view.not_after = Some(common::time::rfc3339_secs(not_after));
             view.days_left = Some(common::pki::days_left(not_after, now));
@@ -79,8 +85,12 @@ fn local_view(shared: &Shared, manifest: &Manifest, log_lines: usize) -> LocalVi
 fn local_warnings(local: &LocalView, manifest: &Manifest) -> Vec<String> {
     let mut out = Vec::new();
     if local.force_new_cluster {
+        let what = match manifest.force_new_cluster() {
+            true => "--force-new-cluster is still in",
+            false => "ETCD_FORCE_NEW_CLUSTER is set in the env of",
+        };
         out.push(format!(
-            "--force-new-cluster is still in {}: remove it now, the next etcd restart would drop every member added since",
+            "{what} {}: remove it now, the next etcd restart would drop every member added since",
             local.manifest
         ));
     }

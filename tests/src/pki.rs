@@ -108,10 +108,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A file of several certificates expires with the first of them to expire, wherever it
-    /// stands in the file (etcd-status warns on it).
+    /// A certificate with its chain expires with the first of them to expire, wherever it stands
+    /// in the file; a CA bundle with the CA that lasts longest (during a rotation the old one
+    /// expiring is the plan). etcd-status warns on these.
     #[test]
-    fn a_bundle_expires_with_its_soonest_certificate() {
+    fn a_chain_expires_with_its_soonest_certificate_a_bundle_with_its_latest() {
         let dir = std::env::temp_dir().join(format!("pki-soonest-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = Ca::new("etcd-ca");
@@ -121,6 +122,11 @@ mod tests {
         std::fs::write(&path, format!("{long}{short}")).unwrap();
         let (_, not_after) = common::pki::validity(&path).unwrap();
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        assert_eq!(common::pki::days_left(not_after, now), 5);
+        let (expired, _) = ca.issue("c", &[], false, true, Validity { from_days: -30, to_days: -1 });
+        let bundle = dir.join("ca.crt");
+        std::fs::write(&bundle, format!("{expired}{short}")).unwrap();
+        let (_, not_after) = common::pki::bundle_validity(&bundle).unwrap();
         assert_eq!(common::pki::days_left(not_after, now), 5);
         std::fs::remove_dir_all(&dir).unwrap();
     }

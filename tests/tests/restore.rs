@@ -178,6 +178,12 @@ fn restore_into_an_empty_mount_point_or_symlink() {
     std::fs::create_dir(&target).unwrap();
     let link = base.join("link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
+    // A restore killed there earlier left its half-built dir (its process gone): not a reason
+    // to call the dir not empty.
+    let dead = (4_000_000..).find(|p| !Path::new(&format!("/proc/{p}")).exists()).unwrap();
+    let leftover = disk.join(format!(".etcd-restore-{dead}/member/snap"));
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("db"), b"half").unwrap();
     for (dir, holder) in [(&disk, &disk), (&link, &target)] {
         let mut cmd = Command::new(etcd_lab::bin("etcd-restore"));
         cmd.arg("--snapshot").arg(testdata("snapshot-3.5.30.db")).arg("--data-dir").arg(dir);
@@ -423,6 +429,8 @@ fn option_one(version: &str) {
     assert_eq!(refused.code, 5, "{}\n{}", refused.stderr, refused.stdout);
     let line = refused.stderr.lines().last().unwrap_or_default();
     assert!(line.contains("2 of 3 voters of the old cluster still serve"), "{line}");
+    // The node is down meanwhile: the refusal says how to go back.
+    assert!(line.contains("an interrupted swap has this node's manifest out; to go back: mv "), "{line}");
     assert!(!c.node(1).manifest().exists(), "the killed run's state is left for its rerun");
     // The runbook: the others stopped first (cleaned, as they must be to join anyway).
     for k in [2, 3] {

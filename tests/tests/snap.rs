@@ -205,6 +205,18 @@ fn a_member_stalling_mid_stream_hands_over_to_the_next() {
     assert_eq!(names.len(), 1, "one snapshot, no .part: {names:?}");
     let real = real_status(&c, r.json["path"].as_str().unwrap());
     assert_eq!(real["revision"], r.json["revision"]);
+
+    // --timeout bounds the whole run: spent on the first follower, the second is not tried.
+    let mut cmd = c.tool("etcd-snap", 1);
+    cmd.args(["save", "--dir", dir.to_str().unwrap(), "--from", "follower", "--timeout", "1500ms"]);
+    cmd.args(["--stall-timeout", "20s"]);
+    let (r, _) = c.paused_at(cmd, "save-streaming", |_| frozen = c.freeze(k));
+    c.thaw(frozen);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not done within --timeout 1.5s") && r.stderr.contains("not tried, --timeout 1.5s spent")
+    );
+    assert_eq!(files(&dir).len(), 1, "nothing more: {:?}", files(&dir));
 }
 
 fn testdata(name: &str) -> PathBuf {
