@@ -53,6 +53,7 @@ did not stop either, the message says how to finish or go back)."
         #[argh(option)]
         pub initial_cluster_token: Option<String>,
         /// accept a file without a sha256 trailer (a raw member/snap/db), or do not check the trailer
+        /// (a Snapshot document's recorded sha256 is checked all the same)
         #[argh(switch)]
         pub skip_hash_check: bool,
         /// raise the revision by N (needs --mark-compacted), so watchers see no revision going back

@@ -38,7 +38,8 @@ common::with_shared_flags! {
         /// the snapshot file, or - for a Snapshot document on stdin
         #[argh(positional)]
         pub file: String,
-        /// accept a file without a sha256 trailer (a raw member/snap/db) and do not check it
+        /// accept a file without a sha256 trailer (a raw member/snap/db) and do not check it (a
+        /// Snapshot document's recorded sha256 is checked all the same)
         #[argh(switch)]
         pub skip_hash_check: bool,
     }
