@@ -160,17 +160,19 @@ struct Listed {
     list: (u64, Vec<MemberInfo>),
 }
 
-/// Which list describes the cluster: one from a member that follows a leader (a cut-off one's may
-/// be stale), and of those the earliest seed's. The seeds start with this node's own member, so
-/// beside a node restored alone each side sees its own cluster, whichever answers first.
-fn choose(lists: Vec<Listed>) -> Option<(u64, Vec<MemberInfo>)> {
-    lists.into_iter().min_by_key(|l| (!l.led, l.seed)).map(|l| l.list)
+/// Which list describes the cluster: one of the cluster this node's own member answers for, when
+/// it answers (beside a node restored alone, each side sees its own, whichever answers first and
+/// whatever order `--endpoints` gives); then one from a member that follows a leader (a cut-off
+/// one's may be stale); then the earliest seed's.
+fn choose(lists: Vec<Listed>, own_cluster: Option<u64>) -> Option<(u64, Vec<MemberInfo>)> {
+    let foreign = |l: &Listed| own_cluster.is_some_and(|c| c != l.list.0);
+    lists.into_iter().min_by_key(|l| (foreign(l), !l.led, l.seed)).map(|l| l.list)
 }
 
 /// Asks every seed in parallel; as soon as one returns a member list, asks the members not among
 /// the seeds too, at each of their client URLs, without waiting for slow seeds. Every request is
-/// bounded.
-pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u64, Vec<MemberInfo>)>) {
+/// bounded. `own`: this node's own member's client URLs (its manifest's), if any.
+pub async fn gather(dialer: &Dialer, seeds: &[String], own: &[String]) -> (Vec<Probe>, Option<(u64, Vec<MemberInfo>)>) {
     let mut tasks = JoinSet::new();
     for url in seeds {
         tasks.spawn(probe(dialer.clone(), url.clone(), true));
@@ -193,7 +195,9 @@ pub async fn gather(dialer: &Dialer, seeds: &[String]) -> (Vec<Probe>, Option<(u
         }
         probes.push(p);
     }
-    (probes, choose(lists))
+    let own_cluster =
+        probes.iter().filter(|p| own.contains(&p.url)).find_map(|p| p.status.as_ref().ok().map(|s| s.cluster_id));
+    (probes, choose(lists, own_cluster))
 }
 
 fn unreachable(url: &str, error: String) -> EndpointStatus {
@@ -317,9 +321,10 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
         .map(|m| m.label())
         .collect();
     let mut quorum = Quorum::of_cluster(voters.len(), reachable.len(), reachable.len() - leaderless.len());
-    // No list says who votes (only learners answered, say): one that follows a leader says a
-    // quorum works, whatever else failed (the warning above says the picture is partial).
-    if list_cluster == 0 && answered.iter().any(|s| s.leader != 0) {
+    // Only learners answered, and no list says who votes: one that names a leader says a quorum
+    // worked lately (a learner never campaigns, so it keeps naming a leader that has gone; a
+    // guessed voter that failed is then a sign against it, and the quorum stays lost).
+    if list_cluster == 0 && voters.is_empty() && answered.iter().any(|s| s.leader != 0) {
         quorum.has_quorum = true;
     }
     if !leaderless.is_empty() {
@@ -441,7 +446,8 @@ pub fn survey(shared: &Shared, manifest: Option<&Manifest>) -> Result<Survey> {
     log::info!("endpoints {seeds:?} ({})", if explicit { "given" } else { "found" });
     let dialer = Dialer::new(shared, seeds.iter().any(|s| s.starts_with("https://")))?;
     let rt = crate::client::runtime()?;
-    let (probes, list) = rt.block_on(gather(&dialer, &seeds));
+    let own = manifest.map(Manifest::client_urls).unwrap_or_default();
+    let (probes, list) = rt.block_on(gather(&dialer, &seeds, &own));
     let status = assemble(&probes, list, manifest);
     Ok(Survey { status, probes, explicit })
 }
@@ -629,11 +635,15 @@ mod tests {
     #[test]
     fn the_list_is_the_first_led_seeds() {
         let listed = |seed: usize, led: bool, cluster: u64| Listed { seed, led, list: (cluster, vec![]) };
-        let pick = |l: Vec<Listed>| choose(l).map(|c| c.0);
+        let pick = |l: Vec<Listed>| choose(l, None).map(|c| c.0);
         assert_eq!(pick(vec![listed(1, true, 9), listed(0, true, 7)]), Some(7));
         assert_eq!(pick(vec![listed(0, false, 7), listed(2, true, 9)]), Some(9), "a cut-off member's list is last");
         assert_eq!(pick(vec![listed(3, false, 7), listed(1, false, 9)]), Some(9));
         assert_eq!(pick(vec![]), None);
+        // --endpoints naming the restored node first: this node's own member's cluster all the same.
+        let own = |l: Vec<Listed>| choose(l, Some(7)).map(|c| c.0);
+        assert_eq!(own(vec![listed(0, true, 9), listed(1, true, 7)]), Some(7));
+        assert_eq!(own(vec![listed(0, true, 9), listed(1, false, 7)]), Some(7));
     }
 
     /// No member list (a learner gives none): the learner is one, counted once however many of
@@ -646,7 +656,7 @@ mod tests {
             members: None,
         };
         let s = assemble(&[answer(4, 4, 7, 2, true), failed], None, None);
-        assert!(s.quorum.has_quorum, "a failed guess elsewhere does not undo what the learner says");
+        assert!(!s.quorum.has_quorum, "a voter that fails speaks against a learner's (maybe stale) leader");
         let s = assemble(&[answer(4, 4, 7, 2, true), answer(5, 4, 7, 2, true)], None, None);
         assert_eq!(s.members.len(), 1, "{:?}", s.members);
         assert!(s.members[0].is_learner);

@@ -40,11 +40,13 @@ pub fn validity(path: &Path) -> Result<(i64, i64)> {
     Ok((all[0].0, end))
 }
 
-/// (notBefore, notAfter) of a CA bundle: the CA that stays valid longest. During a rotation the
-/// bundle holds the old CA too, and it expiring is the rotation going as planned.
-pub fn bundle_validity(path: &Path) -> Result<(i64, i64)> {
+/// (notBefore, notAfter) of a CA bundle: of its CAs still valid at `now`, the one that expires
+/// first (it may still sign the certificates in use, halfway through a rotation); an old CA
+/// expired already is the rotation done (it can sign nothing that works). All expired: the last.
+pub fn bundle_validity(path: &Path, now: i64) -> Result<(i64, i64)> {
     let all = validities(path)?;
-    Ok(all.into_iter().max_by_key(|v| v.1).unwrap_or_default())
+    let live = all.iter().filter(|v| v.1 > now).min_by_key(|v| v.1);
+    Ok(live.or_else(|| all.iter().max_by_key(|v| v.1)).copied().unwrap_or_default())
 }
 
 /// Checks a leaf certificate for a node: it parses, chains to the CA (issuer and signature), is

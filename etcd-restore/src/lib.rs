@@ -174,19 +174,31 @@ pub(crate) fn restore_beside(
     restore_at(snapshot, &parent.join(format!(".{base}.restore-{}", std::process::id())), m, args)
 }
 
-/// The half-built dirs that restores killed midway left inside `data_dir` (their process gone).
+/// The half-built dirs that restores killed midway left inside `data_dir`: a live restore holds
+/// a lock on its own (a pid says nothing across PID namespaces, or without /proc).
 fn dead_staging(data_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(data_dir) else { return vec![] };
     entries
         .filter_map(Result::ok)
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix(".etcd-restore-").is_some_and(|pid| {
-                !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !Path::new("/proc").join(pid).exists()
-            })
+            let ours = name
+                .strip_prefix(".etcd-restore-")
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            ours && std::fs::File::open(e.path()).is_ok_and(|f| f.try_lock().is_ok())
         })
         .map(|e| e.path())
         .collect()
+}
+
+/// Makes this run's staging dir inside the data dir and locks it for the whole restore.
+fn lock_staging(staging: &Path) -> Result<std::fs::File> {
+    // Under this pid's name, only a dead run of the same pid can have left one.
+    let _ = std::fs::remove_dir_all(staging);
+    common::backup::private_dir(staging).map_err(|e| anyhow!("{}: cannot create: {e}", staging.display()))?;
+    let f = std::fs::File::open(staging)?;
+    f.lock().map_err(|e| anyhow!("{}: cannot lock: {e}", staging.display()))?;
+    Ok(f)
 }
 
 /// `dir` holds nothing besides `leftovers` (or does not exist).
@@ -344,6 +356,12 @@ pub fn run(args: Args) -> Result<u8> {
     // would be another filesystem, and the rename at the end would fail.
     let inside = data_dir.is_dir();
     let staging = data_dir.join(format!(".etcd-restore-{}", std::process::id()));
+    let _held = inside.then(|| lock_staging(&staging)).transpose()?;
+    let drop_staging = || {
+        if inside {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    };
     // The hash check and the rewrite (which checks the structure) run side by side, one per core;
     // the result is renamed into place only when both passed.
     let (path, recorded) = snapshot_source(&snapshot_arg)?;
@@ -355,7 +373,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let (sha, restored) = std::thread::scope(|s| {
         let rewrite = s.spawn(|| match inside {
-            true => restore_at(&path, &staging, &m, &args),
+            true => restore_at(&path, &staging.join("d"), &m, &args),
             false => restore_beside(&path, &data_dir, &m, &args),
         });
         let sha = snapshot::check_trailer(
@@ -373,9 +391,13 @@ pub fn run(args: Args) -> Result<u8> {
             if let Ok((tmp, _)) = r {
                 let _ = std::fs::remove_dir_all(tmp);
             }
+            drop_staging();
             return Err(e);
         }
-        (Ok(()), Err(e)) => return Err(e),
+        (Ok(()), Err(e)) => {
+            drop_staging();
+            return Err(e);
+        }
     };
     // Renamed into place: the data dir is whole or absent (or empty), and the rename durable
     // before we say it is done.
@@ -385,11 +407,10 @@ pub fn run(args: Args) -> Result<u8> {
     };
     if let Err(e) = std::fs::rename(&from, &to) {
         let _ = std::fs::remove_dir_all(&tmp);
+        drop_staging();
         return Err(anyhow!("rename {} to {}: {e}", from.display(), to.display()));
     }
-    if inside {
-        let _ = std::fs::remove_dir(&tmp);
-    }
+    drop_staging();
     common::durable::sync_parent(&to).map_err(|e| anyhow!("fsync the dir of {}: {e}", to.display()))?;
     cli::emit(&document(path, &data_dir, &m, &outcome), shared.output, render);
     Ok(exit::OK)

@@ -159,7 +159,8 @@ fn journaled_move(
 }
 
 /// The shell commands that put the old data dir and the original manifest back, for an operator
-/// to run once etcd has stopped: what stands in the data dir's place goes aside first.
+/// to run once etcd has stopped: what stands in the data dir's place goes aside first, beside
+/// itself (same filesystem), and nothing is moved over a file (`mv -n`, names of their own).
 fn go_back(
     manifest_in_place: bool,
     new_in_place: bool,
@@ -170,22 +171,32 @@ fn go_back(
     manifest: &Path,
 ) -> String {
     let q = |p: &Path| crate::plan::shell_quote(&p.display().to_string());
+    let ts = common::time::compact_utc(std::time::SystemTime::now());
     let mut todo = Vec::new();
+    let mut first = String::new();
     if manifest_in_place {
-        todo.push(format!("mv {} {}/", q(manifest), q(backup_dir)));
+        // Not into the backup dir by its name: the original's copy is there under it.
+        let written = backup_dir.join(format!("etcd.yaml.written-{ts}"));
+        first = format!(
+            "mv -n {} {} && while crictl ps -q --name '^etcd$' | grep -q .; do sleep 1; done && ",
+            q(manifest),
+            q(&written)
+        );
     }
     if new_in_place {
-        todo.push(format!("mv {} {}", q(data_dir), q(&backup_dir.join("restored-data"))));
+        let name = data_dir.file_name().map_or("etcd".into(), |n| n.to_string_lossy().into_owned());
+        let aside = data_dir.with_file_name(format!("{name}.restored-{ts}"));
+        todo.push(format!("mv -n {} {}", q(data_dir), q(&aside)));
     }
     if let Some(old) = old {
-        todo.push(format!("mv {} {}", q(old), q(data_dir)));
+        todo.push(format!("mv -n {} {}", q(old), q(data_dir)));
     }
     if let Some(m) = manifest_backup {
         // Through a dot file and a rename: the kubelet never reads half a manifest.
         let tmp = common::manifest::temp_path(manifest).unwrap_or_default();
         todo.push(format!("cp {} {} && mv {} {}", q(m), q(&tmp), q(&tmp), q(manifest)));
     }
-    todo.join(" && ")
+    first + &todo.join(" && ")
 }
 
 /// [`go_back`] from an interrupted run's journal, when its manifest is out and so the node down.
@@ -467,11 +478,16 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
     // Bad input is refused first (a usage error, not another run's lock): checked on a look at
     // the journal here, and again under the lock below.
-    identity(args, shared, &original_manifest(read_journal(&root).as_ref(), shared)?)?;
+    // With an interrupted run's manifest out the node is down: a refusal says how to go back.
+    let way = |e: anyhow::Error| match read_journal(&root).and_then(|j| way_back(&j, shared)) {
+        Some(w) => exit::with_state(e, format!("an interrupted swap has this node's manifest out; to go back: {w}")),
+        None => e,
+    };
+    identity(args, shared, &original_manifest(read_journal(&root).as_ref(), shared)?).map_err(way)?;
     // An interrupted earlier run: its journal says where the original manifest went.
     // Held from before the journal is judged: a running swap's journal is never taken for stale.
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
-    let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check)?;
+    let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check).map_err(way)?;
     let snapshot_id = (absolute(&path), verified.sha256.clone());
     // A dry run judges the journal as the real run would, and leaves a stale one where it is.
     let journal = live_journal(&root, shared, !args.dry_run, (&snapshot_id.0, &snapshot_id.1))?;
@@ -540,14 +556,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     );
     plan.step("verify", format!("{client_url} healthy with revision >= {}", verified.status.revision), false);
     // Refused while resuming: the node is down (manifest out); the way back is spelled out.
-    let gate = cli::plan_gate(&plan, shared.output, args.dry_run).map_err(|e| {
-        match journal.as_ref().and_then(|j| way_back(j, shared)) {
-            Some(w) => {
-                exit::with_state(e, format!("an interrupted swap has this node's manifest out; to go back: {w}"))
-            }
-            None => e,
-        }
-    })?;
+    let gate = cli::plan_gate(&plan, shared.output, args.dry_run).map_err(way)?;
     if let Some(code) = gate {
         return Ok(Swapped::Planned(code));
     }

@@ -275,7 +275,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
         };
         let mut file = store::open_part(&part_path)?;
         let made = file.metadata().map(|m| store::identity(&m))?;
-        let _part = Part { path: part_path.clone(), made };
+        let part = Part { path: part_path.clone(), made };
         let mut check = StreamCheck::default();
         let streamed = rt.block_on(async {
             match tokio::time::timeout(left, stream(&dialer, &url, &mut file, &mut check, stall)).await {
@@ -330,6 +330,9 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
         common::durable::sync_parent(&final_path)?;
         // Held to here: a cleaner that opened the `.part` before it went takes its lock only now,
         // and finds another file (or none) under that name.
+        // The guard first, still under the lock: a `.part` name left linked to the published
+        // file goes before another save could take that name.
+        drop(part);
         drop(file);
         return Ok(Snapshot {
             kind: "Snapshot".into(),

@@ -136,6 +136,11 @@ pub fn open_part(path: &Path) -> Result<File> {
         // under its name counts.
         let same = std::fs::metadata(path).ok().map(|m| identity(&m));
         let ours = file.metadata().ok().map(|m| identity(&m));
+        // A name still linked to a published snapshot (its unlink failed): only the name goes.
+        if same.is_some() && same == ours && file.metadata().is_ok_and(|m| m.nlink() > 1) {
+            std::fs::remove_file(path).map_err(|e| anyhow!("{}: cannot remove: {e}", path.display()))?;
+            continue;
+        }
         if same.is_some() && same == ours {
             file.set_len(0)?;
             // The umask may have narrowed, or an old leftover widened, the mode.

@@ -37,7 +37,7 @@ fn certificate(path: &Path, used_as: String, now: i64) -> CertificateView {
     let bundle = used_as.contains("trusted-ca-file");
     let mut view = CertificateView { path: path.display().to_string(), used_as, ..Default::default() };
     let validity = match bundle {
-        true => common::pki::bundle_validity(path),
+        true => common::pki::bundle_validity(path, now),
         false => common::pki::validity(path),
     };
     match validity {

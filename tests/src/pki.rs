@@ -109,8 +109,9 @@ mod tests {
     }
 
     /// A certificate with its chain expires with the first of them to expire, wherever it stands
-    /// in the file; a CA bundle with the CA that lasts longest (during a rotation the old one
-    /// expiring is the plan). etcd-status warns on these.
+    /// in the file; a CA bundle with the first of its CAs still valid to expire (halfway through
+    /// a rotation the old one still signs what is in use), an expired one left in it being the
+    /// rotation done. etcd-status warns on these.
     #[test]
     fn a_chain_expires_with_its_soonest_certificate_a_bundle_with_its_latest() {
         let dir = std::env::temp_dir().join(format!("pki-soonest-{}", std::process::id()));
@@ -126,8 +127,11 @@ mod tests {
         let (expired, _) = ca.issue("c", &[], false, true, Validity { from_days: -30, to_days: -1 });
         let bundle = dir.join("ca.crt");
         std::fs::write(&bundle, format!("{expired}{short}")).unwrap();
-        let (_, not_after) = common::pki::bundle_validity(&bundle).unwrap();
+        let (_, not_after) = common::pki::bundle_validity(&bundle, now).unwrap();
         assert_eq!(common::pki::days_left(not_after, now), 5);
+        std::fs::write(&bundle, format!("{short}{long}")).unwrap();
+        let (_, not_after) = common::pki::bundle_validity(&bundle, now).unwrap();
+        assert_eq!(common::pki::days_left(not_after, now), 5, "the old CA still valid is the one to renew");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -178,18 +178,29 @@ fn restore_into_an_empty_mount_point_or_symlink() {
     std::fs::create_dir(&target).unwrap();
     let link = base.join("link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    // A restore killed there earlier left its half-built dir (its process gone): not a reason
-    // to call the dir not empty.
-    let dead = (4_000_000..).find(|p| !Path::new(&format!("/proc/{p}")).exists()).unwrap();
-    let leftover = disk.join(format!(".etcd-restore-{dead}/member/snap"));
+    // A restore killed there earlier left its half-built dir (no lock held on it): not a
+    // reason to call the dir not empty. One whose lock is held is a live restore's.
+    let leftover = disk.join(".etcd-restore-4242/d/member/snap");
     std::fs::create_dir_all(&leftover).unwrap();
     std::fs::write(leftover.join("db"), b"half").unwrap();
-    for (dir, holder) in [(&disk, &disk), (&link, &target)] {
+    let live = target.join(".etcd-restore-4343");
+    std::fs::create_dir_all(live.join("d")).unwrap();
+    let held = std::fs::File::open(&live).unwrap();
+    held.lock().unwrap();
+    let restore_into = |dir: &Path| {
         let mut cmd = Command::new(etcd_lab::bin("etcd-restore"));
         cmd.arg("--snapshot").arg(testdata("snapshot-3.5.30.db")).arg("--data-dir").arg(dir);
         cmd.args(["--name=n2", &format!("--initial-cluster={CLUSTER}"), &format!("--initial-cluster-token={TOKEN}")]);
         cmd.args(["--initial-advertise-peer-urls=http://127.0.0.1:25381", "-w", "json"]);
-        let r = etcd_lab::run(cmd, None);
+        etcd_lab::run(cmd, None)
+    };
+    let r = restore_into(&link);
+    assert_eq!(r.code, 5, "a live restore's dir is not removed: {}", r.stderr);
+    assert!(live.join("d").is_dir());
+    drop(held);
+    std::fs::remove_dir_all(&live).unwrap();
+    for (dir, holder) in [(&disk, &disk), (&link, &target)] {
+        let r = restore_into(dir);
         assert_eq!(r.code, 0, "{}: {}", dir.display(), r.stderr);
         assert_eq!(r.json["memberId"], "e04b22db4a72a6dd");
         assert_eq!(etcd_lab::dir_names(holder), ["member"], "{}: the member dir alone", holder.display());
@@ -738,7 +749,14 @@ fn another_snapshots_swap_does_not_resume_a_journal_3_5_30() {
     let r = c.run_json("etcd-restore", 1, &swap(&other).each_ref().map(String::as_str), None);
     assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
     let want = format!("an interrupted swap of {} has this node's manifest out", snap.display());
-    assert!(r.stderr.contains(&want), "{}", r.stderr);
+    assert!(r.stderr.contains(&want) && r.stderr.contains("or go back: mv -n "), "{}", r.stderr);
+    // Its snapshot damaged since: refused too (exit 6), and the way back is said.
+    let good = std::fs::read(&snap).unwrap();
+    std::fs::write(&snap, &good[..good.len() - 1]).unwrap();
+    let r = c.run_json("etcd-restore", 1, &swap(&snap).each_ref().map(String::as_str), None);
+    std::fs::write(&snap, &good).unwrap();
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("an interrupted swap has this node's manifest out; to go back: mv -n "), "{}", r.stderr);
     assert_eq!(std::fs::read(&journal).unwrap(), before, "the journal is left as it was");
     assert!(!c.node(1).manifest().exists(), "nothing changed");
     let r = c.run_json("etcd-restore", 1, &swap(&snap).each_ref().map(String::as_str), None);

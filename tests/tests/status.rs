@@ -507,8 +507,13 @@ fn beside_a_node_restored_alone_each_side_sees_its_own_cluster_3_5_30() {
     let r = c.run_json("etcd-restore", 1, &args, None);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_ne!(r.json["clusterId"], old);
-    for _ in 0..5 {
-        let s = status(&c, 2, &[]);
+    // Also with the restored node first in --endpoints (an ETCDCTL_ENDPOINTS in the shell, say).
+    let all = [1, 2, 3].map(|k| c.node(k).client_url()).join(",");
+    for i in 0..6 {
+        let s = match i % 2 {
+            0 => status(&c, 2, &[]),
+            _ => status(&c, 2, &["--endpoints", &all]),
+        };
         assert_eq!(s.code, 3, "{}\n{}", s.stderr, s.stdout);
         assert_eq!(s.json["clusterId"], old, "{}", s.stdout);
         let n1 = &member(&s.json, "node1")["endpoint"];
