@@ -478,15 +478,22 @@ pub fn run(args: JoinArgs) -> Result<u8> {
                     format!("{} could not be asked (TLS failed: {why}): check --cacert/--cert/--key", v.label()),
                 ));
             }
-            return Err(coded(
-                exit::REFUSED,
-                format!(
-                    "{} is a voter with its manifest in place, but it does not answer ({why}): remove it \
-                     (etcd-member remove {}) and clean this node (etcd-member clean) first, then join",
-                    v.label(),
-                    p.name
-                ),
-            ));
+            // One restarting (a loaded host, the kubelet's back-off) answers again soon: asked
+            // for a while more before it is taken for the failed member the runbook removes.
+            let wait = timeout.min(Duration::from_secs(30));
+            let back = cluster::wait_member(&shared, &v.endpoint.url, wait).is_ok_and(|(id, _)| hex_id(id) == v.id);
+            if !back {
+                return Err(coded(
+                    exit::REFUSED,
+                    format!(
+                        "{} is a voter with its manifest in place, but it does not answer ({why}; nor within \
+                         {wait:?} more): remove it (etcd-member remove {}) and clean this node (etcd-member clean) \
+                         first, then join",
+                        v.label(),
+                        p.name
+                    ),
+                ));
+            }
         }
         let detail = format!("{} is already a started voter with its manifest in place", p.name);
         if args.dry_run {

@@ -553,9 +553,11 @@ fn a_learner_still_catching_up_is_kept_for_the_rerun() {
     // gone): refused, not "nothing to do".
     let text = std::fs::read_to_string(&parked).unwrap();
     std::fs::write(c.node(3).manifest(), text.replace("image: etcd:3.5.30-0", "image: etcd:9.9.9-0")).unwrap();
-    let r = tool(&c, "etcd-member", 3, &["join", "--yes", "--template", parked.to_str().unwrap()], None);
+    let args = ["join", "--yes", "--template", parked.to_str().unwrap(), "--timeout", "3s"];
+    let r = tool(&c, "etcd-member", 3, &args, None);
     assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
     assert!(r.stderr.contains("node3 (") && r.stderr.contains("but it does not answer"), "{}", r.stderr);
+    assert!(r.stderr.contains("nor within 3s more"), "{}", r.stderr);
     std::fs::remove_file(c.node(3).manifest()).unwrap();
     let r = tool(&c, "etcd-member", 1, &["remove", "node3", "--yes"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -647,4 +649,24 @@ fn a_join_rerun_refreshes_an_initial_cluster_the_members_outdated() {
     assert_eq!(ic.split(',').count(), 2, "{ic}");
     assert_eq!(member_names(&c), ["node1", "node3"]);
     c.wait_healthy(&[1, 3], std::time::Duration::from_secs(30));
+}
+
+/// join run on a node whose voter is only slow to answer (restarting, a loaded host; here frozen
+/// for a few seconds): asked for a while more, it answers, and there is nothing to do, not the
+/// advice to remove it.
+#[test]
+fn join_on_a_voter_that_is_only_slow_does_nothing_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let template = c.node(3).root.join("etcd.yaml.template");
+    std::fs::copy(c.node(3).manifest(), &template).unwrap();
+    let pid = c.freeze(3);
+    let thaw = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        etcd_lab::cri::signal(pid as u32, libc::SIGCONT)
+    });
+    let r = tool(&c, "etcd-member", 3, &["join", "--yes", "--template", template.to_str().unwrap()], None);
+    assert!(thaw.join().unwrap());
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("already a started voter with its manifest in place; nothing to do"), "{}", r.stderr);
+    assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
 }
