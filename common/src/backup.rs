@@ -14,8 +14,13 @@ pub fn backup_root(shared: &crate::cli::Shared, flag: Option<&str>) -> PathBuf {
 
 /// A directory that is absent or has nothing in it (a safe target to create or fill).
 pub fn empty_or_absent(p: &Path) -> bool {
+    empty_or_absent_but(p, &[])
+}
+
+/// [`empty_or_absent`], but for the entries in `ignore` (leftovers the caller removes itself).
+pub fn empty_or_absent_but(p: &Path, ignore: &[std::path::PathBuf]) -> bool {
     match std::fs::read_dir(p) {
-        Ok(mut d) => d.next().is_none(),
+        Ok(mut d) => d.all(|e| e.is_ok_and(|e| ignore.contains(&e.path()))),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
 }

@@ -201,14 +201,6 @@ fn lock_staging(staging: &Path) -> Result<std::fs::File> {
     Ok(f)
 }
 
-/// `dir` holds nothing besides `leftovers` (or does not exist).
-fn empty_but(dir: &Path, leftovers: &[PathBuf]) -> bool {
-    match std::fs::read_dir(dir) {
-        Ok(d) => d.filter_map(Result::ok).all(|e| leftovers.contains(&e.path())),
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    }
-}
-
 /// Restores into `tmp`, which it returns with the outcome; removes it on failure.
 fn restore_at(snapshot: &str, tmp: &Path, m: &Membership, args: &Args) -> Result<(PathBuf, restore::Outcome)> {
     let tmp = tmp.to_path_buf();
@@ -289,7 +281,8 @@ fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, sha
     );
     bump_check(&mut plan, verified.status.revision, args.bump_revision);
     let leftovers = dead_staging(data_dir);
-    plan.check("data dir empty or absent", empty_but(data_dir, &leftovers), data_dir.display().to_string());
+    let empty = common::backup::empty_or_absent_but(data_dir, &leftovers);
+    plan.check("data dir empty or absent", empty, data_dir.display().to_string());
     for l in &leftovers {
         plan.step("remove", format!("{}: a killed restore's half-built dir", l.display()), true);
     }
@@ -342,7 +335,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     // A killed restore into this (empty) dir left its half-built dir there: not anyone's data.
     let leftovers = dead_staging(&data_dir);
-    if empty_but(&data_dir, &leftovers) {
+    if common::backup::empty_or_absent_but(&data_dir, &leftovers) {
         for l in &leftovers {
             common::say!("etcd-restore: removing {}, left by a killed restore", l.display());
             std::fs::remove_dir_all(l).map_err(|e| anyhow!("remove {}: {e}", l.display()))?;

@@ -82,6 +82,7 @@ impl Drop for Part {
 /// would overwrite); a filesystem without hard links gets the plain rename.
 fn publish(part: &Path, to: &Path, replace: bool) -> Result<()> {
     let renamed = |e: std::io::Error| anyhow!("rename {} to {}: {e}", part.display(), to.display());
+    let taken = || coded(exit::REFUSED, format!("{}: exists; not replacing it without --force", to.display()));
     if replace {
         return std::fs::rename(part, to).map_err(renamed);
     }
@@ -93,19 +94,12 @@ fn publish(part: &Path, to: &Path, replace: bool) -> Result<()> {
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(coded(exit::REFUSED, format!("{}: exists; not replacing it without --force", to.display())))
-        }
-        Err(e) if matches!(e.raw_os_error(), Some(1 | 95)) => {
-            // EPERM, EOPNOTSUPP: no hard links here (vfat, some FUSE).
-            if std::fs::symlink_metadata(to).is_ok() {
-                return Err(coded(
-                    exit::REFUSED,
-                    format!("{}: exists; not replacing it without --force", to.display()),
-                ));
-            }
-            std::fs::rename(part, to).map_err(renamed)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(taken()),
+        // EPERM, EOPNOTSUPP: no hard links here (vfat, some FUSE).
+        Err(e) if matches!(e.raw_os_error(), Some(1 | 95)) => match std::fs::symlink_metadata(to) {
+            Ok(_) => Err(taken()),
+            Err(_) => std::fs::rename(part, to).map_err(renamed),
+        },
         Err(e) => Err(anyhow!("link {} to {}: {e}", part.display(), to.display())),
     }
 }
