@@ -24,3 +24,4 @@ pub mod pki;
 pub mod report;
 pub mod runtime;
 pub mod time;
+pub mod yaml_edit;

@@ -18,6 +18,9 @@ pub struct Manifest {
     pub mounts: Vec<(String, String)>,
     /// The whole pod, kept for edits.
     doc: Value,
+    /// The file's text and the pod it was read as: edits rewrite only the lines they change.
+    text: String,
+    original: Value,
     /// Index of the etcd container in spec.containers.
     container: usize,
 }
@@ -31,6 +34,13 @@ fn plainly_below_root(p: &Path) -> bool {
     p.is_absolute()
         && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
         && p.components().any(|c| matches!(c, Component::Normal(_)))
+}
+
+fn annotations_of(doc: &Value) -> BTreeMap<String, String> {
+    let entries = doc["metadata"]["annotations"].as_mapping();
+    entries
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
 }
 
 fn str_list(v: &Value) -> Vec<String> {
@@ -61,10 +71,7 @@ impl Manifest {
         if argv.is_empty() {
             bail!("manifest {shown}: the etcd container has no command");
         }
-        let annotations = doc["metadata"]["annotations"]
-            .as_mapping()
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string()))).collect())
-            .unwrap_or_default();
+        let annotations = annotations_of(&doc);
         let volumes = doc["spec"]["volumes"].as_sequence().cloned().unwrap_or_default();
         let mounts = container["volumeMounts"]
             .as_sequence()
@@ -78,7 +85,8 @@ impl Manifest {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Manifest { path: path.to_path_buf(), argv, annotations, mounts, doc, container: index })
+        let (text, original) = (text.to_string(), doc.clone());
+        Ok(Manifest { path: path.to_path_buf(), argv, annotations, mounts, doc, text, original, container: index })
     }
 
     fn command_mut(&mut self) -> Result<&mut Vec<Value>> {
@@ -152,8 +160,39 @@ impl Manifest {
         Ok(())
     }
 
+    /// The manifest's text: as read, with only the edited lines changed when they can be found;
+    /// else the pod written whole (comments and layout lost, said on stderr).
     pub fn to_yaml(&self) -> Result<String> {
+        if self.doc == self.original {
+            return Ok(self.text.clone());
+        }
+        if let Some(text) = self.edited_text() {
+            return Ok(text);
+        }
+        log::warn!("manifest {}: written whole, its comments and layout not kept", self.path.display());
         Ok(quote_yaml11_words(&serde_yaml::to_string(&self.doc)?))
+    }
+
+    /// The text as read with the edits of the command, args and annotations made line by line;
+    /// None unless it reads back as exactly the edited pod.
+    fn edited_text(&self) -> Option<String> {
+        let mut text = self.text.clone();
+        let (before, after) =
+            (&self.original["spec"]["containers"][self.container], &self.doc["spec"]["containers"][self.container]);
+        for list in ["command", "args"] {
+            let (old, new) = (str_list(&before[list]), str_list(&after[list]));
+            if old != new {
+                text = crate::yaml_edit::replace_seq(&text, list, &old, &new)?;
+            }
+        }
+        let was = annotations_of(&self.original);
+        for (key, value) in &self.annotations {
+            if was.get(key) != Some(value) {
+                text = crate::yaml_edit::set_entry(&text, "annotations", key, was.get(key).map(String::as_str), value)?;
+            }
+        }
+        let back: Value = serde_yaml::from_str(&text).ok()?;
+        (back == self.doc).then_some(text)
     }
 
     /// Writes the (edited) manifest over `self.path` atomically (see [`write_atomic`]).
@@ -351,10 +390,6 @@ impl Manifest {
     }
 }
 
-/// Words YAML 1.1 reads as booleans, which serde_yaml (YAML 1.2) writes unquoted.
-const YAML11_BOOLS: &[&str] =
-    &["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"];
-
 /// Quotes the plain scalar values of serde_yaml's block output that YAML 1.1 reads as booleans:
 /// the kubelet parses manifests as YAML 1.1, so an env value or annotation `"on"` written back
 /// bare would turn into `true` and the static pod would be rejected. Block scalars are left alone.
@@ -381,7 +416,7 @@ fn quote_yaml11_words(text: &str) -> String {
         if value.starts_with('|') || value.starts_with('>') {
             block_indent = Some(indent);
         }
-        if YAML11_BOOLS.contains(&value) {
+        if crate::yaml_edit::yaml11_bool(value) {
             out.push_str(&format!("{}'{value}'{}", &body[..value_at], &line[body.len()..]));
         } else {
             out.push_str(line);
@@ -689,7 +724,9 @@ mod tests {
     }
 
     /// An edited manifest keeps YAML 1.1's booleans-to-be as strings (the kubelet reads 1.1), and
-    /// the text still parses to the same document; block scalars are untouched.
+    /// the text still parses to the same document; block scalars are untouched. Edited line by
+    /// line, the other lines stay as written; written whole (a flow list cannot be edited by
+    /// line), the words are quoted.
     #[test]
     fn yaml11_words_stay_strings() {
         let text = V131.replacen(
@@ -699,15 +736,58 @@ mod tests {
              enabled: yes\n        off\n",
             1,
         );
+        let flow = text.replacen("  - command:\n    - etcd\n", "  - command: [etcd]\n    args:\n", 1);
+        for (text, whole) in [(text, false), (flow, true)] {
+            let mut m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+            m.set_annotation("example/flag", "yes").unwrap();
+            m.set_flag("snapshot-count", "10001").unwrap();
+            let out = m.to_yaml().unwrap();
+            assert!(out.contains("example/flag: 'yes'\n") && out.contains("- --snapshot-count=10001\n"), "{out}");
+            if whole {
+                assert!(out.contains("value: 'on'\n") && out.contains("- 'on'\n") && out.contains("- --x=yes\n"));
+            } else {
+                let gone = text.lines().filter(|l| !out.lines().any(|o| o == *l)).map(|l| format!("-{l}"));
+                let new = out.lines().filter(|o| !text.lines().any(|l| l == *o)).map(|o| format!("+{o}"));
+                let changed: Vec<String> = gone.chain(new).collect();
+                let want =
+                    ["-    - --snapshot-count=10000", "+    example/flag: 'yes'", "+    - --snapshot-count=10001"];
+                assert_eq!(changed, want, "only the edited lines change");
+            }
+            assert!(out.contains("  enabled: yes\n") && out.contains("  off\n"), "block scalar changed: {out}");
+            let again: Value = serde_yaml::from_str(&out).unwrap();
+            assert_eq!(again, m.doc);
+        }
+    }
+
+    /// A hand-edited manifest keeps its comments and values through recover's and join's edits,
+    /// and a flag set and taken out again leaves it byte for byte (`0644` is octal to the kubelet:
+    /// written whole it came back as the string '0644', which the kubelet refuses).
+    #[test]
+    fn hand_edits_survive_the_edits() {
+        let text = V131
+            .replacen("    - --name=cp1\n", "    # cp1 is the old name, see the runbook\n    - --name=cp1\n", 1)
+            .replacen(
+                "  volumes:\n",
+                "  volumes:\n  - name: extra # for the audit\n    secret:\n      defaultMode: 0644\n",
+                1,
+            );
         let mut m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
-        m.set_annotation("example/flag", "yes").unwrap();
-        m.set_flag("snapshot-count", "10001").unwrap();
-        let out = m.to_yaml().unwrap();
-        assert!(out.contains("value: 'on'\n") && out.contains("example/flag: 'yes'\n"), "{out}");
-        assert!(out.contains("- 'on'\n") && out.contains("- --x=yes\n"), "{out}");
-        assert!(out.contains("  enabled: yes\n") && out.contains("  off\n"), "block scalar changed: {out}");
-        let again: Value = serde_yaml::from_str(&out).unwrap();
-        assert_eq!(again, m.doc);
+        m.set_flag("force-new-cluster", "true").unwrap();
+        let forced = m.to_yaml().unwrap();
+        for kept in
+            ["# cp1 is the old name, see the runbook\n    - --name=cp1\n", "# for the audit\n", "defaultMode: 0644\n"]
+        {
+            assert!(forced.contains(kept), "{kept} lost: {forced}");
+        }
+        assert!(Manifest::parse(Path::new("etcd.yaml"), &forced).unwrap().force_new_cluster());
+        m.remove_flag("force-new-cluster").unwrap();
+        assert_eq!(m.to_yaml().unwrap(), text, "set and taken out again");
+        m.set_flag("initial-cluster", "cp1=https://192.168.0.150:2380,cp2=https://192.168.0.151:2380").unwrap();
+        m.set_flag("initial-cluster-state", "existing").unwrap();
+        m.set_annotation("example.io/joined-at", "2026-11-24T20:00:00Z").unwrap();
+        let joined = m.to_yaml().unwrap();
+        assert!(joined.contains("# cp1 is the old name") && joined.contains("defaultMode: 0644\n"), "{joined}");
+        assert_eq!(serde_yaml::from_str::<Value>(&joined).unwrap(), m.doc);
     }
 
     #[test]

@@ -28,9 +28,17 @@ pub struct Container {
     /// Unix nanoseconds.
     pub created_at: u128,
     pub pod_uid: String,
+    pub pod_name: String,
 }
 
 impl Container {
+    /// A container of kubeadm's etcd static pod: named `etcd-<node>`, with the UID the kubelet
+    /// gives a pod read from a file (the MD5 of it, 32 hex digits; an API pod's UID is a UUID).
+    pub fn of_the_static_pod(&self) -> bool {
+        let uid = &self.pod_uid;
+        self.pod_name.starts_with("etcd-") && uid.len() == 32 && uid.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
     pub fn running(&self) -> bool {
         self.state == RUNNING
     }
@@ -159,7 +167,9 @@ impl Crictl {
     }
 
     /// Every etcd container of the kube-system static pod, newest first. Only the four
-    /// `io.kubernetes.*` labels exist on containers, so those are what we select on.
+    /// `io.kubernetes.*` labels exist on containers, so those are what we select on; containers
+    /// named etcd of other kube-system pods (Cilium's clustermesh-apiserver, a backup job) are not
+    /// etcd's: waiting for them to stop would never end, and removing them is not ours to do.
     pub fn etcd_containers(&self) -> Result<Vec<Container>> {
         let f = self.run(&[
             "ps",
@@ -171,7 +181,17 @@ impl Crictl {
             "--label",
             "io.kubernetes.pod.namespace=kube-system",
         ])?;
-        parse_ps(&f.stdout)
+        let (ours, others): (Vec<Container>, Vec<Container>) =
+            parse_ps(&f.stdout)?.into_iter().partition(Container::of_the_static_pod);
+        for c in others {
+            log::info!(
+                "container {} of pod {} (uid {}): not etcd's static pod, left alone",
+                c.id,
+                c.pod_name,
+                c.pod_uid
+            );
+        }
+        Ok(ours)
     }
 
     /// The newest running etcd container, else the newest one.
@@ -269,6 +289,7 @@ pub fn parse_ps(json: &[u8]) -> Result<Vec<Container>> {
                 _ => 0,
             },
             pod_uid: c.labels.get("io.kubernetes.pod.uid").cloned().unwrap_or_default(),
+            pod_name: c.labels.get("io.kubernetes.pod.name").cloned().unwrap_or_default(),
             id: c.id,
             state: c.state,
             attempt: c.metadata.attempt,
@@ -293,6 +314,27 @@ mod tests {
         assert_eq!(list[0].created_at, 1730505600123456789);
         assert_eq!(list[1].state, EXITED);
         assert_eq!(list[0].pod_uid, "d5bcd9d4c3d862ade056fb90d4e74657");
+    }
+
+    /// Other kube-system pods may run a container named etcd (Cilium's clustermesh-apiserver, a
+    /// backup CronJob's pod, also named etcd-...): only the static pod's count.
+    #[test]
+    fn containers_of_other_pods_are_not_etcds() {
+        let mut ps: serde_json::Value = serde_json::from_str(PS).unwrap();
+        let list = ps["containers"].as_array_mut().unwrap();
+        for (pod, uid) in [
+            ("clustermesh-apiserver-7d9f8c-x2k4q", "5f0c6d2e-8a1b-4c3d-9e2f-0a1b2c3d4e5f"),
+            ("etcd-backup-29011380-kq7zt", "0b6f6c1e-2d3a-4b5c-8d9e-f0a1b2c3d4e5"),
+            ("etcd-cp1", ""),
+        ] {
+            let mut c = list[0].clone();
+            c["labels"]["io.kubernetes.pod.name"] = pod.into();
+            c["labels"]["io.kubernetes.pod.uid"] = uid.into();
+            list.push(c);
+        }
+        let all = parse_ps(ps.to_string().as_bytes()).unwrap();
+        let ours: Vec<_> = all.iter().filter(|c| c.of_the_static_pod()).map(|c| (&*c.pod_name, c.attempt)).collect();
+        assert_eq!(ours, [("etcd-cp1", 1), ("etcd-cp1", 0)]);
     }
 
     #[test]

@@ -475,6 +475,33 @@ impl Cluster {
         }
     }
 
+    /// A running container named etcd of another kube-system pod on node `k` (Cilium's
+    /// clustermesh-apiserver runs one), created an hour ago so that etcd's stay the newest: a
+    /// `sleep` the emulated runtime lists as running until the returned child is killed.
+    pub fn plant_foreign_etcd(&self, k: usize) -> (Child, String) {
+        let child = Command::new("sleep").arg("3600").spawn().expect("sleep");
+        let (_, ticks) = cri::proc_stat(child.id()).expect("sleep runs");
+        let created = cri::now_nanos() - 3_600_000_000_000;
+        let foreign = cri::Container {
+            id: cri::new_id(),
+            pod_sandbox_id: cri::new_id(),
+            pod_uid: "5f0c6d2e-8a1b-4c3d-9e2f-0a1b2c3d4e5f".into(),
+            pod_name: "clustermesh-apiserver-7d9f8c-x2k4q".into(),
+            namespace: "kube-system".into(),
+            name: "etcd".into(),
+            state: cri::CONTAINER_RUNNING.into(),
+            created_at: created,
+            started_at: created,
+            pid: child.id(),
+            pid_start_ticks: ticks,
+            image: "clustermesh-etcd:1".into(),
+            ..Default::default()
+        };
+        let id = foreign.id.clone();
+        cri::with_state(&cri::state_dir_for_root(&self.node(k).root), |st| st.containers.push(foreign)).expect("state");
+        (child, id)
+    }
+
     /// `crictl ps -a -o json` of node `k` (through the emulation), newest first.
     pub fn containers(&self, k: usize) -> Vec<serde_json::Value> {
         let out = Command::new(bin("crictl"))

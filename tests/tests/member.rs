@@ -68,6 +68,8 @@ fn seed_scenario(version: &str) {
 
     // etcd-member clean --yes on node3: containers removed, the (wiped) data dir moved aside. The
     // kubelet deletes a dead container on its own between clean's listing and its `crictl rm`.
+    // Another kube-system pod's container named etcd runs there: neither waited for nor removed.
+    let (mut foreign, foreign_id) = c.plant_foreign_etcd(3);
     let mut cmd = c.tool("etcd-member", 3);
     cmd.args(["clean", "--yes", "-w", "json"]);
     let (clean, _) = c.paused_at(cmd, "clean-stopped", |_| {
@@ -84,8 +86,13 @@ fn seed_scenario(version: &str) {
     let data_backup = clean.json["dataDirBackup"].as_str().expect("data dir backup");
     assert!(Path::new(data_backup).is_dir(), "{data_backup}");
     assert!(!n3.root.join("var/lib/etcd").exists());
-    assert!(!clean.json["containerRemoved"].as_array().unwrap().is_empty());
-    assert!(c.containers(3).is_empty(), "containers left: {:?}", c.containers(3));
+    let removed = clean.json["containerRemoved"].as_array().unwrap();
+    assert!(!removed.is_empty() && !removed.contains(&foreign_id.clone().into()), "{removed:?}");
+    let left = c.containers(3);
+    assert!(left.len() == 1 && left[0]["id"] == foreign_id.as_str(), "containers left: {left:?}");
+    assert_eq!(left[0]["state"], "CONTAINER_RUNNING");
+    let _ = foreign.kill();
+    let _ = foreign.wait();
     assert_manifests_dir_clean(n3);
 
     // etcd-member join --yes on node3, from the manifest the operator had taken away.
