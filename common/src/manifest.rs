@@ -138,8 +138,14 @@ impl Manifest {
         let cmd = self.command_mut()?;
         let at = match first {
             Some(p) => (p + 1).min(cmd.len()),
+            // Before a flag, never between a `--flag value` pair: Go's flag parser would give the
+            // new flag to that one as its value.
             None => (1..cmd.len())
-                .find(|&i| cmd[i].as_str().is_some_and(|a| a.trim_start_matches('-').split('=').next() > Some(name)))
+                .find(|&i| {
+                    cmd[i]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with('-') && a.trim_start_matches('-').split('=').next() > Some(name))
+                })
                 .unwrap_or(cmd.len()),
         };
         cmd.insert(at, flag);
@@ -946,6 +952,21 @@ mod tests {
         assert_eq!(back.mounts, Manifest::parse(&path, V131).unwrap().mounts);
         assert_eq!(back.argv.len(), Manifest::parse(&path, V131).unwrap().argv.len() + 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A new flag goes before a flag, not between `--advertise-client-urls` and its value.
+    #[test]
+    fn a_new_flag_does_not_split_a_flag_from_its_value() {
+        let text = V131.replace(
+            "    - --advertise-client-urls=https://192.168.0.150:2379\n",
+            "    - --advertise-client-urls\n    - https://192.168.0.150:2379\n",
+        );
+        let mut m = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+        m.set_flag("force-new-cluster", "true").unwrap();
+        let at = m.argv.iter().position(|a| a == "--advertise-client-urls").unwrap();
+        assert_eq!(m.argv[at + 1], "https://192.168.0.150:2379", "{:?}", m.argv);
+        assert_eq!(m.flag("advertise-client-urls").as_deref(), Some("https://192.168.0.150:2379"));
+        assert!(m.force_new_cluster());
     }
 
     #[test]

@@ -174,9 +174,8 @@ pub fn set_entry(text: &str, parent: &str, key: &str, old: Option<&str>, value: 
                 places.push((q, q + 1, child));
             }
             (None, None) => {
-                let after = entries.iter().rev().find(|(_, i, _)| *i == child)?.0;
                 // After the last entry and whatever belongs to it (a value on further lines).
-                let end = entries.iter().filter(|(q, _, _)| *q >= after).last()?.0;
+                let end = entries.last()?.0;
                 places.push((end + 1, end + 1, child));
             }
             _ => return None,

@@ -104,6 +104,31 @@ fn best(docs: &[DataDirInspection]) -> Result<usize> {
     Ok(sound.iter().copied().fold(sound[0], |b, i| if rank(&docs[i]) > rank(&docs[b]) { i } else { b }))
 }
 
+/// Refused when a node other than the survivor still has `--force-new-cluster` in its manifest
+/// (a recover there was interrupted): its etcd would force a second cluster of the same ID at
+/// its next start, beside the one recovered from the survivor.
+fn flagged_elsewhere(docs: &[DataDirInspection], best: usize) -> Result<()> {
+    let flagged: Vec<String> = (0..docs.len())
+        .filter(|&i| i != best && docs[i].force_new_cluster)
+        .map(|i| format!("{} ({})", docs[i].name, docs[i].member_id))
+        .collect();
+    if flagged.is_empty() {
+        return Ok(());
+    }
+    Err(coded(
+        exit::REFUSED,
+        format!(
+            "--force-new-cluster is still in the manifest of {} (a recover there was interrupted): its etcd \
+             would force a second cluster at its next start. Finish that recovery there (etcd-quorum recover \
+             takes the flag out), or take the flag out of that manifest and inspect it again; the survivor \
+             would be {} ({})",
+            flagged.join(", "),
+            docs[best].name,
+            docs[best].member_id
+        ),
+    ))
+}
+
 pub fn run(args: PickArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     let mut docs = Vec::new();
@@ -158,6 +183,7 @@ pub fn run(args: PickArgs) -> Result<u8> {
     skipped.extend(unheard);
     let best = best(&docs)?;
     let winner = docs[best].clone();
+    flagged_elsewhere(&docs, best)?;
     let candidates = docs
         .iter()
         .enumerate()
@@ -239,6 +265,24 @@ mod tests {
         assert_eq!(best(&[doc("b", (5, 99), 95, 95, 84), doc("c", (5, 98), 95, 95, 85)]).unwrap(), 1);
         assert_eq!(best(&[doc("b", (5, 98), 95, 95, 85), doc("c", (6, 97), 95, 95, 85)]).unwrap(), 1);
         assert_eq!(best(&[doc("b", (5, 98), 95, 95, 85), doc("c", (5, 98), 95, 95, 85)]).unwrap(), 0);
+    }
+
+    /// A node whose manifest still forces a new cluster is refused unless it is the survivor
+    /// (recover resumes there); anywhere else it would start a second cluster.
+    #[test]
+    fn a_flag_left_in_elsewhere_is_refused() {
+        let mut flagged = doc("a", (5, 90), 90, 90, 80);
+        flagged.force_new_cluster = true;
+        let winner = doc("b", (5, 98), 98, 98, 86);
+        let docs = [flagged.clone(), winner.clone()];
+        assert_eq!(best(&docs).unwrap(), 1);
+        let e = flagged_elsewhere(&docs, 1).unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::REFUSED);
+        let msg = format!("{e:#}");
+        assert!(msg.contains("manifest of a (a-id)") && msg.contains("survivor would be b (b-id)"), "{msg}");
+        let mut first = winner;
+        first.force_new_cluster = true;
+        assert!(flagged_elsewhere(&[first, doc("c", (5, 1), 1, 1, 1)], 0).is_ok(), "the survivor's own flag");
     }
 
     /// What recover refuses is never chosen: a corrupt WAL, an unreadable db, a learner.
