@@ -12,6 +12,10 @@ use common::report::{NodeClean, Plan};
 use common::runtime::Crictl;
 use std::path::PathBuf;
 
+/// What to do instead of a clean when the cluster has no quorum.
+const QUORUM_ADVICE: &str = "this node's data dir may be the most up to date one the recovery needs; run \
+    etcd-quorum inspect here and on the other nodes, then etcd-quorum pick (--force to clean all the same)";
+
 common::with_shared_flags! {
     changing
     /// on a failed node: move its manifest and data dir aside and remove its etcd container
@@ -96,7 +100,9 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         // Unknown is not down: a TLS failure or a survey that could not run (a missing
         // certificate) says nothing about whether the member is alive.
         let unknown = |why: String| (args.force, format!("cannot tell whether it answers: {why}"));
-        match common::cluster::survey(&shared, Some(m)) {
+        // The members this node's db knew are asked too when nothing at the manifest's addresses
+        // answers (kubeadm's first node names itself alone).
+        match common::cluster::survey_with_known(&shared, m, &data_dir) {
             Ok(s) if !s.nobody_answered() => {
                 let me = s
                     .status
@@ -121,11 +127,22 @@ pub fn run(args: CleanArgs) -> Result<u8> {
                     None => (true, format!("no member named {name:?} or with peer URL {peer}")),
                 };
                 plan.check("this node's member does not answer", ok, detail);
+                // After a quorum loss this node's data may be the most up to date one: moved
+                // aside, etcd-quorum inspect no longer finds it and pick chooses another.
+                let q = &s.status.quorum;
+                let detail = match q.has_quorum {
+                    true => format!("{} of {} voters answer", q.reachable_voters, q.voters),
+                    false => format!(
+                        "quorum lost ({} of {} voters answer, {} needed): {QUORUM_ADVICE}",
+                        q.reachable_voters, q.voters, q.needed
+                    ),
+                };
+                plan.check("the cluster has a quorum", q.has_quorum || args.force, detail);
             }
             Ok(s) => {
                 let tls = s.tls_failures();
                 let (ok, detail) = if tls.is_empty() {
-                    (true, format!("no endpoint answered: {}", s.describe_failures()))
+                    (args.force, format!("no endpoint answered ({}): {QUORUM_ADVICE}", s.describe_failures()))
                 } else {
                     unknown(format!("TLS failed: {}; check --cacert/--cert/--key", tls.join("; ")))
                 };

@@ -39,6 +39,20 @@ fn recover(version: &str) {
     let s = c.run_json("etcd-status", 1, &[], None);
     assert_eq!(s.code, 4, "{}", s.stderr);
 
+    // clean on a lost node (its etcd crash-looping) while the quorum is lost: refused, its data
+    // dir kept for inspect and pick (it may be the most up to date).
+    let n2 = c.node(2);
+    let parked = std::fs::read_to_string(n2.parked_manifest()).unwrap();
+    let crashing = parked.replace("--snapshot-count=10000", "--snapshot-count=many");
+    assert_ne!(crashing, parked);
+    std::fs::write(n2.manifest(), crashing).unwrap();
+    let r = c.run_json("etcd-member", 2, &["clean", "--yes"], None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("quorum lost (1 of 3 voters answer, 2 needed)"), "{}", r.stderr);
+    assert!(r.stderr.contains("etcd-quorum inspect here"), "{}", r.stderr);
+    assert!(n2.root.join("var/lib/etcd/member/snap/db").is_file() && n2.manifest().is_file());
+    std::fs::remove_file(n2.manifest()).unwrap();
+
     // A live majority is needed for nothing here; inspect works while node1's etcd runs.
     let i = c.run_json("etcd-quorum", 1, &["inspect"], None);
     assert_eq!(i.code, 0, "{}", i.stderr);
