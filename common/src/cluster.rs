@@ -334,7 +334,15 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
             leaderless.join(", ")
         ));
     }
-    let leader = answered.iter().map(|s| s.leader).find(|&l| l != 0).map(hex_id).unwrap_or_default();
+    // A learner never campaigns and keeps naming a leader that has gone: its word counts only
+    // when no voter is known (as for the quorum above).
+    let leader = answered
+        .iter()
+        .filter(|s| !s.is_learner || voters.is_empty())
+        .map(|s| s.leader)
+        .find(|&l| l != 0)
+        .map(hex_id)
+        .unwrap_or_default();
     let cluster_id = if cluster_id != 0 { cluster_id } else { answered.first().map_or(0, |s| s.cluster_id) };
 
     let mut alarms: Vec<AlarmStatus> = Vec::new();
@@ -628,6 +636,26 @@ mod tests {
         assert!(split.alarms.is_empty(), "{:?}", split.alarms);
         assert!(split.warnings.iter().any(|w| w.contains(FOREIGN_WARNING)), "{:?}", split.warnings);
         assert!(is_degraded(&split));
+    }
+
+    /// A voter and a learner survive a quorum loss: the learner still names the gone leader, which
+    /// is no leader of this cluster (recover refused "a member follows a leader" for it).
+    #[test]
+    fn a_learner_does_not_vouch_for_a_leader_among_voters() {
+        let info = |id: u64, is_learner: bool| MemberInfo {
+            id,
+            name: format!("n{id}"),
+            peer_urls: vec![format!("https://10.0.0.{id}:2380")],
+            client_urls: vec![format!("https://10.0.0.{id}:2379")],
+            is_learner,
+        };
+        let list = || Some((7, vec![info(1, false), info(2, false), info(3, false), info(4, true)]));
+        let s = assemble(&[answer(1, 1, 7, 0, false), answer(4, 4, 7, 2, true)], list(), None);
+        assert_eq!(s.leader, "", "{s:?}");
+        assert!(!s.quorum.has_quorum);
+        // A voter that names it: the leader is known.
+        let s = assemble(&[answer(1, 1, 7, 2, false), answer(4, 4, 7, 2, true)], list(), None);
+        assert_eq!(s.leader, hex_id(2));
     }
 
     /// Beside a node restored alone, each side sees its own cluster whichever answers first: the
