@@ -8,7 +8,7 @@ use common::cli::{self, HasShared};
 use common::exit::{self, coded};
 use common::manifest::Manifest;
 use common::nodelock::NodeLock;
-use common::report::{NodeClean, Plan};
+use common::report::{MemberStatus, NodeClean, Plan};
 use common::runtime::Crictl;
 use std::path::PathBuf;
 
@@ -35,6 +35,18 @@ common::with_shared_flags! {
         #[argh(switch)]
         pub force: bool,
     }
+}
+
+/// This node's member in the list: by name or peer URL. etcd allows a name twice (this node
+/// rebuilt and joined under its hostname before the old member went): one of them that answers
+/// comes first, then the one with this node's peer URL.
+fn own_member<'a>(members: &'a [MemberStatus], name: &str, peer: &str) -> Option<&'a MemberStatus> {
+    let mine: Vec<&MemberStatus> = members
+        .iter()
+        .filter(|x| (!name.is_empty() && x.name == name) || x.peer_urls.iter().any(|u| u == peer))
+        .collect();
+    let find = |f: &dyn Fn(&MemberStatus) -> bool| mine.iter().copied().find(|x| f(x));
+    find(&|x| x.endpoint.reachable).or(find(&|x| x.peer_urls.iter().any(|u| u == peer))).or(mine.first().copied())
 }
 
 pub fn run(args: CleanArgs) -> Result<u8> {
@@ -104,11 +116,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         // answers (kubeadm's first node names itself alone).
         match common::cluster::survey_with_known(&shared, m, &data_dir) {
             Ok(s) if !s.nobody_answered() => {
-                let me = s
-                    .status
-                    .members
-                    .iter()
-                    .find(|x| (!name.is_empty() && x.name == name) || x.peer_urls.contains(&peer));
+                let me = own_member(&s.status.members, &name, &peer);
                 let tls = s.tls_failures();
                 let (ok, detail) = match me {
                     Some(x) if x.endpoint.reachable => {
@@ -246,4 +254,39 @@ fn render(c: &NodeClean) -> String {
         or_none(&c.data_dir_backup),
         if c.container_removed.is_empty() { "-".into() } else { c.container_removed.join(", ") }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, id: &str, host: &str, reachable: bool) -> MemberStatus {
+        let mut m = MemberStatus {
+            member: common::report::MemberRef {
+                id: id.into(),
+                name: name.into(),
+                peer_urls: vec![format!("https://{host}:2380")],
+                ..Default::default()
+            },
+            started: true,
+            endpoint: Default::default(),
+        };
+        m.endpoint.reachable = reachable;
+        m
+    }
+
+    /// A dead member and a live one share this node's name (etcd lists them by ID): the live one
+    /// decides, whichever is listed first, so that clean never stops a working member.
+    #[test]
+    fn a_live_member_of_this_name_is_found_first() {
+        let dead = member("node3", "a3", "10.0.0.3", false);
+        let live = member("node3", "b3", "10.0.0.9", true);
+        for list in [vec![dead.clone(), live.clone()], vec![live.clone(), dead.clone()]] {
+            assert_eq!(own_member(&list, "node3", "https://10.0.0.3:2380").unwrap().id, "b3");
+        }
+        let list = [member("node1", "a1", "10.0.0.1", true), dead.clone()];
+        assert_eq!(own_member(&list, "node3", "https://10.0.0.3:2380").unwrap().id, "a3");
+        assert_eq!(own_member(&list, "", "https://10.0.0.3:2380").unwrap().id, "a3");
+        assert!(own_member(&list, "node4", "https://10.0.0.4:2380").is_none());
+    }
 }

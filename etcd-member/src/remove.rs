@@ -107,6 +107,14 @@ fn left_alone(live: &ClusterStatus) -> Vec<(String, String)> {
 
 /// A member by name, else by hex ID; an unknown one is a usage error listing the members.
 pub(crate) fn find_member<'a>(live: &'a ClusterStatus, name: &str) -> Result<&'a MemberStatus> {
+    // etcd allows one name twice (a node rebuilt under its hostname before the old member went):
+    // which one is meant only its ID says.
+    let named: Vec<String> = live.members.iter().filter(|m| m.name == name).map(MemberStatus::label).collect();
+    if named.len() > 1 {
+        let msg =
+            format!("{} members are named {name:?}: {}; give the ID of the one meant", named.len(), named.join(", "));
+        return Err(coded(exit::USAGE, msg));
+    }
     let found =
         live.members.iter().find(|m| m.name == name).or_else(|| {
             parse_hex_id(name).and_then(|id| live.members.iter().find(|m| parse_hex_id(&m.id) == Some(id)))
@@ -173,6 +181,17 @@ fn plan(args: &RemoveArgs, survey: &cluster::Survey, doc: Option<&ClusterStatus>
                 false => m.endpoint.error.clone().unwrap_or_default(),
             },
         );
+        // The leader of the members that answer is alive, however its client URL looks from here
+        // (a firewall, a wrong --advertise-client-urls): removing it ends a working member.
+        if !answers && report::same_id(&live.leader, &m.id) {
+            p.check(
+                &format!("{} is not the leader", m.label()),
+                args.force,
+                "the members that answer follow it as their leader: it is alive, only its client URL does not \
+                 answer from here (--force: remove it anyway)"
+                    .to_string(),
+            );
+        }
         // Unreachable through a TLS failure says nothing about being down (a rotated CA, say).
         if let Some(url) = m.client_urls.iter().find(|u| survey.tls_failed(u)) {
             p.check(
@@ -395,5 +414,48 @@ mod tests {
                 assert_eq!(failed, want, "errors {errors:?}, reachable {reachable}, force {force}");
             }
         }
+    }
+
+    fn status(members: Vec<MemberStatus>, leader: &str, reachable: usize) -> ClusterStatus {
+        ClusterStatus {
+            kind: "ClusterStatus".into(),
+            taken_at: String::new(),
+            cluster_id: "c".into(),
+            leader: leader.into(),
+            quorum: Quorum::compute(members.len(), reachable),
+            members,
+            alarms: vec![],
+            local: None,
+            warnings: vec![],
+        }
+    }
+
+    /// The leader of the members that answer is alive even when its own client URL does not
+    /// answer from here: --unreachable needs --force to remove it.
+    #[test]
+    fn the_leader_is_not_taken_for_unreachable() {
+        let members =
+            vec![member("n1", "a1", &[], true), member("n2", "a2", &[], true), member("n3", "a3", &[], false)];
+        let survey = cluster::Survey { status: status(members, "a3", 2), probes: vec![], explicit: true };
+        let args = RemoveArgs::from_args(&["remove"], &["--unreachable"]).unwrap();
+        let target = targets(&args, &survey.status, None).unwrap();
+        assert_eq!(target.len(), 1);
+        let p = plan(&args, &survey, None, &target);
+        let failed: Vec<String> = p.failed().iter().map(|c| c.check.clone()).collect();
+        assert_eq!(failed, ["n3 (a3) is not the leader"]);
+        let forced = RemoveArgs::from_args(&["remove"], &["--unreachable", "--force"]).unwrap();
+        assert!(plan(&forced, &survey, None, &target).failed().is_empty());
+    }
+
+    /// Two members of one name: which one is meant only its ID says.
+    #[test]
+    fn a_name_two_members_share_is_not_guessed() {
+        let members =
+            vec![member("n1", "a1", &[], true), member("n3", "a3", &[], false), member("n3", "b3", &[], true)];
+        let live = status(members, "a1", 2);
+        let e = find_member(&live, "n3").unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::USAGE);
+        assert!(format!("{e:#}").contains("2 members are named \"n3\": n3 (a3), n3 (b3)"), "{e:#}");
+        assert_eq!(find_member(&live, "b3").unwrap().id, "b3");
     }
 }
