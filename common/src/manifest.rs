@@ -446,10 +446,15 @@ pub struct KubeadmEtcd<'a> {
 /// etcd 3.6 images (kubeadm 1.34) take the `--experimental-*` flags under their new names, and
 /// kubeadm then probes through a named container port.
 fn etcd_3_6_or_later(image: &str) -> bool {
+    etcd_release(image) >= (3, 6, 0)
+}
+
+/// (major, minor, patch) of an etcd image's tag; zeros for what it does not say.
+fn etcd_release(image: &str) -> (u32, u32, u32) {
     let tag = image.rsplit_once(':').map_or("", |(_, t)| t).trim_start_matches('v');
     let mut parts = tag.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (3, 6)
+    let mut next = || parts.next().unwrap_or(0);
+    (next(), next(), next())
 }
 
 pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
@@ -498,6 +503,9 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     }
     let command: String = flags.iter().map(|f| format!("    - {f}\n")).collect();
     let port = if v36 { "probe-port" } else { "2381" };
+    // /livez and /readyz came with etcd 3.5.11: before, a 404 (the kubelet would kill etcd after its
+    // startup probe's 4 minutes); kubeadm probed /health then.
+    let health_only = etcd_release(k.image) < (3, 5, 11);
     let probe = |path: &str, extra: &str| {
         format!(
             "      failureThreshold: {extra}\n      httpGet:\n        host: {lo_probe}\n        path: {path}\n        port: {port}\n        scheme: HTTP\n"
@@ -510,9 +518,9 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    {CLIENT_URLS_ANNOTATION}: https://{h}:2379\n  labels:\n    component: etcd\n    tier: control-plane\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n{command}    image: {image}\n    imagePullPolicy: IfNotPresent\n    livenessProbe:\n{live}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    name: etcd\n{ports}    readinessProbe:\n{ready}      periodSeconds: 1\n      timeoutSeconds: 15\n    resources:\n      requests:\n        cpu: 100m\n        memory: 100Mi\n    startupProbe:\n{startup}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n    - mountPath: /etc/kubernetes/pki/etcd\n      name: etcd-certs\n  hostNetwork: true\n  priority: 2000001000\n  priorityClassName: system-node-critical\n  securityContext:\n    seccompProfile:\n      type: RuntimeDefault\n  volumes:\n  - hostPath:\n      path: /etc/kubernetes/pki/etcd\n      type: DirectoryOrCreate\n    name: etcd-certs\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\nstatus: {{}}\n",
         image = k.image,
-        live = probe("/livez", "8"),
-        ready = probe("/readyz", "3"),
-        startup = probe("/readyz", "24"),
+        live = probe(if health_only { "/health" } else { "/livez" }, "8"),
+        ready = probe(if health_only { "/health" } else { "/readyz" }, "3"),
+        startup = probe(if health_only { "/health" } else { "/readyz" }, "24"),
     )
 }
 
@@ -1009,6 +1017,23 @@ mod tests {
     }
 
     /// On an IPv6 node kubeadm listens and probes on ::1: 127.0.0.1 may not exist there.
+    /// etcd before 3.5.11 answers 404 on /livez and /readyz: its probes go to /health, as kubeadm's did.
+    #[test]
+    fn renders_health_probes_for_etcd_3_4() {
+        let render = |image: &str| {
+            let k = KubeadmEtcd { name: "cp2", host: "10.0.0.2", image, initial_cluster: "cp2=x", existing: true };
+            let pod: Value = serde_yaml::from_str(&render_kubeadm(&k)).unwrap();
+            let c = &pod["spec"]["containers"][0];
+            ["livenessProbe", "readinessProbe", "startupProbe"]
+                .map(|p| c[p]["httpGet"]["path"].as_str().unwrap().to_string())
+        };
+        assert_eq!(render("etcd:3.4.23-0"), ["/health", "/health", "/health"]);
+        assert_eq!(render("etcd:3.5.10-0"), ["/health", "/health", "/health"]);
+        assert_eq!(render("etcd:3.5.11-0"), ["/livez", "/readyz", "/readyz"]);
+        assert_eq!(render("etcd:3.5.16-0"), ["/livez", "/readyz", "/readyz"]);
+        assert_eq!(render("etcd:3.6.4-0"), ["/livez", "/readyz", "/readyz"]);
+    }
+
     #[test]
     fn renders_the_ipv6_loopback_for_an_ipv6_node() {
         let text = render_kubeadm(&KubeadmEtcd {
