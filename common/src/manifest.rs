@@ -80,7 +80,15 @@ impl Manifest {
                     .filter_map(|m| {
                         let name = m["name"].as_str()?;
                         let vol = volumes.iter().find(|v| v["name"].as_str() == Some(name))?;
-                        Some((m["mountPath"].as_str()?.to_string(), vol["hostPath"]["path"].as_str()?.to_string()))
+                        // `/var/lib/etcd/` is `/var/lib/etcd`; a subPath is a dir below the volume's.
+                        let at = m["mountPath"].as_str()?;
+                        let at = if at.len() > 1 { at.trim_end_matches('/') } else { at };
+                        let mut host = vol["hostPath"]["path"].as_str()?.to_string();
+                        if let Some(sub) = m["subPath"].as_str().map(|s| s.trim_matches('/')).filter(|s| !s.is_empty())
+                        {
+                            host = format!("{}/{sub}", host.trim_end_matches('/'));
+                        }
+                        Some((at.to_string(), host))
                     })
                     .collect()
             })
@@ -264,6 +272,14 @@ impl Manifest {
                 out.push(format!("{var} (env)"));
             }
         }
+        // What the kubelet fills in at start: the tools would read the words as written.
+        for arg in self.argv.iter().filter(|a| a.contains("$(")) {
+            out.push(format!("{arg} (the kubelet expands $(VAR))"));
+        }
+        let mounts = self.doc["spec"]["containers"][self.container]["volumeMounts"].as_sequence();
+        for m in mounts.into_iter().flatten().filter(|m| m.get("subPathExpr").is_some()) {
+            out.push(format!("the subPathExpr of the mount at {}", m["mountPath"].as_str().unwrap_or("?")));
+        }
         out
     }
 
@@ -273,7 +289,7 @@ impl Manifest {
         (!hidden.is_empty()).then(|| {
             format!(
                 "{}: {}: etcd takes settings from there that the tools cannot see (they read and edit only its \
-                 command flags); move them into the command",
+                 command flags, written out, and its plain mounts); move them into the command, written out",
                 self.path.display(),
                 hidden.join(", ")
             )
@@ -845,6 +861,27 @@ mod tests {
         assert_eq!(m.host_path(Path::new("/"), "/var/lib/etcd/member"), Path::new("/data/etcd/member"));
         assert_eq!(m.host_path(Path::new("/"), "/var/lib/etcdx"), Path::new("/var/lib/etcdx"));
         assert_eq!(m.data_dir(Path::new("/node")).unwrap(), Path::new("/node/data/etcd"));
+    }
+
+    /// A mount's subPath is a dir below its volume's path, and a trailing slash on the mount path
+    /// changes nothing: both decide which dir clean moves and swap restores into.
+    #[test]
+    fn sub_paths_and_trailing_slashes_map_to_the_right_dir() {
+        let with = |mount: &str, extra: &str| {
+            let text = V131
+                .replace("    - mountPath: /var/lib/etcd\n", &format!("    - mountPath: {mount}\n{extra}"))
+                .replace("      path: /var/lib/etcd\n", "      path: /srv\n");
+            Manifest::parse(Path::new("etcd.yaml"), &text).unwrap()
+        };
+        let rootfs = Path::new("/");
+        assert_eq!(with("/var/lib/etcd", "      subPath: etcd\n").data_dir(rootfs).unwrap(), Path::new("/srv/etcd"));
+        assert_eq!(with("/var/lib/etcd/", "").data_dir(rootfs).unwrap(), Path::new("/srv"));
+        let expr = with("/var/lib/etcd", "      subPathExpr: $(NODE_NAME)\n");
+        assert!(expr.hidden_problem().unwrap().contains("the subPathExpr of the mount at /var/lib/etcd"));
+        let text = V131.replace("--name=cp1", "--name=$(NODE_NAME)");
+        let var = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
+        assert!(var.hidden_problem().unwrap().contains("--name=$(NODE_NAME) (the kubelet expands $(VAR))"));
+        assert!(Manifest::parse(Path::new("etcd.yaml"), V131).unwrap().hidden_problem().is_none());
     }
 
     #[test]
