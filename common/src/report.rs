@@ -201,6 +201,9 @@ pub struct NodeClean {
     pub manifest_backup: Option<String>,
     pub data_dir_backup: Option<String>,
     pub container_removed: Vec<String>,
+    /// Where the removed containers' logs were saved first (in the backup dir).
+    #[serde(default)]
+    pub container_logs: Vec<String>,
 }
 
 /// etcd-snap save/verify: one snapshot file.

@@ -233,6 +233,15 @@ impl Crictl {
         wait_db_released(data_dir, deadline).map(|()| list)
     }
 
+    /// Writes a container's whole log (etcd writes to stderr) to `to`, 0600: `crictl rm` deletes
+    /// it (cri-tools 1.30+), and it is what tells why the member failed.
+    pub fn save_logs(&self, id: &str, to: &Path) -> Result<()> {
+        let f = self.run(&["logs", id])?;
+        let mut text = f.stdout;
+        text.extend_from_slice(&f.stderr);
+        crate::manifest::write_atomic(to, &text)
+    }
+
     pub fn stop(&self, id: &str) -> Result<()> {
         self.run(&["stop", id]).map(drop)
     }

@@ -233,6 +233,12 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     };
     common::failpoint::hit("clean-stopped");
     for c in &containers {
+        // Its log goes with it: kept beside the manifest, it tells why the member failed.
+        let log = backup_dir.join(format!("etcd-container-{}.log", &c.id[..c.id.len().min(13)]));
+        match crictl.save_logs(&c.id, &log) {
+            Ok(()) => done.container_logs.push(log.display().to_string()),
+            Err(e) => common::say!("etcd-member: warning: the log of container {} is not kept: {e:#}", c.id),
+        }
         crictl.remove(&c.id).map_err(said)?;
         done.container_removed.push(c.id.clone());
     }
@@ -249,10 +255,11 @@ pub fn run(args: CleanArgs) -> Result<u8> {
 fn render(c: &NodeClean) -> String {
     let or_none = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     format!(
-        "manifest backup: {}\ndata dir backup: {}\ncontainers removed: {}\n",
+        "manifest backup: {}\ndata dir backup: {}\ncontainers removed: {}\ntheir logs: {}\n",
         or_none(&c.manifest_backup),
         or_none(&c.data_dir_backup),
-        if c.container_removed.is_empty() { "-".into() } else { c.container_removed.join(", ") }
+        if c.container_removed.is_empty() { "-".into() } else { c.container_removed.join(", ") },
+        if c.container_logs.is_empty() { "-".into() } else { c.container_logs.join(", ") }
     )
 }
 

@@ -288,6 +288,11 @@ fn add_and_promote_by_hand_3_5_30() {
     assert_eq!(member_names(&c), ["node1", "node2"]);
     let r = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // The removed container's log is kept in the backup dir (crictl rm deletes it).
+    let logs = r.json["containerLogs"].as_array().unwrap();
+    assert_eq!(logs.len(), r.json["containerRemoved"].as_array().unwrap().len(), "{}", r.stdout);
+    let log = std::fs::read_to_string(logs[0].as_str().unwrap()).unwrap();
+    assert!(log.contains("\"msg\":\"serving client traffic securely\""), "{log}");
 
     let n3 = c.node(3);
     let dry = tool(&c, "etcd-member", 1, &["add", "node3", &n3.peer_url(), "--dry-run"], None);
