@@ -518,15 +518,21 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     })?;
     steps.push("--force-new-cluster removed from the manifest".into());
     common::failpoint::hit("recover-flag-out");
+    // The forced start is done and the flag is out: whatever fails now, the operator must know
+    // that, and where the copy of the data dir is.
+    let copy = backup_path.as_deref().map(|b| format!("; the data dir as it was is copied in {b}")).unwrap_or_default();
+    let state = format!("the forced start is done and --force-new-cluster is out of {}{copy}", manifest.path.display());
     let written = written_at(&shared.manifest);
-    let revision = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout)?;
-    let seen = members_seen_by(&shared, &url)?;
+    let revision = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout)
+        .map_err(|e| exit::with_state(e, state.clone()))?;
+    let seen = members_seen_by(&shared, &url).map_err(|e| exit::with_state(e, state.clone()))?;
     if seen.len() != 1 || revision < before.revision {
-        return Err(anyhow!(
+        let e = anyhow!(
             "after the recovery {url} lists {} members at revision {revision} (data had {})",
             seen.len(),
             before.revision
-        ));
+        );
+        return Err(exit::with_state(e, state));
     }
     steps.push(format!("{url} healthy, one voter, revision {revision}"));
     let doc = QuorumRecovery {

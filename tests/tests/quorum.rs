@@ -320,6 +320,28 @@ fn survivor_that_cannot_start_keeps_no_flag() {
     assert!(copies.iter().any(|p| p.is_file()), "{copies:?}");
 }
 
+/// A restart that fails after the flag came out (here the manifest broken meanwhile): the error
+/// says the forced start is done, the flag out, and where the copy of the data dir is.
+#[test]
+fn a_failure_after_the_flag_is_out_says_what_is_done() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    put(&c, 5);
+    lose(&c, 2);
+    lose(&c, 3);
+    let mut cmd = c.tool("etcd-quorum", 1);
+    cmd.args(["recover", "--yes", "--timeout", "10s"]);
+    let manifest = c.node(1).manifest();
+    let (r, _) = c.paused_at(cmd, "recover-flag-out", |_| {
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let broken = text.replace("--snapshot-count=10000", "--snapshot-count=many");
+        assert_ne!(broken, text);
+        std::fs::write(&manifest, broken).unwrap();
+    });
+    assert_eq!(r.code, 7, "{}\n{}", r.stderr, r.stdout);
+    let want = format!("the forced start is done and --force-new-cluster is out of {}", manifest.display());
+    assert!(r.stderr.contains(&want) && r.stderr.contains("the data dir as it was is copied in "), "{}", r.stderr);
+}
+
 /// `--via-restore --bump-revision`: the survivor's own db restored, a new cluster ID, the
 /// revision jumped, the keys intact.
 #[test]
