@@ -122,6 +122,16 @@ const DEFAULT_QUOTA_BYTES: i64 = 2 << 30;
 /// Written by every join (see where it is set).
 const JOINED_AT_ANNOTATION: &str = "etcd-recovery/joined-at";
 
+/// A manifest a join of this member wrote: `existing`, this name and peer URL, and the join's
+/// annotation (every manifest `kubeadm join` wrote has the rest: taking one for ours would skip
+/// the empty-data-dir check and start etcd on a removed member's data).
+fn written_by_a_join(m: &Manifest, name: &str, advertised: Option<&str>) -> bool {
+    m.flag("initial-cluster-state").as_deref() == Some("existing")
+        && m.flag("initial-advertise-peer-urls").as_deref() == advertised
+        && m.flag("name").as_deref() == Some(name)
+        && m.annotations.contains_key(JOINED_AT_ANNOTATION)
+}
+
 /// Where the member stands before we start.
 enum Existing {
     None,
@@ -187,11 +197,8 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
     let data_dir = m.data_dir(&shared.rootfs)?;
     let manifest_in_place = shared.manifest.exists();
     // The manifest an interrupted join of this same member wrote (killed before the learner started).
-    let ours_in_place = Manifest::load(&shared.manifest).ok().filter(|m| {
-        m.flag("initial-cluster-state").as_deref() == Some("existing")
-            && m.flag("initial-advertise-peer-urls") == advertised
-            && m.flag("name").as_deref() == Some(name.as_str())
-    });
+    let ours_in_place =
+        Manifest::load(&shared.manifest).ok().filter(|m| written_by_a_join(m, &name, advertised.as_deref()));
 
     let mine = live.members.iter().find(|x| x.peer_urls.contains(&peer_url));
     let mut plan_refresh = false;
@@ -652,6 +659,24 @@ pub fn run(args: JoinArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// kubeadm join's own manifest (existing, same name and peer URL) is not a join's of ours.
+    #[test]
+    fn only_a_manifest_a_join_wrote_is_taken_for_ours() {
+        let text = include_str!("../../common/testdata/etcd.yaml.kubeadm-1.31").replace(
+            "--initial-cluster=cp1=https://192.168.0.150:2380\n",
+            "--initial-cluster=cp1=https://192.168.0.150:2380\n    - --initial-cluster-state=existing\n",
+        );
+        let path = std::path::Path::new("etcd.yaml");
+        let mut m = Manifest::parse(path, &text).unwrap();
+        let peer = Some("https://192.168.0.150:2380");
+        assert!(!written_by_a_join(&m, "cp1", peer), "kubeadm's");
+        m.set_annotation(JOINED_AT_ANNOTATION, "2026-11-24T20:00:00Z").unwrap();
+        let ours = Manifest::parse(path, &m.to_yaml().unwrap()).unwrap();
+        assert!(written_by_a_join(&ours, "cp1", peer));
+        assert!(!written_by_a_join(&ours, "cp2", peer));
+        assert!(!written_by_a_join(&ours, "cp1", Some("https://192.168.0.151:2380")));
+    }
 
     #[test]
     fn rehost_moves_whole_hosts_only() {
