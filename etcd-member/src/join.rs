@@ -122,6 +122,9 @@ const DEFAULT_QUOTA_BYTES: i64 = 2 << 30;
 /// Written by every join (see where it is set).
 const JOINED_AT_ANNOTATION: &str = "etcd-recovery/joined-at";
 
+/// Room for a new member's WAL beside its db: two of etcd's preallocated 64 MiB segments.
+const WAL_ROOM: u64 = 2 * 64 * 1024 * 1024;
+
 /// A manifest a join of this member wrote: `existing`, this name and peer URL, and the join's
 /// annotation (every manifest `kubeadm join` wrote has the rest: taking one for ours would skip
 /// the empty-data-dir check and start etcd on a removed member's data).
@@ -472,6 +475,14 @@ pub fn run(args: JoinArgs) -> Result<u8> {
                 }
             ),
         );
+    }
+    if matches!(p.existing, Existing::None | Existing::Unstarted(_) | Existing::Written(_)) {
+        // The new member receives the whole db from the leader: on a disk too small, the
+        // transfer fails midway and the learner stays stuck, never in sync.
+        let biggest = live.members.iter().map(|m| m.endpoint.db_size).max().unwrap_or(0);
+        let (ok, detail) = common::backup::room(&p.data_dir, biggest.max(0) as u64 + WAL_ROOM);
+        let detail = format!("{detail} (the largest member db, {biggest} bytes, and two WAL segments)");
+        p.plan.check("room for the member's data", ok, detail);
     }
     if let Existing::Voter = p.existing {
         // Only if it works: a voter of this name that does not answer is the failed member the

@@ -361,6 +361,16 @@ fn join_without_template_3_5_30() {
 
     let args =
         ["join", "--endpoints", &ep, "--name", "node3", "--advertise-address", &n3.ip, "--image", "etcd:3.5.30-0"];
+    // A data dir on a disk too small for the db and the WAL: refused before any change.
+    let data = n3.root.join("var/lib/etcd");
+    std::fs::create_dir_all(&data).unwrap();
+    let small = etcd_lab::Tmpfs::mount(&data, "size=64m");
+    let r = tool(&c, "etcd-member", 3, &[&args[..], &["--yes"]].concat(), None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("room for the member's data") && r.stderr.contains("two WAL segments"), "{}", r.stderr);
+    assert_eq!(member_names(&c), ["node1", "node2"]);
+    drop(small);
+    std::fs::remove_dir(&data).unwrap();
     let dry = tool(&c, "etcd-member", 3, &[&args[..], &["--dry-run"]].concat(), None);
     assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
     assert!(dry.json["preconditions"].as_array().unwrap().iter().all(|p| p["ok"] == true), "{}", dry.json);
