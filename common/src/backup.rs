@@ -67,7 +67,7 @@ pub fn movable_check(plan: &mut crate::report::Plan, dir: &Path) {
     let problem = if meta.file_type().is_symlink() {
         let to = std::fs::read_link(dir).map(|t| t.display().to_string()).unwrap_or_default();
         Some(format!("a symlink to {to}: point the manifest at the real dir"))
-    } else if std::fs::metadata(parent).is_ok_and(|p| p.dev() != meta.dev()) {
+    } else if is_mount_point(dir, parent, meta.dev()) {
         Some("a mount point: it cannot be renamed; move its member/ dir aside by hand".to_string())
     } else {
         None
@@ -240,6 +240,23 @@ fn read_only_in(mountinfo: &str, real: &Path) -> Option<PathBuf> {
     best.filter(|(_, ro)| *ro).map(|(m, _)| m)
 }
 
+/// Whether `dir` is a mount point: listed as one in /proc/self/mountinfo (a bind mount from the
+/// same filesystem has its parent's device; a btrfs subvolume has a device of its own and is
+/// none), else, without mountinfo, on another device than its parent.
+fn is_mount_point(dir: &Path, parent: &Path, dev: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let info = std::fs::read_to_string("/proc/self/mountinfo");
+    match (info, std::fs::canonicalize(dir)) {
+        (Ok(info), Ok(real)) => mount_point_in(&info, &real),
+        _ => std::fs::metadata(parent).is_ok_and(|p| p.dev() != dev),
+    }
+}
+
+/// [`is_mount_point`] over a mountinfo text.
+fn mount_point_in(mountinfo: &str, real: &Path) -> bool {
+    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| Path::new(&unescape_octal(m)) == real)
+}
+
 /// mountinfo writes space, tab, newline and backslash in paths as `\040`-style octal escapes.
 fn unescape_octal(s: &str) -> String {
     let b = s.as_bytes();
@@ -274,6 +291,18 @@ mod tests {
         assert_eq!(tree_size(&dir), 1024);
         assert!(free_bytes(&dir.join("not/yet/there")).is_some_and(|f| f > 0));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A bind mount (same device as its parent) is a mount point; a path below one, or one only
+    /// named alike, is not.
+    #[test]
+    fn mount_points_from_mountinfo() {
+        let info = "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n\
+                    40 22 252:1 /data/etcd /var/lib/etcd rw,relatime shared:1 - ext4 /dev/vda1 rw\n\
+                    41 22 0:43 / /mnt/new\\040disk rw,relatime - xfs /dev/vdc rw\n";
+        let at = |p: &str| mount_point_in(info, Path::new(p));
+        assert!(at("/var/lib/etcd") && at("/mnt/new disk"));
+        assert!(!at("/var/lib/etcd/member") && !at("/var/lib/etcd-old") && !at("/var/lib"));
     }
 
     #[test]

@@ -799,20 +799,28 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// A tmpfs mounted on a dir (made if missing) with the given mount options (size, mode, ro),
-/// unmounted when dropped, pass or fail. Needs root, as CI runs.
-pub struct Tmpfs(PathBuf);
+/// A mount on a dir (made if missing), unmounted when dropped, pass or fail. Needs root, as CI runs.
+pub struct Mounted(PathBuf);
 
-impl Tmpfs {
-    pub fn mount(dir: &Path, options: &str) -> Tmpfs {
+impl Mounted {
+    /// A tmpfs with the given mount options (size, mode, ro).
+    pub fn mount(dir: &Path, options: &str) -> Mounted {
         std::fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).status().unwrap();
         assert!(ok.success(), "mounting a tmpfs needs root");
-        Tmpfs(dir.to_path_buf())
+        Mounted(dir.to_path_buf())
+    }
+
+    /// `src` bind-mounted on `dir`: a mount point on the same filesystem (and device) as its parent.
+    pub fn bind(src: &Path, dir: &Path) -> Mounted {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount").arg("--bind").arg(src).arg(dir).status().unwrap();
+        assert!(ok.success(), "a bind mount needs root");
+        Mounted(dir.to_path_buf())
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }

@@ -784,7 +784,10 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let linked = node_root(&c, "linked", &node3_manifest, &["var/lib/etcd-real/member"]);
     std::os::unix::fs::symlink("etcd-real", linked.join("var/lib/etcd")).unwrap();
     let mounted = node_root(&c, "mounted", &node3_manifest, &["var/lib/etcd"]);
-    let data_mount = etcd_lab::Tmpfs::mount(&mounted.join("var/lib/etcd"), "size=1m,mode=0700");
+    let data_mount = etcd_lab::Mounted::mount(&mounted.join("var/lib/etcd"), "size=1m,mode=0700");
+    // A bind mount from the same filesystem: the same device as its parent, a mount point all the same.
+    let bound = node_root(&c, "bound", &node3_manifest, &["var/lib/etcd", "srv/etcd/member"]);
+    let bind_mount = etcd_lab::Mounted::bind(&bound.join("srv/etcd"), &bound.join("var/lib/etcd"));
     let waldir = node_root(
         &c,
         "waldir",
@@ -796,7 +799,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let xdev = node_root(&c, "xdev", &node3_manifest, &["var/lib/etcd/member/snap"]);
     std::fs::write(xdev.join("var/lib/etcd/member/snap/db"), b"the old data").unwrap();
     let xdev_backups = c.base.join("xdev-backups");
-    let xdev_mount = etcd_lab::Tmpfs::mount(&xdev_backups, "size=64m,mode=0700");
+    let xdev_mount = etcd_lab::Mounted::mount(&xdev_backups, "size=64m,mode=0700");
 
     // etcd forced at every restart through its env, where the manifest's flags do not show it.
     let env_forced = node_root(
@@ -823,10 +826,10 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
 
     let spaces = c.base.join("with space");
     let ro = c.base.join("read-only backups");
-    let ro_mount = etcd_lab::Tmpfs::mount(&ro, "ro,size=1m");
+    let ro_mount = etcd_lab::Mounted::mount(&ro, "ro,size=1m");
     // Room for a small snapshot's db, not for the 64 MB WAL segment a restore preallocates.
     let small = c.base.join("small fs");
-    let small_mount = etcd_lab::Tmpfs::mount(&small, "size=1m,mode=0700");
+    let small_mount = etcd_lab::Mounted::mount(&small, "size=1m,mode=0700");
     let parked3 = s(&c.node(3).parked_manifest());
 
     let ctx = Ctx { c: &c, empty_root, vars: RefCell::new(BTreeMap::new()), prints: Prints::default() };
@@ -1167,6 +1170,8 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             .fails(5, &["data dir can be moved aside: ", "a symlink to etcd-real"]),
         row("clean --yes: data dir is a mount point", "etcd-member", &On::Root(mounted.clone()), &["clean", "--yes"])
             .fails(5, &["data dir can be moved aside: ", "a mount point"]),
+        row("clean --yes: data dir is a bind mount", "etcd-member", &On::Root(bound.clone()), &["clean", "--yes"])
+            .fails(5, &["data dir can be moved aside: ", "a mount point"]),
         row(
             "clean --yes: ETCD_FORCE_NEW_CLUSTER in the env",
             "etcd-member",
@@ -1452,6 +1457,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     drop(ro_mount);
     drop(small_mount);
     drop(data_mount);
+    drop(bind_mount);
     drop(held);
     drop(xdev_mount);
     eprintln!("{} rows in {:.1}s:\n{}", rows.len(), started.elapsed().as_secs_f64(), summary.join("\n"));

@@ -364,7 +364,7 @@ fn join_without_template_3_5_30() {
     // A data dir on a disk too small for the db and the WAL: refused before any change.
     let data = n3.root.join("var/lib/etcd");
     std::fs::create_dir_all(&data).unwrap();
-    let small = etcd_lab::Tmpfs::mount(&data, "size=64m");
+    let small = etcd_lab::Mounted::mount(&data, "size=64m");
     let r = tool(&c, "etcd-member", 3, &[&args[..], &["--yes"]].concat(), None);
     assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
     assert!(r.stderr.contains("room for the member's data") && r.stderr.contains("two WAL segments"), "{}", r.stderr);

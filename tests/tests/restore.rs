@@ -173,7 +173,7 @@ fn restore_into_an_empty_mount_point_or_symlink() {
     let base = std::env::temp_dir().join(format!("restore-into-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let disk = base.join("disk");
-    let mount = etcd_lab::Tmpfs::mount(&disk, "size=100m,mode=0700");
+    let mount = etcd_lab::Mounted::mount(&disk, "size=100m,mode=0700");
     let target = base.join("target");
     std::fs::create_dir(&target).unwrap();
     let link = base.join("link");
