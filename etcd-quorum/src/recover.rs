@@ -467,44 +467,19 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             Ok(())
         });
         if let Err(e) = forced {
-            // Did a container start with the flag? Then etcd may have forced the new cluster
-            // before the flag came out (a big db is slow to answer): its WAL says so, not us.
-            let started = crictl.etcd_containers().ok().and_then(|l| l.into_iter().find(|c| c.created_at > written));
-            // Never leave the flag in: the next restart would force again.
-            let undo = manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save());
-            let state = match undo {
-                Ok(()) => "the flag is out of the manifest again".to_string(),
-                Err(u) => format!(
-                    "the flag could NOT be taken out ({u:#}): remove --force-new-cluster from {} by hand",
-                    manifest.path.display()
-                ),
-            };
-            let maybe_forced = match started {
-                Some(c) => format!(
-                    "; etcd did start with the flag (container {}), so it may have forced the new cluster: run \
-                     etcd-status before any other member starts, and recover again (nothing to do if {url} leads \
-                     alone)",
-                    &c.id[..c.id.len().min(13)]
-                ),
-                None => String::new(),
-            };
-            return Err(exit::with_state(
-                e,
-                format!(
-                    "{state}; data dir {} {}{maybe_forced}",
-                    dir.display(),
-                    backup_path.as_ref().map(|b| format!("(copy in {b})")).unwrap_or_default()
-                ),
-            ));
+            return Err(flag_out_after(e, &mut manifest, &crictl, written, &url, &dir, backup_path.as_deref()));
         }
         steps.push(format!("{url} restarted as a one-member cluster"));
     } else if members_seen_by(&shared, &url).map_or(true, |m| m.len() != 1) {
         // Interrupted before the forced start was seen: the kubelet may not have applied the flag
         // yet (it polls), and taking it out now would leave the old manifest and nothing forced.
         // Wait for a container started after the manifest was written.
+        // One that never comes up (it crash-loops): the flag goes out as in the first run, else it
+        // would stay for good, and force at whatever later start.
         let written = written_at(&shared.manifest);
-        wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout)
-            .map_err(|e| exit::with_state(e, format!("--force-new-cluster is still in {}", manifest.path.display())))?;
+        if let Err(e) = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout) {
+            return Err(flag_out_after(e, &mut manifest, &crictl, written, &url, &dir, None));
+        }
         steps.push(format!("{url} restarted as a one-member cluster (the interrupted run's flag)"));
     }
     manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save()).map_err(|e| {
@@ -545,6 +520,39 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     };
     cli::emit(&doc, shared.output, render);
     Ok(exit::OK)
+}
+
+/// A forced start that failed: the flag goes out (the next restart would force again), and the
+/// error says so, and whether a container started with it (then it may have forced the new
+/// cluster: the WAL says, not us).
+fn flag_out_after(
+    e: anyhow::Error,
+    manifest: &mut Manifest,
+    crictl: &Crictl,
+    written: u128,
+    url: &str,
+    dir: &Path,
+    copy: Option<&str>,
+) -> anyhow::Error {
+    let started = crictl.etcd_containers().ok().and_then(|l| l.into_iter().find(|c| c.created_at > written));
+    let undo = manifest.remove_flag("force-new-cluster").and_then(|_| manifest.save());
+    let state = match undo {
+        Ok(()) => "the flag is out of the manifest again".to_string(),
+        Err(u) => format!(
+            "the flag could NOT be taken out ({u:#}): remove --force-new-cluster from {} by hand",
+            manifest.path.display()
+        ),
+    };
+    let maybe_forced = match started {
+        Some(c) => format!(
+            "; etcd did start with the flag (container {}), so it may have forced the new cluster: run \
+             etcd-status before any other member starts, and recover again (nothing to do if {url} leads alone)",
+            &c.id[..c.id.len().min(13)]
+        ),
+        None => String::new(),
+    };
+    let copy = copy.map(|b| format!("(copy in {b})")).unwrap_or_default();
+    exit::with_state(e, format!("{state}; data dir {} {copy}{maybe_forced}", dir.display()))
 }
 
 #[cfg(test)]

@@ -318,6 +318,18 @@ fn survivor_that_cannot_start_keeps_no_flag() {
     let copies: Vec<_> =
         std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().path().join("etcd/member/snap/db")).collect();
     assert!(copies.iter().any(|p| p.is_file()), "{copies:?}");
+    // Killed with the flag in, then run again: the forced etcd never comes up, and the rerun
+    // takes the flag out as the first run does (it stayed in for good before).
+    let mut cmd = c.tool("etcd-quorum", 1);
+    cmd.args(["recover", "--yes", "--force", "--timeout", "15s"]);
+    let (r, _) = c.paused_at(cmd, "recover-flag-in", |pid| assert!(etcd_lab::cri::signal(pid, libc::SIGKILL)));
+    assert_eq!(r.code, 128 + libc::SIGKILL, "{}", r.stderr);
+    assert!(std::fs::read_to_string(c.node(1).manifest()).unwrap().contains("--force-new-cluster"));
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--force", "--timeout", "15s"], None);
+    assert_eq!(r.code, 7, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("the flag is out of the manifest again"), "{}", r.stderr);
+    let manifest = std::fs::read_to_string(c.node(1).manifest()).unwrap();
+    assert!(!manifest.contains("force-new-cluster"), "{manifest}");
 }
 
 /// A restart that fails after the flag came out (here the manifest broken meanwhile): the error
