@@ -44,7 +44,8 @@ fn seed_scenario(version: &str) {
     // changes only while every voter is connected, so it came before node3 went.)
     let add = ["member", "add", "node4", "--learner", "--peer-urls", "https://127.0.0.1:2399", "-w", "json"];
     let added: Value = serde_json::from_str(&c.member_change(&c.endpoints(), &add)).unwrap();
-    let learner = format!("{:x}", added["member"]["ID"].as_u64().unwrap());
+    // IDs are 16 hex digits, leading zeros included (DESIGN.md), as the tools print them.
+    let learner = format!("{:016x}", added["member"]["ID"].as_u64().unwrap());
     destroy_node3(&c);
     let n3 = c.node(3);
 
