@@ -105,6 +105,8 @@ pub fn run(args: CleanArgs) -> Result<u8> {
             ),
         );
     }
+    // What a recovery after a quorum loss may need: a member's data (a dir lost with its disk is not).
+    let has_data = data_dir.join("member").is_dir();
     // Guard: never clean a node whose member still answers.
     if let Some(m) = &manifest {
         let name = m.flag("name").unwrap_or_default();
@@ -145,12 +147,16 @@ pub fn run(args: CleanArgs) -> Result<u8> {
                         q.reachable_voters, q.voters, q.needed
                     ),
                 };
-                plan.check("the cluster has a quorum", q.has_quorum || args.force, detail);
+                plan.check("the cluster has a quorum", q.has_quorum || args.force || !has_data, detail);
             }
             Ok(s) => {
                 let tls = s.tls_failures();
                 let (ok, detail) = if tls.is_empty() {
-                    (args.force, format!("no endpoint answered ({}): {QUORUM_ADVICE}", s.describe_failures()))
+                    let why = format!("no endpoint answered ({})", s.describe_failures());
+                    match has_data {
+                        true => (args.force, format!("{why}: {QUORUM_ADVICE}; --endpoints names members to ask")),
+                        false => (true, format!("{why}; no data of a member here to keep")),
+                    }
                 } else {
                     unknown(format!("TLS failed: {}; check --cacert/--cert/--key", tls.join("; ")))
                 };

@@ -51,6 +51,15 @@ fn recover(version: &str) {
     assert!(r.stderr.contains("quorum lost (1 of 3 voters answer, 2 needed)"), "{}", r.stderr);
     assert!(r.stderr.contains("etcd-quorum inspect here"), "{}", r.stderr);
     assert!(n2.root.join("var/lib/etcd/member/snap/db").is_file() && n2.manifest().is_file());
+    // Its disk lost (no member data left to keep): nothing stands in the way.
+    let data = n2.root.join("var/lib/etcd");
+    std::fs::rename(&data, n2.root.join("var/lib/etcd-kept")).unwrap();
+    std::fs::create_dir(&data).unwrap();
+    let dry = c.run_json("etcd-member", 2, &["clean", "--dry-run"], None);
+    let checks = dry.json["preconditions"].as_array().unwrap();
+    assert!(checks.iter().all(|p| p["ok"] == true), "{}", dry.stdout);
+    std::fs::remove_dir(&data).unwrap();
+    std::fs::rename(n2.root.join("var/lib/etcd-kept"), &data).unwrap();
     std::fs::remove_file(n2.manifest()).unwrap();
 
     // A live majority is needed for nothing here; inspect works while node1's etcd runs.
