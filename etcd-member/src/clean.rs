@@ -37,16 +37,13 @@ common::with_shared_flags! {
     }
 }
 
-/// This node's member in the list: by name or peer URL. etcd allows a name twice (this node
-/// rebuilt and joined under its hostname before the old member went): one of them that answers
-/// comes first, then the one with this node's peer URL.
+/// This node's member in the list: by its peer URL (etcd keeps those unique), else by name. etcd
+/// allows a name twice (this node rebuilt and joined under its hostname before the old member
+/// went, or the old host's member beside the rebuilt one): a live member of this name on another
+/// host is not this node's.
 fn own_member<'a>(members: &'a [MemberStatus], name: &str, peer: &str) -> Option<&'a MemberStatus> {
-    let mine: Vec<&MemberStatus> = members
-        .iter()
-        .filter(|x| (!name.is_empty() && x.name == name) || x.peer_urls.iter().any(|u| u == peer))
-        .collect();
-    let find = |f: &dyn Fn(&MemberStatus) -> bool| mine.iter().copied().find(|x| f(x));
-    find(&|x| x.endpoint.reachable).or(find(&|x| x.peer_urls.iter().any(|u| u == peer))).or(mine.first().copied())
+    let by_peer = members.iter().find(|x| x.peer_urls.iter().any(|u| u == peer));
+    by_peer.or_else(|| members.iter().find(|x| !name.is_empty() && x.name == name))
 }
 
 pub fn run(args: CleanArgs) -> Result<u8> {
@@ -288,17 +285,19 @@ mod tests {
         m
     }
 
-    /// A dead member and a live one share this node's name (etcd lists them by ID): the live one
-    /// decides, whichever is listed first, so that clean never stops a working member.
+    /// A dead member and a live one share this node's name (etcd lists them by ID): the one with
+    /// this node's peer URL decides, whichever is listed first.
     #[test]
-    fn a_live_member_of_this_name_is_found_first() {
+    fn this_nodes_member_is_found_by_its_peer_url() {
         let dead = member("node3", "a3", "10.0.0.3", false);
         let live = member("node3", "b3", "10.0.0.9", true);
         for list in [vec![dead.clone(), live.clone()], vec![live.clone(), dead.clone()]] {
-            assert_eq!(own_member(&list, "node3", "https://10.0.0.3:2380").unwrap().id, "b3");
+            // The rebuilt node (10.0.0.9) finds its live member; the old host (10.0.0.3) its dead one.
+            assert_eq!(own_member(&list, "node3", "https://10.0.0.9:2380").unwrap().id, "b3");
+            assert_eq!(own_member(&list, "node3", "https://10.0.0.3:2380").unwrap().id, "a3");
         }
         let list = [member("node1", "a1", "10.0.0.1", true), dead.clone()];
-        assert_eq!(own_member(&list, "node3", "https://10.0.0.3:2380").unwrap().id, "a3");
+        assert_eq!(own_member(&list, "node3", "https://10.0.0.7:2380").unwrap().id, "a3", "by name");
         assert_eq!(own_member(&list, "", "https://10.0.0.3:2380").unwrap().id, "a3");
         assert!(own_member(&list, "node4", "https://10.0.0.4:2380").is_none());
     }
