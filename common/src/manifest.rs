@@ -465,8 +465,10 @@ fn etcd_3_6_or_later(image: &str) -> bool {
     etcd_release(image) >= (3, 6, 0)
 }
 
-/// (major, minor, patch) of an etcd image's tag; zeros for what it does not say.
+/// (major, minor, patch) of an etcd image's tag (a digest after it aside); zeros for what it
+/// does not say.
 fn etcd_release(image: &str) -> (u32, u32, u32) {
+    let image = image.split('@').next().unwrap_or(image);
     let tag = image.rsplit_once(':').map_or("", |(_, t)| t).trim_start_matches('v');
     let mut parts = tag.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     let mut next = || parts.next().unwrap_or(0);
@@ -520,7 +522,8 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     let command: String = flags.iter().map(|f| format!("    - {f}\n")).collect();
     let port = if v36 { "probe-port" } else { "2381" };
     // /livez and /readyz came with etcd 3.5.11: before, a 404 (the kubelet would kill etcd after its
-    // startup probe's 4 minutes); kubeadm probed /health then.
+    // startup probe's 4 minutes). kubeadm probed /health then: liveness serializable and blind to
+    // NOSPACE (neither an alarm nor a lost quorum should get etcd killed), startup linearizable.
     let health_only = etcd_release(k.image) < (3, 5, 11);
     let probe = |path: &str, extra: &str| {
         format!(
@@ -534,9 +537,9 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    {CLIENT_URLS_ANNOTATION}: https://{h}:2379\n  labels:\n    component: etcd\n    tier: control-plane\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n{command}    image: {image}\n    imagePullPolicy: IfNotPresent\n    livenessProbe:\n{live}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    name: etcd\n{ports}    readinessProbe:\n{ready}      periodSeconds: 1\n      timeoutSeconds: 15\n    resources:\n      requests:\n        cpu: 100m\n        memory: 100Mi\n    startupProbe:\n{startup}      initialDelaySeconds: 10\n      periodSeconds: 10\n      timeoutSeconds: 15\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n    - mountPath: /etc/kubernetes/pki/etcd\n      name: etcd-certs\n  hostNetwork: true\n  priority: 2000001000\n  priorityClassName: system-node-critical\n  securityContext:\n    seccompProfile:\n      type: RuntimeDefault\n  volumes:\n  - hostPath:\n      path: /etc/kubernetes/pki/etcd\n      type: DirectoryOrCreate\n    name: etcd-certs\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\nstatus: {{}}\n",
         image = k.image,
-        live = probe(if health_only { "/health" } else { "/livez" }, "8"),
-        ready = probe(if health_only { "/health" } else { "/readyz" }, "3"),
-        startup = probe(if health_only { "/health" } else { "/readyz" }, "24"),
+        live = probe(if health_only { "/health?exclude=NOSPACE&serializable=true" } else { "/livez" }, "8"),
+        ready = probe(if health_only { "/health?serializable=false" } else { "/readyz" }, "3"),
+        startup = probe(if health_only { "/health?serializable=false" } else { "/readyz" }, "24"),
     )
 }
 
@@ -812,6 +815,10 @@ mod tests {
         assert!(Manifest::parse(Path::new("etcd.yaml"), &forced).unwrap().force_new_cluster());
         m.remove_flag("force-new-cluster").unwrap();
         assert_eq!(m.to_yaml().unwrap(), text, "set and taken out again");
+        // Read with the flag in (a rerun, a join's template) and taken out: only its line goes.
+        let mut flagged = Manifest::parse(Path::new("etcd.yaml"), &forced).unwrap();
+        assert!(flagged.remove_flag("force-new-cluster").unwrap());
+        assert_eq!(flagged.to_yaml().unwrap(), text, "taken out of a manifest read with it");
         m.set_flag("initial-cluster", "cp1=https://192.168.0.150:2380,cp2=https://192.168.0.151:2380").unwrap();
         m.set_flag("initial-cluster-state", "existing").unwrap();
         m.set_annotation("example.io/joined-at", "2026-11-24T20:00:00Z").unwrap();
@@ -1054,7 +1061,7 @@ mod tests {
     }
 
     /// On an IPv6 node kubeadm listens and probes on ::1: 127.0.0.1 may not exist there.
-    /// etcd before 3.5.11 answers 404 on /livez and /readyz: its probes go to /health, as kubeadm's did.
+    /// etcd before 3.5.11 answers 404 on /livez and /readyz: its probes go to /health as kubeadm's did.
     #[test]
     fn renders_health_probes_for_etcd_3_4() {
         let render = |image: &str| {
@@ -1064,8 +1071,11 @@ mod tests {
             ["livenessProbe", "readinessProbe", "startupProbe"]
                 .map(|p| c[p]["httpGet"]["path"].as_str().unwrap().to_string())
         };
-        assert_eq!(render("etcd:3.4.23-0"), ["/health", "/health", "/health"]);
-        assert_eq!(render("etcd:3.5.10-0"), ["/health", "/health", "/health"]);
+        let health =
+            ["/health?exclude=NOSPACE&serializable=true", "/health?serializable=false", "/health?serializable=false"];
+        assert_eq!(render("etcd:3.4.23-0"), health);
+        assert_eq!(render("etcd:3.5.10-0"), health);
+        assert_eq!(render("etcd:3.5.16-0@sha256:0123abcd"), ["/livez", "/readyz", "/readyz"], "a digest is no tag");
         assert_eq!(render("etcd:3.5.11-0"), ["/livez", "/readyz", "/readyz"]);
         assert_eq!(render("etcd:3.5.16-0"), ["/livez", "/readyz", "/readyz"]);
         assert_eq!(render("etcd:3.6.4-0"), ["/livez", "/readyz", "/readyz"]);

@@ -34,8 +34,31 @@ fn destroy_node3(c: &Cluster) {
     std::fs::create_dir_all(&data).unwrap();
 }
 
+/// The HTTP status of a GET of `path` on node `n`'s metrics listener (where kubeadm's probes go).
+fn probe_status(n: &Node, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((n.ip.as_str(), 2381)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", n.ip).unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.split_whitespace().nth(1).unwrap_or("").to_string()
+}
+
 fn seed_scenario(version: &str) {
     let c = Cluster::start(Spec::new(3, version));
+    // The probes a generated manifest (join without --template) gives this version answer 200.
+    let k = common::manifest::KubeadmEtcd {
+        name: "node4",
+        host: "10.0.0.4",
+        image: &format!("etcd:{version}-0"),
+        initial_cluster: "node4=https://10.0.0.4:2380",
+        existing: true,
+    };
+    let pod: Value = serde_yaml::from_str(&common::manifest::render_kubeadm(&k)).unwrap();
+    for p in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let path = pod["spec"]["containers"][0][p]["httpGet"]["path"].as_str().unwrap();
+        assert_eq!(probe_status(c.node(1), path), "200", "{p} {path} on etcd {version}");
+    }
     for i in 0..20 {
         c.etcdctl_ok(&["put", &format!("/registry/pods/k{i}"), &format!("v{i}")]);
     }
