@@ -430,6 +430,18 @@ impl Survey {
             .collect()
     }
 
+    /// `(learner's URL, leader ID)` for each learner of this cluster that names a leader. A learner
+    /// never campaigns and keeps naming its last leader, alive or gone: its word is neither proof
+    /// of a working majority nor of none (so it is not the picture's `leader` beside voters).
+    pub fn learners_naming_a_leader(&self) -> Vec<(String, String)> {
+        let cluster = &self.status.cluster_id;
+        let answered = self.probes.iter().filter_map(|p| p.status.as_ref().ok().map(|s| (&p.url, s)));
+        answered
+            .filter(|(_, s)| s.is_learner && s.leader != 0 && crate::report::hex_id(s.cluster_id) == *cluster)
+            .map(|(url, s)| (url.clone(), crate::report::hex_id(s.leader)))
+            .collect()
+    }
+
     /// Whether asking `url` failed on our TLS setup (the member may be alive).
     pub fn tls_failed(&self, url: &str) -> bool {
         self.probes.iter().any(|p| p.url == url && p.status.as_ref().err().is_some_and(|e| e.kind == FailKind::Tls))
@@ -650,9 +662,13 @@ mod tests {
             is_learner,
         };
         let list = || Some((7, vec![info(1, false), info(2, false), info(3, false), info(4, true)]));
-        let s = assemble(&[answer(1, 1, 7, 0, false), answer(4, 4, 7, 2, true)], list(), None);
+        let probes = vec![answer(1, 1, 7, 0, false), answer(4, 4, 7, 2, true), answer(5, 5, 9, 3, true)];
+        let s = assemble(&probes, list(), None);
         assert_eq!(s.leader, "", "{s:?}");
         assert!(!s.quorum.has_quorum);
+        // Named apart, for recover to ask the operator (another cluster's learner is not asked).
+        let survey = Survey { status: s, probes, explicit: true };
+        assert_eq!(survey.learners_naming_a_leader(), [("https://10.0.0.4:2379".to_string(), hex_id(2))]);
         // A voter that names it: the leader is known.
         let s = assemble(&[answer(1, 1, 7, 2, false), answer(4, 4, 7, 2, true)], list(), None);
         assert_eq!(s.leader, hex_id(2));

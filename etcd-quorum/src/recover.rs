@@ -367,6 +367,21 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
                 ),
             },
         );
+        // A learner's leader may be gone (it keeps naming its last one) or alive beyond what answers
+        // here (this node cut off from a working majority): only the operator can tell.
+        let learners = survey.learners_naming_a_leader();
+        if st.leader.is_empty() && !learners.is_empty() {
+            let named: Vec<String> = learners.iter().map(|(url, l)| format!("learner at {url} follows {l}")).collect();
+            plan.check(
+                "no learner follows a leader",
+                args.force,
+                format!(
+                    "{}: a learner keeps naming its last leader, gone or not; if that member's node is down, \
+                     --force (else a majority works beyond this node's reach, and forcing splits the cluster)",
+                    named.join(", ")
+                ),
+            );
+        }
         // A member our certificates cannot talk to may be part of a live majority.
         let tls = survey.tls_failures();
         plan.check(
