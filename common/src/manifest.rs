@@ -183,8 +183,17 @@ impl Manifest {
         if let Some(text) = self.edited_text() {
             return Ok(text);
         }
+        // Written whole, a plain value YAML 1.1 (the kubelet) reads otherwise than YAML 1.2 (this
+        // parser) would change: `0644` would come back as the string '0644', `yes` as 'yes'.
+        if let Some((line, value)) = crate::yaml_edit::yaml11_hazard(&self.text) {
+            bail!(
+                "manifest {}: its lines to edit were not found, and written whole its line {line} ({value}) would \
+                 read otherwise to the kubelet; quote that value, or make the edit by hand",
+                self.path.display()
+            );
+        }
         log::warn!("manifest {}: written whole, its comments and layout not kept", self.path.display());
-        Ok(quote_yaml11_words(&serde_yaml::to_string(&self.doc)?))
+        Ok(crate::yaml_edit::quote_yaml11_bools(&serde_yaml::to_string(&self.doc)?))
     }
 
     /// The text as read with the edits of the command, args and annotations made line by line;
@@ -202,7 +211,9 @@ impl Manifest {
         let was = annotations_of(&self.original);
         for (key, value) in &self.annotations {
             if was.get(key) != Some(value) {
-                text = crate::yaml_edit::set_entry(&text, "annotations", key, was.get(key).map(String::as_str), value)?;
+                let old = was.get(key).map(String::as_str);
+                text = crate::yaml_edit::set_entry(&text, "annotations", key, old, value)
+                    .or_else(|| crate::yaml_edit::add_mapping(&text, "metadata", "annotations", key, value))?;
             }
         }
         let back: Value = serde_yaml::from_str(&text).ok()?;
@@ -410,41 +421,6 @@ impl Manifest {
         }
         out
     }
-}
-
-/// Quotes the plain scalar values of serde_yaml's block output that YAML 1.1 reads as booleans:
-/// the kubelet parses manifests as YAML 1.1, so an env value or annotation `"on"` written back
-/// bare would turn into `true` and the static pod would be rejected. Block scalars are left alone.
-fn quote_yaml11_words(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut block_indent: Option<usize> = None;
-    for line in text.split_inclusive('\n') {
-        let body = line.trim_end_matches('\n');
-        let indent = body.len() - body.trim_start().len();
-        if let Some(b) = block_indent {
-            if body.trim().is_empty() || indent > b {
-                out.push_str(line);
-                continue;
-            }
-            block_indent = None;
-        }
-        let item = body.trim_start().trim_start_matches("- ");
-        let value_at = match item.find(": ") {
-            Some(i) => body.len() - item.len() + i + 2,
-            None if body.trim_start().starts_with("- ") => body.len() - item.len(),
-            None => body.len(),
-        };
-        let value = &body[value_at..];
-        if value.starts_with('|') || value.starts_with('>') {
-            block_indent = Some(indent);
-        }
-        if crate::yaml_edit::yaml11_bool(value) {
-            out.push_str(&format!("{}'{value}'{}", &body[..value_at], &line[body.len()..]));
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
 }
 
 /// What a kubeadm etcd manifest is made of.
@@ -825,6 +801,35 @@ mod tests {
         let joined = m.to_yaml().unwrap();
         assert!(joined.contains("# cp1 is the old name") && joined.contains("defaultMode: 0644\n"), "{joined}");
         assert_eq!(serde_yaml::from_str::<Value>(&joined).unwrap(), m.doc);
+    }
+
+    /// A manifest without annotations gets them line by line; one whose lines cannot be found
+    /// (a flow-style command) and that holds a value YAML 1.1 reads otherwise is not written whole.
+    #[test]
+    fn annotations_are_added_and_hazards_are_not_rewritten() {
+        let bare = V131.replace(
+            "  annotations:\n    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://192.168.0.150:2379\n",
+            "",
+        );
+        let mut m = Manifest::parse(Path::new("etcd.yaml"), &bare).unwrap();
+        m.set_annotation("etcd-recovery/joined-at", "2026-11-24T20:00:00Z").unwrap();
+        let out = m.to_yaml().unwrap();
+        assert!(
+            out.starts_with("apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    etcd-recovery/joined-at: "),
+            "{out}"
+        );
+        assert_eq!(serde_yaml::from_str::<Value>(&out).unwrap(), m.doc);
+
+        let flow = V131.replacen("  - command:\n    - etcd\n", "  - command: [etcd]\n    args:\n", 1);
+        let hazard = flow.replacen("  hostNetwork: true\n", "  hostNetwork: yes\n", 1);
+        assert_ne!(hazard, flow);
+        let mut m = Manifest::parse(Path::new("etcd.yaml"), &hazard).unwrap();
+        m.set_flag("force-new-cluster", "true").unwrap();
+        let e = m.to_yaml().unwrap_err().to_string();
+        assert!(e.contains("would read otherwise to the kubelet") && e.contains("(yes)"), "{e}");
+        let mut m = Manifest::parse(Path::new("etcd.yaml"), &flow).unwrap();
+        m.set_flag("force-new-cluster", "true").unwrap();
+        assert!(m.to_yaml().is_ok(), "no hazard: written whole");
     }
 
     #[test]

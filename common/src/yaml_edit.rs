@@ -24,6 +24,65 @@ fn yaml11_reads_otherwise(plain: &str) -> bool {
     yaml11_bool(plain) || (digits(&body.replace(':', "")) && body.contains([':', '_']))
 }
 
+/// Each line of a block-style text with where its value starts (after `key: ` or `- `), None
+/// inside a block scalar (`|`, `>`), whose lines are text.
+fn value_starts(text: &str) -> Vec<(&str, Option<usize>)> {
+    let mut out = Vec::new();
+    let mut block_indent: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let indent = body.len() - body.trim_start().len();
+        if let Some(b) = block_indent {
+            if body.trim().is_empty() || indent > b {
+                out.push((line, None));
+                continue;
+            }
+            block_indent = None;
+        }
+        let item = body.trim_start().trim_start_matches("- ");
+        let value_at = match item.find(": ") {
+            Some(i) => body.len() - item.len() + i + 2,
+            None if body.trim_start().starts_with("- ") => body.len() - item.len(),
+            None => body.len(),
+        };
+        if body[value_at..].starts_with(['|', '>']) {
+            block_indent = Some(indent);
+        }
+        out.push((line, Some(value_at)));
+    }
+    out
+}
+
+/// Quotes the plain values of serde_yaml's block output that YAML 1.1 reads as booleans: the
+/// kubelet parses manifests as YAML 1.1, so an env value or annotation `"on"` written back bare
+/// would turn into `true` and the static pod would be rejected. Block scalars are left alone.
+pub fn quote_yaml11_bools(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (line, at) in value_starts(text) {
+        let body = line.trim_end_matches('\n');
+        match at.filter(|&a| yaml11_bool(&body[a..])) {
+            Some(a) => out.push_str(&format!("{}'{}'{}", &body[..a], &body[a..], &line[body.len()..])),
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// The first plain value of a hand-written text (line number from 1, value) that YAML 1.1 reads
+/// as something else than the string YAML 1.2 reads: written back by serde_yaml, it would change
+/// for the kubelet (`0644` octal to the string '0644', `yes` a boolean to the string 'yes').
+pub fn yaml11_hazard(text: &str) -> Option<(usize, String)> {
+    let octal_or_binary = |v: &str| {
+        let body = v.strip_prefix(['-', '+']).unwrap_or(v);
+        let octal = body.len() > 1 && body.starts_with('0') && body.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+        octal || body.strip_prefix("0b").is_some_and(|b| !b.is_empty() && b.bytes().all(|c| b"01_".contains(&c)))
+    };
+    value_starts(text).into_iter().enumerate().find_map(|(n, (line, at))| {
+        let value = line.trim_end_matches(['\n', '\r'])[at?..].split(" #").next()?.trim();
+        (yaml11_reads_otherwise(value) || octal_or_binary(value)).then(|| (n + 1, value.to_string()))
+    })
+}
+
 /// `s` as one YAML scalar on one line, quoted where YAML 1.1 or 1.2 would read it otherwise.
 pub fn scalar(s: &str) -> Option<String> {
     let text = serde_yaml::to_string(&Value::String(s.to_string())).ok()?;
@@ -185,6 +244,24 @@ pub fn set_entry(text: &str, parent: &str, key: &str, old: Option<&str>, value: 
     Some([lines[..from].concat(), " ".repeat(indent), line, lines[to..].concat()].concat())
 }
 
+/// Adds `key:` holding one entry `entry: value` as the first child of the block mapping under
+/// `parent:` (a manifest without annotations gets its `annotations:` this way). None when `parent:`
+/// is not found exactly once with children below it.
+pub fn add_mapping(text: &str, parent: &str, key: &str, entry: &str, value: &str) -> Option<String> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let parents: Vec<(usize, usize)> = (lines.iter().enumerate())
+        .filter_map(|(p, l)| {
+            significant(l).filter(|(_, c)| is_key_line(c, parent) && !c.starts_with("- ")).map(|(i, _)| (p, i))
+        })
+        .collect();
+    let [(at, indent)] = parents[..] else { return None };
+    let child = lines[at + 1..].iter().find_map(|l| significant(l)).map(|(i, _)| i).filter(|&i| i > indent)?;
+    let step = " ".repeat(child - indent);
+    let block =
+        format!("{0}{1}:\n{0}{step}{2}: {3}\n", " ".repeat(child), scalar(key)?, scalar(entry)?, scalar(value)?);
+    Some([lines[..=at].concat(), block, lines[at + 1..].concat()].concat())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +337,36 @@ spec:
         assert_eq!(set_entry(TEXT, "annotations", "a.io/x", Some("other"), "v"), None, "not the value read");
         assert_eq!(set_entry(TEXT, "annotations", "a.io/x", None, "v"), None, "there already");
         assert_eq!(set_entry(TEXT, "labels", "k", None, "v"), None, "no such mapping");
+    }
+
+    /// The plain values a whole rewrite would change for the kubelet; quoted ones, comments and
+    /// block scalars are no hazard.
+    #[test]
+    fn yaml11_hazards_in_a_hand_written_text() {
+        assert_eq!(yaml11_hazard(TEXT), Some((20, "0644".into())));
+        for (text, want) in [
+            ("spec:\n  hostNetwork: yes\n", Some((2, "yes"))),
+            ("a:\n- 0b101\n", Some((2, "0b101"))),
+            ("a: 1_000 # big\n", Some((1, "1_000"))),
+            ("a: '0644'\nb: \"yes\"\nc: 0\nd: 10\ne: -5 # no\n", None),
+            ("a: |\n  yes\n  0644\nb: x\n", None),
+            ("# yes\na: b\n", None),
+        ] {
+            assert_eq!(yaml11_hazard(text), want.map(|(n, v)| (n, v.to_string())), "{text:?}");
+        }
+    }
+
+    /// A pod without annotations gets the mapping, indented as its siblings are.
+    #[test]
+    fn a_mapping_is_added_where_there_is_none() {
+        let text = "metadata:\n  labels:\n    component: etcd\n  name: etcd\nspec: {}\n";
+        let out = add_mapping(text, "metadata", "annotations", "a.io/x", "on").unwrap();
+        assert_eq!(
+            out,
+            "metadata:\n  annotations:\n    a.io/x: 'on'\n  labels:\n    component: etcd\n  name: etcd\nspec: {}\n"
+        );
+        assert_eq!(add_mapping("metadata: {}\n", "metadata", "annotations", "k", "v"), None);
+        assert_eq!(add_mapping(&format!("{text}{text}"), "metadata", "annotations", "k", "v"), None);
     }
 
     #[test]
