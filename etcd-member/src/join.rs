@@ -121,6 +121,9 @@ const DEFAULT_QUOTA_BYTES: i64 = 2 << 30;
 
 /// Written by every join (see where it is set).
 const JOINED_AT_ANNOTATION: &str = "etcd-recovery/joined-at";
+/// The member a join wrote its manifest for: a rerun resumes only that one (an older join's
+/// manifest left in place with its data would start a re-added member on a removed one's data).
+const JOINED_MEMBER_ANNOTATION: &str = "etcd-recovery/joined-member";
 
 /// Room for a new member's WAL beside its db: two of etcd's preallocated 64 MiB segments.
 const WAL_ROOM: u64 = 2 * 64 * 1024 * 1024;
@@ -207,7 +210,13 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
     let mut plan_refresh = false;
     let existing = match (mine, &ours_in_place) {
         (None, _) => Existing::None,
-        (Some(x), Some(written)) if !x.started => {
+        (Some(x), Some(written))
+            if !x.started
+                && written
+                    .annotations
+                    .get(JOINED_MEMBER_ANNOTATION)
+                    .is_some_and(|m| common::report::same_id(m, &x.id)) =>
+        {
             let members: Vec<MemberRef> = live.members.iter().map(cluster::member_ref).collect();
             if stale_initial_cluster(written, &initial_cluster(&members, &x.id, &name)) {
                 plan_refresh = true;
@@ -571,6 +580,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             }
             m.set_flag("initial-cluster", &ic)?;
             m.set_annotation(JOINED_AT_ANNOTATION, &common::time::rfc3339_secs(common::time::now_secs()))?;
+            m.set_annotation(JOINED_MEMBER_ANNOTATION, &hex_id(id))?;
             m.save()?;
             Ok(true)
         })();
@@ -588,6 +598,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
             // crash-loop back-off included (up to 5 minutes after the member was removed): a new
             // one starts at once.
             manifest.set_annotation(JOINED_AT_ANNOTATION, &common::time::rfc3339_secs(common::time::now_secs()))?;
+            manifest.set_annotation(JOINED_MEMBER_ANNOTATION, &hex_id(id))?;
             manifest.path = shared.manifest.clone();
             manifest.save()
         })();

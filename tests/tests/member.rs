@@ -695,6 +695,25 @@ fn a_join_rerun_refreshes_an_initial_cluster_the_members_outdated() {
     assert_eq!(ic.split(',').count(), 2, "{ic}");
     assert_eq!(member_names(&c), ["node1", "node3"]);
     c.wait_healthy(&[1, 3], std::time::Duration::from_secs(30));
+
+    // node3's member removed, and one added again for its peer URL, while its manifest (a join's)
+    // and data stay: a join run now must not take that manifest for one written for the new
+    // member (it would start it on the removed member's data).
+    let listed: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let node3 = listed["members"].as_array().unwrap().iter().find(|m| m["name"] == "node3").unwrap()["ID"].clone();
+    c.member_change(&c.node(1).client_url(), &["member", "remove", &format!("{:x}", node3.as_u64().unwrap())]);
+    let add = ["add", "node3", &c.node(3).peer_url(), "--yes", "--endpoints", &c.node(1).client_url()];
+    let r = tool(&c, "etcd-member", 1, &add, None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let r = tool(
+        &c,
+        "etcd-member",
+        3,
+        &["join", "--yes", "--timeout", "30s", "--template", parked.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(c.node(3).root.join("var/lib/etcd/member").is_dir(), "the data dir is left as it was");
 }
 
 /// join run on a node whose voter is only slow to answer (restarting, a loaded host; here frozen
