@@ -193,7 +193,16 @@ impl Manifest {
             );
         }
         log::warn!("manifest {}: written whole, its comments and layout not kept", self.path.display());
-        Ok(crate::yaml_edit::quote_yaml11_bools(&serde_yaml::to_string(&self.doc)?))
+        let text = crate::yaml_edit::quote_yaml11_bools(&serde_yaml::to_string(&self.doc)?);
+        // The quoting works line by line: a key or value over several lines could be changed.
+        match serde_yaml::from_str::<Value>(&text) {
+            Ok(back) if back == self.doc => Ok(text),
+            _ => bail!(
+                "manifest {}: cannot be written back as it reads (a key or value over several lines); make the \
+                 edit by hand",
+                self.path.display()
+            ),
+        }
     }
 
     /// The text as read with the edits of the command, args and annotations made line by line;

@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Member and cluster IDs as 16 lowercase hex digits: etcdctl's decimal uint64 loses precision in jq.
+/// What `etcd-quorum inspect` says of a manifest that keeps `--force-new-cluster`, also in its
+/// Error document when the data cannot be read: `pick` refuses on it.
+pub const FORCE_FLAG_LEFT: &str = "--force-new-cluster is still in";
+
 pub fn hex_id(id: u64) -> String {
     format!("{id:016x}")
 }

@@ -105,10 +105,16 @@ pub fn run(args: InspectArgs) -> Result<u8> {
             .ok(),
         (true, None) => Some(Manifest::load(&shared.manifest)?),
     };
-    let dir = data_dir(args.data_dir.as_deref(), &shared, manifest.as_ref())?;
-    let (doc, crc) = inspection_and_crc(&dir, manifest.as_ref())?;
+    // A node whose data cannot be read still says when its manifest keeps the flag: pick reads
+    // its Error document and refuses (that etcd would force a second cluster at its next start).
+    let flagged = |e: anyhow::Error| match manifest.as_ref().filter(|m| m.force_new_cluster()) {
+        Some(m) => exit::with_state(e, format!("{} {}", common::report::FORCE_FLAG_LEFT, m.path.display())),
+        None => e,
+    };
+    let dir = data_dir(args.data_dir.as_deref(), &shared, manifest.as_ref()).map_err(flagged)?;
+    let (doc, crc) = inspection_and_crc(&dir, manifest.as_ref()).map_err(flagged)?;
     if doc.force_new_cluster {
-        common::say!("etcd-quorum: WARNING: --force-new-cluster is still in {}", shared.manifest.display());
+        common::say!("etcd-quorum: WARNING: {} {}", common::report::FORCE_FLAG_LEFT, shared.manifest.display());
     }
     // The document goes out whatever was found, so that `pick` sees every node.
     cli::emit(&doc, shared.output, render);

@@ -107,10 +107,17 @@ fn best(docs: &[DataDirInspection]) -> Result<usize> {
 /// Refused when a node other than the survivor still has `--force-new-cluster` in its manifest
 /// (a recover there was interrupted): its etcd would force a second cluster of the same ID at
 /// its next start, beside the one recovered from the survivor.
-fn flagged_elsewhere(docs: &[DataDirInspection], best: usize) -> Result<()> {
+fn flagged_elsewhere(docs: &[DataDirInspection], best: usize, failed: &[String]) -> Result<()> {
     let flagged: Vec<String> = (0..docs.len())
         .filter(|&i| i != best && docs[i].force_new_cluster)
         .map(|i| format!("{} ({})", docs[i].name, docs[i].member_id))
+        // A node whose inspect failed says so in its Error document.
+        .chain(
+            failed
+                .iter()
+                .filter(|m| m.contains(report::FORCE_FLAG_LEFT))
+                .map(|m| format!("a node whose inspect failed ({m})")),
+        )
         .collect();
     if flagged.is_empty() {
         return Ok(());
@@ -183,7 +190,7 @@ pub fn run(args: PickArgs) -> Result<u8> {
     skipped.extend(unheard);
     let best = best(&docs)?;
     let winner = docs[best].clone();
-    flagged_elsewhere(&docs, best)?;
+    flagged_elsewhere(&docs, best, &skipped)?;
     let candidates = docs
         .iter()
         .enumerate()
@@ -276,13 +283,22 @@ mod tests {
         let winner = doc("b", (5, 98), 98, 98, 86);
         let docs = [flagged.clone(), winner.clone()];
         assert_eq!(best(&docs).unwrap(), 1);
-        let e = flagged_elsewhere(&docs, 1).unwrap_err();
+        let e = flagged_elsewhere(&docs, 1, &[]).unwrap_err();
         assert_eq!(exit::code_of(&e), exit::REFUSED);
         let msg = format!("{e:#}");
         assert!(msg.contains("manifest of a (a-id)") && msg.contains("survivor would be b (b-id)"), "{msg}");
         let mut first = winner;
         first.force_new_cluster = true;
-        assert!(flagged_elsewhere(&[first, doc("c", (5, 1), 1, 1, 1)], 0).is_ok(), "the survivor's own flag");
+        let two = [first, doc("c", (5, 1), 1, 1, 1)];
+        assert!(flagged_elsewhere(&two, 0, &[]).is_ok(), "the survivor's own flag");
+        // A node whose inspect failed, its manifest keeping the flag: its Error document says so.
+        let failed = format!(
+            "x/member/snap/db: not a bbolt file; {} /etc/kubernetes/manifests/etcd.yaml (exit 6)",
+            report::FORCE_FLAG_LEFT
+        );
+        let e = flagged_elsewhere(&two, 0, &[failed]).unwrap_err();
+        assert!(format!("{e:#}").contains("a node whose inspect failed (x/member/snap/db"), "{e:#}");
+        assert!(flagged_elsewhere(&two, 0, &["x: not a bbolt file (exit 6)".into()]).is_ok());
     }
 
     /// What recover refuses is never chosen: a corrupt WAL, an unreadable db, a learner.
