@@ -292,6 +292,11 @@ impl Manifest {
                 out.push(format!("{var} (env)"));
             }
         }
+        // A wrapper (`sh -c "exec etcd ..."`) hides etcd's flags in one string the tools cannot read.
+        let program = self.argv.first().map(String::as_str).unwrap_or_default();
+        if program.rsplit('/').next() != Some("etcd") {
+            out.push(format!("the command runs {program:?}, not etcd itself"));
+        }
         // What the kubelet fills in at start: the tools would read the words as written.
         for arg in self.argv.iter().filter(|a| a.contains("$(")) {
             out.push(format!("{arg} (the kubelet expands $(VAR))"));
@@ -903,6 +908,11 @@ mod tests {
         let var = Manifest::parse(Path::new("etcd.yaml"), &text).unwrap();
         assert!(var.hidden_problem().unwrap().contains("--name=$(NODE_NAME) (the kubelet expands $(VAR))"));
         assert!(Manifest::parse(Path::new("etcd.yaml"), V131).unwrap().hidden_problem().is_none());
+        let wrapped = V131.replacen("    - etcd\n", "    - /bin/sh\n    - -c\n    - exec etcd --name=cp9\n", 1);
+        let m = Manifest::parse(Path::new("etcd.yaml"), &wrapped).unwrap();
+        assert!(m.hidden_problem().unwrap().contains("the command runs \"/bin/sh\", not etcd itself"));
+        let full = V131.replacen("    - etcd\n", "    - /usr/local/bin/etcd\n", 1);
+        assert!(Manifest::parse(Path::new("etcd.yaml"), &full).unwrap().hidden_problem().is_none());
     }
 
     #[test]
