@@ -48,6 +48,10 @@ common::with_shared_flags! {
         /// with --via-restore: mark the revisions before the bump as compacted
         #[argh(switch)]
         pub mark_compacted: bool,
+        /// the member ID a surviving learner still names as leader is gone (its node is down): the
+        /// one check it lifts (a learner keeps naming its last leader)
+        #[argh(option)]
+        pub leader_gone: Option<String>,
     }
 }
 
@@ -369,7 +373,11 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         );
         // A learner's leader may be gone (it keeps naming its last one) or alive beyond what answers
         // here (this node cut off from a working majority): only the operator can tell.
-        let learners = survey.learners_naming_a_leader();
+        let gone = |l: &str| args.leader_gone.as_deref().is_some_and(|g| common::report::same_id(g, l));
+        // One naming this member is stale for sure: this member answers, and leads no one.
+        let this = |l: &str| common::report::same_id(l, &before.member_id);
+        let learners: Vec<(String, String)> =
+            survey.learners_naming_a_leader().into_iter().filter(|(_, l)| !gone(l) && !this(l)).collect();
         if st.leader.is_empty() && !learners.is_empty() {
             let named: Vec<String> = learners.iter().map(|(url, l)| format!("learner at {url} follows {l}")).collect();
             plan.check(
@@ -377,8 +385,10 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
                 args.force,
                 format!(
                     "{}: a learner keeps naming its last leader, gone or not; if that member's node is down, \
-                     --force (else a majority works beyond this node's reach, and forcing splits the cluster)",
-                    named.join(", ")
+                     --leader-gone {} (else a majority works beyond this node's reach, and forcing splits the \
+                     cluster)",
+                    named.join(", "),
+                    learners[0].1
                 ),
             );
         }

@@ -341,6 +341,65 @@ fn survivor_that_cannot_start_keeps_no_flag() {
     assert!(!manifest.contains("force-new-cluster"), "{manifest}");
 }
 
+/// A voter and a learner survive (the learner added by a join that never got promoted). The
+/// learner still names the gone leader: recover cannot tell that from a majority out of its reach
+/// and refuses, naming the one override that lifts only this check; with it, it recovers.
+#[test]
+fn a_surviving_learner_naming_a_gone_leader_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    put(&c, 5);
+    // node3 comes back as a learner of its own (removed, cleaned, added, started, not promoted).
+    let n3 = c.node(3);
+    c.stop_node(3);
+    let r = c.run_json("etcd-member", 1, &["remove", "node3", "--yes"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::rename(n3.root.join("var/lib/etcd"), n3.root.join("var/lib/etcd-old")).unwrap();
+    let add = c.run_json("etcd-member", 1, &["add", "node3", &n3.peer_url(), "--yes"], None);
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let mut m = common::manifest::Manifest::load(&n3.parked_manifest()).unwrap();
+    m.set_flag("initial-cluster", add.json["initialCluster"].as_str().unwrap()).unwrap();
+    m.set_flag("initial-cluster-state", "existing").unwrap();
+    m.path = n3.manifest();
+    m.save().unwrap();
+    c.wait_container(3, "running", |x| x["state"] == "CONTAINER_RUNNING");
+    // The learner follows node2, which then goes with its host: node1 alone of the voters.
+    let listed: Value = serde_json::from_str(&c.etcdctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    let id = |name: &str| {
+        let m = listed["members"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap();
+        format!("{:016x}", m["ID"].as_u64().unwrap())
+    };
+    let node2 = id("node2");
+    c.etcdctl_ok(&["move-leader", &node2, "--endpoints", &c.node(1).client_url()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = c.etcdctl(&n3.client_url(), &["endpoint", "status", "-w", "json"]);
+        let v: Value = serde_json::from_slice(&s.stdout).unwrap_or_default();
+        if v[0]["Status"]["leader"].as_u64().map(|l| format!("{l:016x}")) == Some(node2.clone()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the learner does not follow node2");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // node2's host dies: no graceful stop (a leader that stops hands its leadership over).
+    let pid = c.etcd_pid(2);
+    // SAFETY: kill(2) on the lab's etcd.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::fs::rename(c.node(2).manifest(), c.node(2).parked_manifest()).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    c.wait_container(2, "exited", |x| x["state"] == "CONTAINER_EXITED");
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--timeout", "60s"], None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains(&format!("follows {node2}")) && r.stderr.contains(&format!("--leader-gone {node2}")),
+        "{}",
+        r.stderr
+    );
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--timeout", "60s", "--leader-gone", &node2], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(keys_on(&c, 1), 5);
+}
+
 /// A restart that fails after the flag came out (here the manifest broken meanwhile): the error
 /// says the forced start is done, the flag out, and where the copy of the data dir is.
 #[test]
