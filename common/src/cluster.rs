@@ -442,6 +442,12 @@ impl Survey {
             .collect()
     }
 
+    /// Whether member `id` (hex) answered here naming no leader: it leads no one now.
+    pub fn answers_without_a_leader(&self, id: &str) -> bool {
+        let answered = self.probes.iter().filter_map(|p| p.status.as_ref().ok());
+        answered.filter(|s| crate::report::same_id(&crate::report::hex_id(s.member_id), id)).any(|s| s.leader == 0)
+    }
+
     /// Whether asking `url` failed on our TLS setup (the member may be alive).
     pub fn tls_failed(&self, url: &str) -> bool {
         self.probes.iter().any(|p| p.url == url && p.status.as_ref().err().is_some_and(|e| e.kind == FailKind::Tls))
@@ -669,6 +675,7 @@ mod tests {
         // Named apart, for recover to ask the operator (another cluster's learner is not asked).
         let survey = Survey { status: s, probes, explicit: true };
         assert_eq!(survey.learners_naming_a_leader(), [("https://10.0.0.4:2379".to_string(), hex_id(2))]);
+        assert!(survey.answers_without_a_leader(&hex_id(1)) && !survey.answers_without_a_leader(&hex_id(2)));
         // A voter that names it: the leader is known.
         let s = assemble(&[answer(1, 1, 7, 2, false), answer(4, 4, 7, 2, true)], list(), None);
         assert_eq!(s.leader, hex_id(2));

@@ -183,7 +183,7 @@ impl Manifest {
         if let Some(text) = self.edited_text() {
             return Ok(text);
         }
-        // Written whole, a plain value YAML 1.1 (the kubelet) reads otherwise than YAML 1.2 (this
+        // Written whole, a plain value the kubelet's go-yaml v2 reads otherwise than YAML 1.2 (this
         // parser) would change: `0644` would come back as the string '0644', `yes` as 'yes'.
         if let Some((line, value)) = crate::yaml_edit::yaml11_hazard(&self.text) {
             bail!(
@@ -193,7 +193,7 @@ impl Manifest {
             );
         }
         log::warn!("manifest {}: written whole, its comments and layout not kept", self.path.display());
-        let text = crate::yaml_edit::quote_yaml11_bools(&serde_yaml::to_string(&self.doc)?);
+        let text = crate::yaml_edit::quote_for_yaml11(&serde_yaml::to_string(&self.doc)?);
         // The quoting works line by line: a key or value over several lines could be changed.
         match serde_yaml::from_str::<Value>(&text) {
             Ok(back) if back == self.doc => Ok(text),
@@ -513,7 +513,8 @@ pub fn render_kubeadm(k: &KubeadmEtcd) -> String {
     let port = if v36 { "probe-port" } else { "2381" };
     // /livez and /readyz came with etcd 3.5.11: before, a 404 (the kubelet would kill etcd after its
     // startup probe's 4 minutes). kubeadm probed /health then: liveness serializable and blind to
-    // NOSPACE (neither an alarm nor a lost quorum should get etcd killed), startup linearizable.
+    // NOSPACE (neither an alarm nor a lost quorum should get etcd killed; from etcd 3.5.3, older
+    // ones ignore the parameters, as kubeadm's plain /health did), startup linearizable.
     let health_only = etcd_release(k.image) < (3, 5, 11);
     let probe = |path: &str, extra: &str| {
         format!(

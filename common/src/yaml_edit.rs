@@ -53,14 +53,24 @@ fn value_starts(text: &str) -> Vec<(&str, Option<usize>)> {
     out
 }
 
-/// Quotes the plain values of serde_yaml's block output that YAML 1.1 reads as booleans: the
-/// kubelet parses manifests as YAML 1.1, so an env value or annotation `"on"` written back bare
-/// would turn into `true` and the static pod would be rejected. Block scalars are left alone.
-pub fn quote_yaml11_bools(text: &str) -> String {
+/// Digits with `_` (and maybe a point): a string to YAML 1.2, a number to go-yaml v2, the
+/// kubelet's reader, which drops the `_`.
+fn number_with_underscores(plain: &str) -> bool {
+    let body = plain.strip_prefix(['-', '+']).unwrap_or(plain);
+    body.contains('_')
+        && body.bytes().any(|b| b.is_ascii_digit())
+        && body.bytes().all(|b| b.is_ascii_digit() || b == b'_' || b == b'.')
+}
+
+/// Quotes the plain values of serde_yaml's block output that the kubelet's YAML 1.1 reads as
+/// something else than a string (serde_yaml writes every number without `_`, so these are
+/// strings): a boolean word (an env value `"on"` written back bare turns into `true`, and the
+/// static pod is rejected), digits with `_`. Block scalars are left alone.
+pub fn quote_for_yaml11(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for (line, at) in value_starts(text) {
         let body = line.trim_end_matches('\n');
-        match at.filter(|&a| yaml11_bool(&body[a..])) {
+        match at.filter(|&a| yaml11_bool(&body[a..]) || number_with_underscores(&body[a..])) {
             Some(a) => out.push_str(&format!("{}'{}'{}", &body[..a], &body[a..], &line[body.len()..])),
             None => out.push_str(line),
         }
@@ -68,18 +78,20 @@ pub fn quote_yaml11_bools(text: &str) -> String {
     out
 }
 
-/// The first plain value of a hand-written text (line number from 1, value) that YAML 1.1 reads
-/// as something else than the string YAML 1.2 reads: written back by serde_yaml, it would change
-/// for the kubelet (`0644` octal to the string '0644', `yes` a boolean to the string 'yes').
+/// The first plain value of a hand-written text (line number from 1, value) that go-yaml v2 (the
+/// kubelet) reads as something else than the string YAML 1.2 reads, so that a whole rewrite
+/// would change it for the kubelet: a boolean word (`yes` would come back as 'yes'), digits with a
+/// leading zero (`0644`, octal, would come back as '0644'), digits with `_` (they would be
+/// quoted). Quoted values, block scalars and comments are no hazard.
 pub fn yaml11_hazard(text: &str) -> Option<(usize, String)> {
-    let octal_or_binary = |v: &str| {
+    let leading_zero = |v: &str| {
         let body = v.strip_prefix(['-', '+']).unwrap_or(v);
-        let octal = body.len() > 1 && body.starts_with('0') && body.bytes().all(|b| b.is_ascii_digit() || b == b'_');
-        octal || body.strip_prefix("0b").is_some_and(|b| !b.is_empty() && b.bytes().all(|c| b"01_".contains(&c)))
+        body.len() > 1 && body.starts_with('0') && body.bytes().all(|b| b.is_ascii_digit() || b == b'_')
     };
     value_starts(text).into_iter().enumerate().find_map(|(n, (line, at))| {
         let value = line.trim_end_matches(['\n', '\r'])[at?..].split(" #").next()?.trim();
-        (yaml11_reads_otherwise(value) || octal_or_binary(value)).then(|| (n + 1, value.to_string()))
+        let hazard = yaml11_bool(value) || leading_zero(value) || number_with_underscores(value);
+        hazard.then(|| (n + 1, value.to_string()))
     })
 }
 
@@ -346,14 +358,25 @@ spec:
         assert_eq!(yaml11_hazard(TEXT), Some((20, "0644".into())));
         for (text, want) in [
             ("spec:\n  hostNetwork: yes\n", Some((2, "yes"))),
-            ("a:\n- 0b101\n", Some((2, "0b101"))),
+            ("a:\n- 09\n", Some((2, "09"))),
             ("a: 1_000 # big\n", Some((1, "1_000"))),
+            // go-yaml v2 reads these as YAML 1.2 does: no base 60, 0b is a number to both.
+            ("host: ::1\nt: 1:20\nb: 0b101\n", None),
             ("a: '0644'\nb: \"yes\"\nc: 0\nd: 10\ne: -5 # no\n", None),
             ("a: |\n  yes\n  0644\nb: x\n", None),
             ("# yes\na: b\n", None),
         ] {
             assert_eq!(yaml11_hazard(text), want.map(|(n, v)| (n, v.to_string())), "{text:?}");
         }
+    }
+
+    /// A whole write quotes the strings go-yaml v2 would read as something else, and nothing else.
+    #[test]
+    fn a_whole_write_quotes_what_go_yaml_v2_reads_otherwise() {
+        let doc: Value = serde_yaml::from_str("a: 'on'\nb: '1_000'\nc: 1000\nd: ::1\ne: |\n  yes\n").unwrap();
+        let out = quote_for_yaml11(&serde_yaml::to_string(&doc).unwrap());
+        assert_eq!(out, "a: 'on'\nb: '1_000'\nc: 1000\nd: ::1\ne: |\n  yes\n");
+        assert_eq!(serde_yaml::from_str::<Value>(&out).unwrap(), doc);
     }
 
     /// A pod without annotations gets the mapping, indented as its siblings are.

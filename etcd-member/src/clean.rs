@@ -37,13 +37,15 @@ common::with_shared_flags! {
     }
 }
 
-/// This node's member in the list: by its peer URL (etcd keeps those unique), else by name. etcd
-/// allows a name twice (this node rebuilt and joined under its hostname before the old member
-/// went, or the old host's member beside the rebuilt one): a live member of this name on another
-/// host is not this node's.
-fn own_member<'a>(members: &'a [MemberStatus], name: &str, peer: &str) -> Option<&'a MemberStatus> {
-    let by_peer = members.iter().find(|x| x.peer_urls.iter().any(|u| u == peer));
-    by_peer.or_else(|| members.iter().find(|x| !name.is_empty() && x.name == name))
+/// This node's member in the list: by one of its peer URLs (`--initial-advertise-peer-urls` may
+/// list several; etcd keeps peer URLs unique), else by name. etcd allows a name twice (this node
+/// rebuilt under its hostname before the old member went): by name, one that answers comes first,
+/// so that clean refuses rather than stop a live member it could not tell apart.
+fn own_member<'a>(members: &'a [MemberStatus], name: &str, peers: &str) -> Option<&'a MemberStatus> {
+    let peers = cli::split_list(peers);
+    let by_peer = members.iter().find(|x| x.peer_urls.iter().any(|u| peers.contains(u)));
+    let named: Vec<&MemberStatus> = members.iter().filter(|x| !name.is_empty() && x.name == name).collect();
+    by_peer.or_else(|| named.iter().find(|x| x.endpoint.reachable).or(named.first()).copied())
 }
 
 pub fn run(args: CleanArgs) -> Result<u8> {
@@ -137,12 +139,12 @@ pub fn run(args: CleanArgs) -> Result<u8> {
                 // After a quorum loss this node's data may be the most up to date one: moved
                 // aside, etcd-quorum inspect no longer finds it and pick chooses another.
                 let q = &s.status.quorum;
-                let detail = match q.has_quorum {
-                    true => format!("{} of {} voters answer", q.reachable_voters, q.voters),
-                    false => format!(
-                        "quorum lost ({} of {} voters answer, {} needed): {QUORUM_ADVICE}",
-                        q.reachable_voters, q.voters, q.needed
-                    ),
+                let lost =
+                    format!("quorum lost ({} of {} voters answer, {} needed)", q.reachable_voters, q.voters, q.needed);
+                let detail = match (q.has_quorum, has_data) {
+                    (true, _) => format!("{} of {} voters answer", q.reachable_voters, q.voters),
+                    (false, true) => format!("{lost}: {QUORUM_ADVICE}"),
+                    (false, false) => format!("{lost}; no data of a member here to keep"),
                 };
                 plan.check("the cluster has a quorum", q.has_quorum || args.force || !has_data, detail);
             }
@@ -296,6 +298,11 @@ mod tests {
             assert_eq!(own_member(&list, "node3", "https://10.0.0.9:2380").unwrap().id, "b3");
             assert_eq!(own_member(&list, "node3", "https://10.0.0.3:2380").unwrap().id, "a3");
         }
+        // Several peer URLs in the flag: any of them.
+        let list = [dead.clone(), live.clone()];
+        assert_eq!(own_member(&list, "node3", "https://10.0.0.7:2380,https://10.0.0.9:2380").unwrap().id, "b3");
+        // By name only (the peer URL changed): one that answers first, whatever the order.
+        assert_eq!(own_member(&list, "node3", "https://10.0.0.7:2380").unwrap().id, "b3");
         let list = [member("node1", "a1", "10.0.0.1", true), dead.clone()];
         assert_eq!(own_member(&list, "node3", "https://10.0.0.7:2380").unwrap().id, "a3", "by name");
         assert_eq!(own_member(&list, "", "https://10.0.0.3:2380").unwrap().id, "a3");

@@ -105,6 +105,14 @@ pub fn run(args: InspectArgs) -> Result<u8> {
             .ok(),
         (true, None) => Some(Manifest::load(&shared.manifest)?),
     };
+    // Settings etcd takes from outside its flags (a wrapper's string, an env var) may name another
+    // data dir, or force a new cluster: read from the flags, the document could mislead pick.
+    if let Some(problem) = manifest.as_ref().and_then(Manifest::hidden_problem) {
+        match args.data_dir {
+            None => return Err(coded(exit::REFUSED, format!("{problem}; give --data-dir to inspect all the same"))),
+            Some(_) => common::say!("etcd-quorum: warning: {problem}"),
+        }
+    }
     // A node whose data cannot be read still says when its manifest keeps the flag: pick reads
     // its Error document and refuses (that etcd would force a second cluster at its next start).
     let flagged = |e: anyhow::Error| match manifest.as_ref().filter(|m| m.force_new_cluster()) {

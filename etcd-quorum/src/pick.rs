@@ -122,14 +122,22 @@ fn flagged_elsewhere(docs: &[DataDirInspection], best: usize, failed: &[String])
     if flagged.is_empty() {
         return Ok(());
     }
+    // Where the data cannot be read, recover cannot finish there either: the flag goes by hand.
+    let unreadable = failed.iter().any(|m| m.contains(report::FORCE_FLAG_LEFT));
     Err(coded(
         exit::REFUSED,
         format!(
             "--force-new-cluster is still in the manifest of {} (a recover there was interrupted): its etcd \
-             would force a second cluster at its next start. Finish that recovery there (etcd-quorum recover \
-             takes the flag out), or take the flag out of that manifest and inspect it again; the survivor \
-             would be {} ({})",
+             would force a second cluster at its next start. {}; the survivor would be {} ({})",
             flagged.join(", "),
+            match unreadable {
+                true =>
+                    "Take the flag out of that manifest by hand (its data cannot be read, so recover cannot \
+                         finish there), or move that manifest out of the manifests dir",
+                false =>
+                    "Finish that recovery there (etcd-quorum recover takes the flag out), or take the flag out \
+                          of that manifest and inspect it again",
+            },
             docs[best].name,
             docs[best].member_id
         ),
@@ -297,7 +305,8 @@ mod tests {
             report::FORCE_FLAG_LEFT
         );
         let e = flagged_elsewhere(&two, 0, &[failed]).unwrap_err();
-        assert!(format!("{e:#}").contains("a node whose inspect failed (x/member/snap/db"), "{e:#}");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("a node whose inspect failed (x/member/snap/db") && msg.contains("by hand"), "{msg}");
         assert!(flagged_elsewhere(&two, 0, &["x: not a bbolt file (exit 6)".into()]).is_ok());
     }
 

@@ -49,9 +49,9 @@ common::with_shared_flags! {
         #[argh(switch)]
         pub mark_compacted: bool,
         /// the member ID a surviving learner still names as leader is gone (its node is down): the
-        /// one check it lifts (a learner keeps naming its last leader)
+        /// one check it lifts (a learner keeps naming its last leader); may be given more than once
         #[argh(option)]
-        pub leader_gone: Option<String>,
+        pub leader_gone: Vec<String>,
     }
 }
 
@@ -373,11 +373,12 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         );
         // A learner's leader may be gone (it keeps naming its last one) or alive beyond what answers
         // here (this node cut off from a working majority): only the operator can tell.
-        let gone = |l: &str| args.leader_gone.as_deref().is_some_and(|g| common::report::same_id(g, l));
-        // One naming this member is stale for sure: this member answers, and leads no one.
-        let this = |l: &str| common::report::same_id(l, &before.member_id);
+        let gone = |l: &str| args.leader_gone.iter().any(|g| common::report::same_id(g, l));
+        // One naming a voter that answers here without a leader (this member among them) is stale
+        // for sure: that voter leads no one.
+        let stale = |l: &str| common::report::same_id(l, &before.member_id) || survey.answers_without_a_leader(l);
         let learners: Vec<(String, String)> =
-            survey.learners_naming_a_leader().into_iter().filter(|(_, l)| !gone(l) && !this(l)).collect();
+            survey.learners_naming_a_leader().into_iter().filter(|(_, l)| !gone(l) && !stale(l)).collect();
         if st.leader.is_empty() && !learners.is_empty() {
             let named: Vec<String> = learners.iter().map(|(url, l)| format!("learner at {url} follows {l}")).collect();
             plan.check(

@@ -1206,6 +1206,11 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             .fails(1, &["etcd.yaml: --data-dir /var/lib/etcd/..: not a plain absolute path below /; refusing"]),
         row("inspect: manifest --data-dir with ..", "etcd-quorum", &On::Root(datadir_up.clone()), &["inspect"])
             .fails(1, &["etcd.yaml: --data-dir /var/lib/etcd/..: not a plain absolute path below /"]),
+        row("inspect: ETCD_FORCE_NEW_CLUSTER in the env", "etcd-quorum", &On::Root(env_forced.clone()), &["inspect"])
+            .fails(
+                5,
+                &["ETCD_FORCE_NEW_CLUSTER (env): etcd takes settings", "give --data-dir to inspect all the same"],
+            ),
         // The swaps run on roots without a kubelet: the restored member never answers, so each
         // swap times out and undoes itself, and leaves the manifest it wrote in its backup dir.
         {

@@ -713,6 +713,11 @@ fn a_join_rerun_refreshes_an_initial_cluster_the_members_outdated() {
         None,
     );
     assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains("data dir is empty or absent: ") && r.stderr.contains("no manifest in place: "),
+        "{}",
+        r.stderr
+    );
     assert!(c.node(3).root.join("var/lib/etcd/member").is_dir(), "the data dir is left as it was");
 }
 
