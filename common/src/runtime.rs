@@ -32,6 +32,11 @@ pub struct Container {
 }
 
 impl Container {
+    /// The ID as crictl shows it in its tables (13 characters), for messages and file names.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(13)]
+    }
+
     /// A container of kubeadm's etcd static pod: named `etcd-<node>`, with the UID the kubelet
     /// gives a pod read from a file (the MD5 of it, 32 hex digits; an API pod's UID is a UUID).
     pub fn of_the_static_pod(&self) -> bool {

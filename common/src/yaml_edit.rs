@@ -16,12 +16,13 @@ pub fn yaml11_bool(plain: &str) -> bool {
     YAML11_BOOLS.contains(&plain)
 }
 
-/// A plain scalar YAML 1.2 reads as a string but YAML 1.1 may not: a boolean word, a base-60
-/// number (`1:20`), a number with `_`. Erring on quoting is harmless in a value written new.
+/// A plain scalar YAML 1.2 reads as a string but YAML 1.1 may not: a boolean word, a number with
+/// `_`, a base-60 number (`1:20`, not in go-yaml v2, but erring on quoting is harmless in a value
+/// written new).
 fn yaml11_reads_otherwise(plain: &str) -> bool {
-    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'_' || b == b'.');
     let body = plain.strip_prefix(['-', '+']).unwrap_or(plain);
-    yaml11_bool(plain) || (digits(&body.replace(':', "")) && body.contains([':', '_']))
+    let base60 = body.contains(':') && body.split(':').all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+    yaml11_bool(plain) || number_with_underscores(plain) || base60
 }
 
 /// Each line of a block-style text with where its value starts (after `key: ` or `- `), None

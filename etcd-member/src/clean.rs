@@ -239,7 +239,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     common::failpoint::hit("clean-stopped");
     for c in &containers {
         // Its log goes with it: kept beside the manifest, it tells why the member failed.
-        let log = backup_dir.join(format!("etcd-container-{}.log", &c.id[..c.id.len().min(13)]));
+        let log = backup_dir.join(format!("etcd-container-{}.log", c.short_id()));
         match crictl.save_logs(&c.id, &log) {
             Ok(()) => done.container_logs.push(log.display().to_string()),
             Err(e) => common::say!("etcd-member: warning: the log of container {} is not kept: {e:#}", c.id),

@@ -108,22 +108,18 @@ fn best(docs: &[DataDirInspection]) -> Result<usize> {
 /// (a recover there was interrupted): its etcd would force a second cluster of the same ID at
 /// its next start, beside the one recovered from the survivor.
 fn flagged_elsewhere(docs: &[DataDirInspection], best: usize, failed: &[String]) -> Result<()> {
+    // A node whose inspect failed says so in its Error document.
+    let unreadable: Vec<&String> = failed.iter().filter(|m| m.contains(report::FORCE_FLAG_LEFT)).collect();
     let flagged: Vec<String> = (0..docs.len())
         .filter(|&i| i != best && docs[i].force_new_cluster)
         .map(|i| format!("{} ({})", docs[i].name, docs[i].member_id))
-        // A node whose inspect failed says so in its Error document.
-        .chain(
-            failed
-                .iter()
-                .filter(|m| m.contains(report::FORCE_FLAG_LEFT))
-                .map(|m| format!("a node whose inspect failed ({m})")),
-        )
+        .chain(unreadable.iter().map(|m| format!("a node whose inspect failed ({m})")))
         .collect();
     if flagged.is_empty() {
         return Ok(());
     }
     // Where the data cannot be read, recover cannot finish there either: the flag goes by hand.
-    let unreadable = failed.iter().any(|m| m.contains(report::FORCE_FLAG_LEFT));
+    let unreadable = !unreadable.is_empty();
     Err(coded(
         exit::REFUSED,
         format!(

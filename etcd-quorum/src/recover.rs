@@ -573,7 +573,7 @@ fn flag_out_after(
         Some(c) => format!(
             "; etcd did start with the flag (container {}), so it may have forced the new cluster: run \
              etcd-status before any other member starts, and recover again (nothing to do if {url} leads alone)",
-            &c.id[..c.id.len().min(13)]
+            c.short_id()
         ),
         None => String::new(),
     };
