@@ -321,6 +321,11 @@ impl Manifest {
         })
     }
 
+    /// The etcd container's image, as written.
+    pub fn image(&self) -> &str {
+        self.doc["spec"]["containers"][self.container]["image"].as_str().unwrap_or("")
+    }
+
     /// `--force-new-cluster` in the command and not false as Go reads a bool (`=0`, `=f`, `=False`
     /// are false too); a value Go cannot read counts as set, the dangerous side.
     pub fn force_new_cluster(&self) -> bool {
@@ -457,7 +462,7 @@ fn etcd_3_6_or_later(image: &str) -> bool {
 
 /// (major, minor, patch) of an etcd image's tag (a digest after it aside); zeros for what it
 /// does not say.
-fn etcd_release(image: &str) -> (u32, u32, u32) {
+pub fn etcd_release(image: &str) -> (u32, u32, u32) {
     let image = image.split('@').next().unwrap_or(image);
     let tag = image.rsplit_once(':').map_or("", |(_, t)| t).trim_start_matches('v');
     let mut parts = tag.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));

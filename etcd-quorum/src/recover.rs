@@ -162,6 +162,38 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Waits until the kubelet runs a new etcd container (`is_new`), then until it answers.
+/// Why a forced start of this data by this image would go wrong where `--via-restore` would not
+/// (which then loses nothing: the forced start keeps no more than the db applied), or None.
+fn forced_start_hazard(d: &common::report::DataDirInspection, image: &str) -> Option<String> {
+    let tail = "use --via-restore (it keeps every applied entry)";
+    if d.applied_index > d.last_index {
+        // The WAL lost a tail the db applied: raft's commit would point past the log's end (etcd
+        // 3.5.22+ starts from max(commit, applied)), or the removals land at applied indexes.
+        return Some(format!(
+            "the db applied entry {} but the WAL ends at {}: a forced start cannot continue that log; {tail}",
+            d.applied_index, d.last_index
+        ));
+    }
+    let release = common::manifest::etcd_release(image);
+    // etcd PR 20055: before 3.5.22 and 3.6.1 the forced start appends the removals of the other
+    // members from the WAL's commit index; those at indexes the db applied already are skipped
+    // there, and the db keeps listing those members.
+    let fixed = ((3, 5, 22)..(3, 6, 0)).contains(&release) || release >= (3, 6, 1);
+    (d.applied_index > d.commit_index && !fixed).then(|| {
+        format!(
+            "the db applied entry {} past the WAL's commit index {} (never synced), and etcd {} (image {image}) \
+             starts a forced cluster from the commit index: its removals of the other members would be skipped \
+             in the db (fixed in 3.5.22 and 3.6.1); {tail}",
+            d.applied_index,
+            d.commit_index,
+            match release {
+                (0, 0, 0) => "of an unknown version".to_string(),
+                (a, b, c) => format!("{a}.{b}.{c}"),
+            }
+        )
+    })
+}
+
 fn wait_restart(
     crictl: &Crictl,
     is_new: impl Fn(&common::runtime::Container) -> bool,
@@ -415,6 +447,16 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
                 },
             );
         }
+        if !args.via_restore {
+            let hazard = forced_start_hazard(&before, manifest.image());
+            plan.check(
+                "a forced start keeps its removals",
+                hazard.is_none() || args.force,
+                hazard.unwrap_or_else(|| {
+                    "the WAL holds every applied entry, or this etcd takes them into account".into()
+                }),
+            );
+        }
         plan.check(
             "data dir readable",
             before.problems.is_empty(),
@@ -604,5 +646,37 @@ mod tests {
         let err = copy_tree(&data, &base.join("copy2")).unwrap_err().to_string();
         assert!(err.contains("member/dangling"), "{err}");
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A forced start is refused where it would go wrong and a restore keeps as much: the db ahead
+    /// of the WAL's end (any version), or ahead of its commit index on etcd without the fix.
+    #[test]
+    fn a_forced_start_that_would_skip_its_removals_is_refused() {
+        let doc = |commit, applied, last| common::report::DataDirInspection {
+            commit_index: commit,
+            applied_index: applied,
+            last_index: last,
+            ..Default::default()
+        };
+        let synced = doc(40, 40, 42);
+        let unsynced = doc(38, 40, 42);
+        let wal_cut = doc(38, 40, 39);
+        for image in
+            ["etcd:3.4.23-0", "etcd:3.5.16-0", "etcd:3.5.21-0", "etcd:3.6.0-0", "etcd:3.5.22-0", "x/etcd:3.6.1"]
+        {
+            assert_eq!(forced_start_hazard(&synced, image), None, "{image}");
+            let cut = forced_start_hazard(&wal_cut, image).unwrap_or_default();
+            assert!(cut.contains("applied entry 40 but the WAL ends at 39") && cut.contains("--via-restore"), "{cut}");
+        }
+        for image in ["etcd:3.4.23-0", "etcd:3.5.16-0", "etcd:3.5.21-0", "etcd:3.6.0-0", "etcd:3.5.16-0@sha256:0123"] {
+            let why = forced_start_hazard(&unsynced, image).unwrap_or_default();
+            assert!(why.contains("applied entry 40 past the WAL's commit index 38"), "{image}: {why}");
+            assert!(why.contains(&format!("(image {image})")) && why.contains("--via-restore"), "{why}");
+        }
+        let unknown = forced_start_hazard(&unsynced, "my-etcd:latest").unwrap_or_default();
+        assert!(unknown.contains("etcd of an unknown version"), "{unknown}");
+        for image in ["etcd:3.5.22-0", "etcd:3.5.30-0", "etcd:3.6.1-0", "etcd:v3.6.5"] {
+            assert_eq!(forced_start_hazard(&unsynced, image), None, "{image}");
+        }
     }
 }

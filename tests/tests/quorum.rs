@@ -464,3 +464,68 @@ fn recover_via_restore_3_5_30() {
     assert!(st[0]["Status"]["header"]["revision"].as_i64().unwrap() > 1000, "{st} (raft index before {old_rev})");
     assert!(!std::fs::read_to_string(c.node(1).manifest()).unwrap().contains("force-new-cluster"));
 }
+
+/// A survivor whose db applied entries past the WAL's commit index (a crash before the commit
+/// index was synced; forged here as a last HardState): etcd before 3.5.22 would force a cluster
+/// from the commit index and skip its removals of the other members in the db. recover refuses
+/// the forced start, pointing to --via-restore, which keeps every applied key.
+#[test]
+fn an_unsynced_commit_index_goes_via_restore_3_5_16() {
+    let c = Cluster::start(Spec::new(3, "3.5.16"));
+    put(&c, 20);
+    c.stop_node(2);
+    c.stop_node(3);
+    c.stop_node(1);
+    let n1 = c.node(1);
+    let data = n1.root.join("var/lib/etcd");
+    let wal_dir = data.join("member/wal");
+    let segments: Vec<String> = etcd_lab::dir_names(&wal_dir).into_iter().filter(|n| n.ends_with(".wal")).collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let i = c.run_json("etcd-quorum", 1, &["inspect", "--manifest", n1.parked_manifest().to_str().unwrap()], None);
+    assert_eq!(i.code, 0, "{}", i.stderr);
+    let applied = i.json["appliedIndex"].as_u64().unwrap();
+    let seg = wal_dir.join(&segments[0]);
+    let forged = common::disk::forge::wal_with_commit(&std::fs::read(&seg).unwrap(), applied - 2).unwrap();
+    std::fs::write(&seg, forged).unwrap();
+    std::fs::rename(n1.parked_manifest(), n1.manifest()).unwrap();
+    c.wait_container(1, "running", |c| c["state"] == "CONTAINER_RUNNING");
+    let i = c.run_json("etcd-quorum", 1, &["inspect"], None);
+    assert_eq!(i.json["commitIndex"].as_u64().unwrap(), applied - 2, "{}", i.stdout);
+
+    let manifest = std::fs::read_to_string(n1.manifest()).unwrap();
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes"], None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains(&format!("applied entry {applied} past the WAL's commit index {}", applied - 2)),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("etcd 3.5.16") && r.stderr.contains("use --via-restore"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(n1.manifest()).unwrap(), manifest, "refused: nothing changed");
+    // What the refusal spares: forced anyway, etcd 3.5.16 lists one member, but its db keeps the
+    // removed ones (what etcd 3.6 reads its membership from, and what clean and join ask).
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--force"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let copy = std::path::PathBuf::from(r.json["backup"].as_str().unwrap());
+    c.stop_node(1);
+    let inspect_db = |c: &Cluster| {
+        let i = c.run_json("etcd-quorum", 1, &["inspect", "--manifest", n1.parked_manifest().to_str().unwrap()], None);
+        assert_eq!(i.code, 0, "{}", i.stderr);
+        let mut names: Vec<String> =
+            i.json["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(inspect_db(&c), ["node1", "node2", "node3"]);
+
+    // The forged state again (recover's copy of it), recovered the way the refusal said.
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::rename(&copy, &data).unwrap();
+    std::fs::rename(n1.parked_manifest(), n1.manifest()).unwrap();
+    c.wait_container(1, "running", |c| c["state"] == "CONTAINER_RUNNING");
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--via-restore", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(keys_on(&c, 1), 20);
+    c.stop_node(1);
+    assert_eq!(inspect_db(&c), ["node1"]);
+}

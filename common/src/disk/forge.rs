@@ -1,6 +1,10 @@
 //! Damaged copies of real bbolt files, for the tests and fuzz seeds that prove corrupt input is
 //! caught: the `key` bucket's root branch edited in place. Read like a reader does (meta page,
-//! root bucket, `key` bucket); None when the file is not laid out that way.
+//! root bucket, `key` bucket); None when the file is not laid out that way. And a WAL segment
+//! with a HardState appended, for the states a crash leaves that a lab cannot time.
+
+use super::pb::{self, Msg};
+use super::wal;
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
@@ -55,6 +59,35 @@ pub fn with_keys_swapped(db: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A copy of a first WAL segment with one more HardState, of the last one's term and vote and
+/// `commit`: the state of a member whose commit index was never synced past `commit` though it
+/// applied more (etcd 3.5.22's fix of `--force-new-cluster` is about it). None when the segment
+/// does not read whole or holds no HardState.
+pub fn wal_with_commit(seg: &[u8], commit: u64) -> Option<Vec<u8>> {
+    let read = wal::read_segment(seg);
+    if read.torn_at.is_some() || read.crc_mismatch_at.is_some() {
+        return None;
+    }
+    let last = read.records.iter().rev().find(|r| r.typ == wal::STATE)?;
+    let f = pb::fields(&last.data)?;
+    let mut w = wal::Writer::continuing(read.crc);
+    w.record(
+        wal::STATE,
+        &Msg::default().uint(1, pb::uint_of(&f, 1)).uint(2, pb::uint_of(&f, 2)).uint(3, commit).into_bytes(),
+    );
+    // The end of the records: each frame is a length field, the record, its padding.
+    let mut end = 0usize;
+    for _ in &read.records {
+        let field = u64::from_le_bytes(seg.get(end..end + 8)?.try_into().ok()?);
+        let pad = if field >> 63 == 1 { (field >> 56) & 7 } else { 0 };
+        end = end.checked_add(8 + usize::try_from((field & 0x00ff_ffff_ffff_ffff) + pad).ok()?)?;
+    }
+    let mut out = seg.get(..end)?.to_vec();
+    out.extend_from_slice(&w.buf);
+    out.extend_from_slice(seg.get(out.len().min(seg.len())..)?);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +106,25 @@ mod tests {
         let mut far = db.clone();
         far[off + 16 + 16..off + 16 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(with_keys_swapped(&far).is_none());
+    }
+
+    /// The forged HardState is the last one a reader finds, the chain still whole.
+    #[test]
+    fn a_hard_state_appended() {
+        let own = 0x8e9e05c52164694d;
+        let seg = wal::restore_segment(own, 0xcdf818194e3a8c32, &[wal::WalMember { id: own, json: "{}" }], true);
+        let mut padded = seg.clone();
+        padded.resize(seg.len() + 4096, 0);
+        for input in [seg, padded] {
+            let out = wal_with_commit(&input, 0).unwrap();
+            assert!(out.len() >= input.len());
+            let read = wal::read_segment(&out);
+            assert!(read.torn_at.is_none() && read.crc_mismatch_at.is_none());
+            let states: Vec<_> = read.records.iter().filter(|r| r.typ == wal::STATE).collect();
+            assert_eq!(states.len(), 2);
+            let f = pb::fields(&states[1].data).unwrap();
+            assert_eq!((pb::uint_of(&f, 1), pb::uint_of(&f, 2), pb::uint_of(&f, 3)), (1, own, 0));
+        }
+        assert!(wal_with_commit(&[0u8; 64], 1).is_none(), "no HardState");
     }
 }

@@ -33,6 +33,11 @@ impl Writer {
         w
     }
 
+    /// Records that continue a chain whose last CRC is `crc`, in the same segment (no CRC record).
+    pub fn continuing(crc: u32) -> Writer {
+        Writer { buf: Vec::new(), crc }
+    }
+
     fn frame(&mut self, rec: &[u8]) {
         let len = rec.len() as u64;
         let pad = (8 - len % 8) % 8;
