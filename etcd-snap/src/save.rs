@@ -10,7 +10,7 @@ use common::cli::{self, HasShared, Shared};
 use common::client::Dialer;
 use common::disk::snapshot::{self, StreamCheck};
 use common::exit::{self, coded};
-use common::report::{MemberStatus, Snapshot, hex_id};
+use common::report::{AlarmStatus, MemberStatus, Snapshot, hex_id, same_id};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -119,26 +119,47 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
         .ok_or_else(|| coded(exit::REFUSED, format!("another etcd-snap run holds the lock on {}", dir.display())))
 }
 
-/// The members to try, in order.
-fn candidates(from: Option<&str>, members: &[MemberStatus]) -> Result<Vec<(String, String)>> {
-    let usable = |m: &&MemberStatus| m.endpoint.reachable && m.endpoint.errors.is_empty() && !m.is_learner;
+/// The members to try, in order: followers most caught up first (one catching up after a restart
+/// holds old data), then the leader. A member whose data etcd found CORRUPT is never asked, nor a
+/// learner or one that reports errors; a member named by `--from URL` is asked whatever it is,
+/// with a warning.
+fn candidates(
+    from: Option<&str>,
+    members: &[MemberStatus],
+    alarms: &[AlarmStatus],
+) -> Result<Vec<(String, String)>> {
+    let corrupt = |m: &MemberStatus| alarms.iter().any(|a| a.alarm == "CORRUPT" && same_id(&a.member_id, &m.id));
+    let usable = |m: &&MemberStatus| {
+        m.endpoint.reachable && m.endpoint.errors.is_empty() && !m.is_learner && !corrupt(m)
+    };
     let leader: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| m.endpoint.is_leader).collect();
-    let followers: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| !m.endpoint.is_leader).collect();
+    let mut followers: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| !m.endpoint.is_leader).collect();
+    followers.sort_by_key(|m| std::cmp::Reverse(m.endpoint.raft_applied_index));
     let pick: Vec<&MemberStatus> = match from {
-        None => followers.into_iter().chain(leader).collect(),
+        None => followers.into_iter().chain(leader.iter().copied()).collect(),
         Some("follower") => followers,
-        Some("leader") => leader,
+        Some("leader") => leader.clone(),
         Some(url) => {
             cli::check_url(url).map_err(|m| coded(exit::USAGE, format!("--from: {m}")))?;
-            let name = members.iter().find(|m| m.client_urls.iter().any(|u| u == url)).map(|m| m.name.clone());
-            return Ok(vec![(url.to_string(), name.unwrap_or_default())]);
+            let found = members.iter().find(|m| m.client_urls.iter().any(|u| u == url));
+            if let Some(m) = found.filter(|m| !usable(m)) {
+                let why = match () {
+                    _ if corrupt(m) => "etcd raised a CORRUPT alarm for its data".to_string(),
+                    _ if m.is_learner => "it is a learner".to_string(),
+                    _ if !m.endpoint.reachable => "it did not answer the survey".to_string(),
+                    _ => m.endpoint.errors.join("; "),
+                };
+                common::say!("etcd-snap: warning: --from {url}: {why}; taking the snapshot from it as asked");
+            }
+            return Ok(vec![(url.to_string(), found.map(|m| m.name.clone()).unwrap_or_default())]);
         }
     };
     if pick.is_empty() {
-        return Err(coded(
-            exit::QUORUM_LOST,
-            format!("no healthy {} to take a snapshot from", from.unwrap_or("member")),
-        ));
+        // A healthy leader alone (a one-member cluster) is no lost quorum: --from follower asks
+        // for what is not there.
+        let code = if leader.is_empty() { exit::QUORUM_LOST } else { exit::REFUSED };
+        let hint = if leader.is_empty() { "" } else { " (the leader is healthy: --from leader, or no --from)" };
+        return Err(coded(code, format!("no healthy {} to take a snapshot from{hint}", from.unwrap_or("member"))));
     }
     Ok(pick.into_iter().map(|m| (m.endpoint.url.clone(), m.name.clone())).collect())
 }
@@ -229,8 +250,9 @@ fn sources(args: &SaveArgs, shared: &Shared) -> Result<Vec<(String, String)>> {
             // Asked alone, for the member's name (the file is named after it); without an
             // answer the host names it, and the stream says whether it works.
             let only = Shared { endpoints: Some(vec![u.to_string()]), ..shared.clone() };
-            let members = common::cluster::survey(&only, None).map(|s| s.status.members).unwrap_or_default();
-            candidates(from, &members)
+            let status = common::cluster::survey(&only, None).map(|s| s.status).ok();
+            let (members, alarms) = status.map(|s| (s.members, s.alarms)).unwrap_or_default();
+            candidates(from, &members, &alarms)
         }
         _ => {
             let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
@@ -238,7 +260,7 @@ fn sources(args: &SaveArgs, shared: &Shared) -> Result<Vec<(String, String)>> {
             if survey.nobody_answered() {
                 return Err(survey.unreachable());
             }
-            candidates(from, &survey.status.members)
+            candidates(from, &survey.status.members, &survey.status.alarms)
         }
     }
 }
@@ -526,4 +548,62 @@ pub fn render(s: &Snapshot) -> String {
         if s.taken_at.is_empty() { "-" } else { &s.taken_at },
         if s.verified { ", verified" } else { "" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::report::{EndpointStatus, MemberRef};
+
+    fn member(id: &str, leader: bool, applied: u64) -> MemberStatus {
+        let url = format!("https://{id}:2379");
+        MemberStatus {
+            member: MemberRef { id: id.into(), name: id.into(), client_urls: vec![url.clone()], ..Default::default() },
+            started: true,
+            endpoint: EndpointStatus {
+                url,
+                reachable: true,
+                is_leader: leader,
+                raft_applied_index: applied,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn order(from: Option<&str>, members: &[MemberStatus], alarms: &[AlarmStatus]) -> Vec<String> {
+        candidates(from, members, alarms).unwrap().into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// Followers most caught up first, the leader last; a CORRUPT member never, a NOSPACE one
+    /// still (its data is sound).
+    #[test]
+    fn the_members_to_ask_and_their_order() {
+        let members = [member("a", true, 100), member("b", false, 40), member("c", false, 99)];
+        assert_eq!(order(None, &members, &[]), ["c", "b", "a"]);
+        assert_eq!(order(Some("follower"), &members, &[]), ["c", "b"]);
+        assert_eq!(order(Some("leader"), &members, &[]), ["a"]);
+        let corrupt = [AlarmStatus { member_id: "c".into(), alarm: "CORRUPT".into() }];
+        assert_eq!(order(None, &members, &corrupt), ["b", "a"]);
+        let nospace = [AlarmStatus { member_id: "c".into(), alarm: "NOSPACE".into() }];
+        assert_eq!(order(None, &members, &nospace), ["c", "b", "a"]);
+        // Asked by URL: taken as asked, whatever it is.
+        assert_eq!(order(Some("https://c:2379"), &members, &corrupt), ["c"]);
+        let mut learner = members.clone();
+        learner[2].member.is_learner = true;
+        learner[1].endpoint.errors.push("etcdserver: no leader".into());
+        assert_eq!(order(None, &learner, &[]), ["a"]);
+    }
+
+    /// A one-member cluster has no follower: refused (5), not a lost quorum (4); nothing healthy
+    /// at all is.
+    #[test]
+    fn no_follower_is_no_lost_quorum() {
+        let e = candidates(Some("follower"), &[member("a", true, 1)], &[]).unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::REFUSED);
+        assert!(format!("{e}").contains("--from leader"), "{e}");
+        let mut down = member("a", true, 1);
+        down.endpoint.reachable = false;
+        let e = candidates(None, &[down], &[]).unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::QUORUM_LOST);
+    }
 }
