@@ -123,15 +123,10 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
 /// holds old data), then the leader. A member whose data etcd found CORRUPT is never asked, nor a
 /// learner or one that reports errors; a member named by `--from URL` is asked whatever it is,
 /// with a warning.
-fn candidates(
-    from: Option<&str>,
-    members: &[MemberStatus],
-    alarms: &[AlarmStatus],
-) -> Result<Vec<(String, String)>> {
+fn candidates(from: Option<&str>, members: &[MemberStatus], alarms: &[AlarmStatus]) -> Result<Vec<(String, String)>> {
     let corrupt = |m: &MemberStatus| alarms.iter().any(|a| a.alarm == "CORRUPT" && same_id(&a.member_id, &m.id));
-    let usable = |m: &&MemberStatus| {
-        m.endpoint.reachable && m.endpoint.errors.is_empty() && !m.is_learner && !corrupt(m)
-    };
+    let usable =
+        |m: &&MemberStatus| m.endpoint.reachable && m.endpoint.errors.is_empty() && !m.is_learner && !corrupt(m);
     let leader: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| m.endpoint.is_leader).collect();
     let mut followers: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| !m.endpoint.is_leader).collect();
     followers.sort_by_key(|m| std::cmp::Reverse(m.endpoint.raft_applied_index));

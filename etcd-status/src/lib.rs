@@ -129,13 +129,10 @@ pub fn run(args: Args) -> Result<u8> {
     };
     // kubeadm's first node names only itself in --initial-cluster: with its etcd down, the
     // members its data dir knew are asked too.
-    let survey = match manifest.as_ref().map(|m| (m, m.data_dir(&shared.rootfs))) {
-        Some((m, Ok(dir))) => cluster::survey_with_known(&shared, m, &dir)?,
-        _ => cluster::survey(&shared, manifest.as_ref())?,
-    };
-    if survey.all_failed_with(FailKind::Tls) {
-        // Our TLS setup is wrong, not the cluster: say so instead of printing a dead cluster. Or
-        // the servers' certificates are (kubeadm's expire after a year): this node's are named.
+    // This node's certificate findings, for errors that end the run before the local view: the
+    // client certificate refused before any dial (expired: kubeadm's all expire after a year),
+    // or every endpoint failing TLS.
+    let certs_here = || {
         let here: Vec<String> = manifest
             .as_ref()
             .map(|m| local_warnings(&local_view(&shared, m, 0), m))
@@ -143,15 +140,30 @@ pub fn run(args: Args) -> Result<u8> {
             .into_iter()
             .filter(|w| w.starts_with("certificate "))
             .collect();
-        let also = match here.is_empty() {
+        match here.is_empty() {
             true => String::new(),
             false => format!("; on this node: {}", here.join("; ")),
-        };
+        }
+    };
+    // kubeadm's first node names only itself in --initial-cluster: with its etcd down, the
+    // members its data dir knew are asked too.
+    let survey = match manifest.as_ref().map(|m| (m, m.data_dir(&shared.rootfs))) {
+        Some((m, Ok(dir))) => cluster::survey_with_known(&shared, m, &dir),
+        _ => cluster::survey(&shared, manifest.as_ref()),
+    };
+    let survey = survey.map_err(|e| {
+        let code = exit::code_of(&e);
+        coded(code, format!("{e:#}{}", certs_here()))
+    })?;
+    if survey.all_failed_with(FailKind::Tls) {
+        // Our TLS setup is wrong, not the cluster: say so instead of printing a dead cluster. Or
+        // the servers' certificates are: this node's are named.
         return Err(coded(
             exit::ERROR,
             format!(
-                "TLS failed with every endpoint ({}); check --cacert/--cert/--key{also}",
-                survey.describe_failures()
+                "TLS failed with every endpoint ({}); check --cacert/--cert/--key{}",
+                survey.describe_failures(),
+                certs_here()
             ),
         ));
     }

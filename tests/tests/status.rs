@@ -467,6 +467,20 @@ fn an_expired_server_certificate_is_named_3_5_30() {
         line.contains("on this node: certificate ") && line.contains("server.crt (--cert-file) has expired"),
         "{line}"
     );
+    // The client certificate expired too (they all expire together): refused before any dial,
+    // and still the error names this node's expired ones.
+    let (crt, key) =
+        c.ca.issue("kube-etcd-healthcheck-client", &[], false, true, pki::Validity { from_days: -400, to_days: -35 });
+    std::fs::write(n.pki().join("healthcheck-client.crt"), crt).unwrap();
+    std::fs::write(n.pki().join("healthcheck-client.key"), key).unwrap();
+    let r = status(&c, 1, &[]);
+    assert_ne!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let line = r.stderr.lines().last().unwrap_or_default();
+    assert!(line.contains("healthcheck-client.crt: expired on "), "{line}");
+    assert!(
+        line.contains("on this node: certificate ") && line.contains("server.crt (--cert-file) has expired"),
+        "{line}"
+    );
 }
 
 /// A member advertising several client URLs, the first of which this host cannot reach (etcd
