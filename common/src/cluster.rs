@@ -377,6 +377,16 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
             if leaderless.is_empty() { String::new() } else { format!(" ({} without a leader)", leaderless.len()) },
             quorum.needed
         ));
+        // A voter here follows a leader, which etcd's check-quorum keeps only while a majority
+        // answers it (for an election timeout or two after the loss): the majority may work
+        // beyond this host's reach (a firewall on the client port, a partition).
+        if !leader.is_empty() && quorum.voters > 0 {
+            warnings.push(format!(
+                "yet a voter that answers here follows leader {leader}: a majority may work beyond this host's \
+                 reach (client port filtered, a partition), or it has just been lost; ask from another node before \
+                 any quorum recovery"
+            ));
+        }
     }
     ClusterStatus {
         kind: "ClusterStatus".into(),
@@ -637,6 +647,19 @@ mod tests {
         let one = assemble(&[probe(1, 2), probe(2, 2), probe(3, 0)], list(), None);
         assert!(one.quorum.has_quorum);
         assert_eq!((one.quorum.reachable_voters, one.quorum.fault_tolerance), (3, 0));
+        // Only one answers here, following a leader: quorum lost as seen from here, and said to
+        // be maybe only from here.
+        let from_here = assemble(&[probe(1, 2)], list(), None);
+        assert!(!from_here.quorum.has_quorum);
+        assert!(
+            from_here
+                .warnings
+                .iter()
+                .any(|w| w.contains("follows leader 0000000000000002: a majority may work beyond")),
+            "{:?}",
+            from_here.warnings
+        );
+        assert!(!cut.warnings.iter().any(|w| w.contains("a majority may work")), "{:?}", cut.warnings);
         let all = assemble(&[probe(1, 2), probe(2, 2), probe(3, 2)], list(), None);
         assert_eq!((all.quorum.has_quorum, all.quorum.fault_tolerance), (true, 1));
         assert!(!is_degraded(&all));
