@@ -490,10 +490,12 @@ pub fn survey(shared: &Shared, manifest: Option<&Manifest>) -> Result<Survey> {
 
 /// [`survey`] for a node whose own etcd may be down: when nothing at the manifest's addresses
 /// answers (its `--initial-cluster` may name this node alone, as on kubeadm's first node), the
-/// members this node's db last knew are asked too. Endpoints given by flag are asked alone.
+/// members this node's db last knew are asked too, also when the endpoints were given (an
+/// `ETCDCTL_ENDPOINTS` left in the shell at this node's dead etcd must not hide a live majority
+/// from the checks that guard a recovery).
 pub fn survey_with_known(shared: &Shared, manifest: &Manifest, data_dir: &std::path::Path) -> Result<Survey> {
     let survey = survey(shared, Some(manifest))?;
-    if !survey.nobody_answered() || shared.endpoints.is_some() {
+    if !survey.nobody_answered() {
         return Ok(survey);
     }
     let known = known_client_urls(data_dir, manifest);

@@ -147,8 +147,9 @@ pub fn run(args: Args) -> Result<u8> {
     };
     // kubeadm's first node names only itself in --initial-cluster: with its etcd down, the
     // members its data dir knew are asked too.
+    // Endpoints given are asked alone: the picture asked for.
     let survey = match manifest.as_ref().map(|m| (m, m.data_dir(&shared.rootfs))) {
-        Some((m, Ok(dir))) => cluster::survey_with_known(&shared, m, &dir),
+        Some((m, Ok(dir))) if shared.endpoints.is_none() => cluster::survey_with_known(&shared, m, &dir),
         _ => cluster::survey(&shared, manifest.as_ref()),
     };
     let survey = survey.map_err(|e| {

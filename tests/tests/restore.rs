@@ -426,6 +426,14 @@ fn option_one(version: &str) {
     // one) is a flock on the manifests dir.
     assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
     assert_eq!(count_keys(&c, &c.node(1).client_url()), 0, "node1 still runs the old data");
+    // An ETCDCTL_ENDPOINTS left in the shell at an address where nothing answers: the members
+    // node1's db knows are asked too, and still serve.
+    let mut cmd = c.tool("etcd-restore", 1);
+    cmd.args(["--swap", "--snapshot", &snap, "--yes"]).env("ETCDCTL_ENDPOINTS", "https://127.0.0.1:1");
+    let refused = etcd_lab::run(cmd, None);
+    assert_eq!(refused.code, 5, "{}\n{}", refused.stderr, refused.stdout);
+    assert!(refused.stderr.contains("2 of 3 voters of the old cluster still serve"), "{}", refused.stderr);
+    assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), manifest_before);
     // Asked again when a killed swap is resumed: the others, stopped for the first run, are back.
     c.stop_node(2);
     c.stop_node(3);
