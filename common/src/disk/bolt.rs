@@ -12,6 +12,8 @@ const VERSION: u32 = 2;
 const PAGE_HEADER: usize = 16;
 const LEAF_ELEMENT: usize = 16;
 const BRANCH_ELEMENT: usize = 16;
+/// bbolt refuses longer keys (MaxKeySize).
+const MAX_KEY_SIZE: u32 = 32768;
 const FLAG_BRANCH: u16 = 0x01;
 const FLAG_LEAF: u16 = 0x02;
 const FLAG_META: u16 = 0x04;
@@ -234,15 +236,27 @@ impl Bolt {
         };
         let have = ps.min(total).max(table);
         read(&mut data, 0, have)?;
+        // bbolt writes the elements' keys and values back to back after the table, in element
+        // order: data that overlaps (elements sharing bytes) is no bbolt page, and would let a
+        // small file claim far more keys and values than it holds (a restore gigabytes long).
         let mut end = table;
         for i in 0..elements {
             let at = PAGE_HEADER + i * LEAF_ELEMENT;
             let el = &data[at..at + LEAF_ELEMENT];
-            let extent = match is_leaf {
-                true => u64::from(u32_at(el, 4)) + u64::from(u32_at(el, 8)) + u64::from(u32_at(el, 12)),
-                false => u64::from(u32_at(el, 0)) + u64::from(u32_at(el, 4)),
+            let (pos, ksize, size) = match is_leaf {
+                true => (u32_at(el, 4), u32_at(el, 8), u64::from(u32_at(el, 8)) + u64::from(u32_at(el, 12))),
+                false => (u32_at(el, 0), u32_at(el, 4), u64::from(u32_at(el, 4))),
             };
-            end = end.max(at as u64 + extent);
+            let start = at as u64 + u64::from(pos);
+            if start < end {
+                return Err(corrupt(format!("page {id}: element {i}'s data overlaps what comes before it")));
+            }
+            if ksize > MAX_KEY_SIZE {
+                return Err(corrupt(format!(
+                    "page {id}: element {i}'s key is {ksize} bytes, over bbolt's {MAX_KEY_SIZE}"
+                )));
+            }
+            end = start + size;
         }
         if end > total {
             return Err(past());
@@ -583,6 +597,39 @@ mod tests {
         let key = bolt.buckets().unwrap().into_iter().find(|(n, _)| n == b"key").unwrap().1;
         let err = bolt.last_key(&key).unwrap_err().to_string();
         assert!(err.contains("empty leaf below a branch"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    /// Elements that share bytes (each a window over one region) are no bbolt page: refused,
+    /// not read as far more keys than the file holds. Likewise a key over bbolt's size limit.
+    #[test]
+    fn overlapping_elements_are_corrupt() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshot-3.5.30.db");
+        let mut db = std::fs::read(path).unwrap();
+        db.truncate(db.len() - 32);
+        let branch = crate::disk::forge::key_branch(&db).unwrap();
+        let el = |i: usize| branch + PAGE_HEADER + i * BRANCH_ELEMENT;
+        let file = std::env::temp_dir().join(format!("overlap-{}.db", std::process::id()));
+        let walk = |db: &[u8]| {
+            std::fs::write(&file, db).unwrap();
+            Bolt::open(&file).unwrap().walk(&mut Count(0)).unwrap_err().to_string()
+        };
+        // The second element's key at the first one's bytes.
+        let mut shared = db.clone();
+        let pos0 = u32_at(&db, el(0));
+        shared[el(1)..el(1) + 4].copy_from_slice(&(pos0 - BRANCH_ELEMENT as u32).to_le_bytes());
+        let err = walk(&shared);
+        assert!(err.contains("element 1's data overlaps what comes before it"), "{err}");
+        // The first element's key inside the element table.
+        let mut in_table = db.clone();
+        in_table[el(0)..el(0) + 4].copy_from_slice(&4u32.to_le_bytes());
+        assert!(walk(&in_table).contains("element 0's data overlaps"), "in the table");
+        // A last key longer than bbolt writes.
+        let mut long = db.clone();
+        let last = u16_at(&db, branch + 10) as usize - 1;
+        long[el(last) + 4..el(last) + 8].copy_from_slice(&40000u32.to_le_bytes());
+        let err = walk(&long);
+        assert!(err.contains("key is 40000 bytes, over bbolt's 32768"), "{err}");
         std::fs::remove_file(&file).unwrap();
     }
 }

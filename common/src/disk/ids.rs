@@ -45,7 +45,9 @@ pub fn normalize_url(raw: &str) -> Result<String> {
     if rest.contains('/') {
         bail!("URL {raw:?} must not contain a path");
     }
-    let Some((host, port)) = rest.rsplit_once(':').filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) else {
+    // Digits only: Rust's parse takes a leading '+', Go's URL parser refuses it ("invalid port").
+    let port_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok();
+    let Some((host, port)) = rest.rsplit_once(':').filter(|(h, p)| !h.is_empty() && port_ok(p)) else {
         bail!("URL {raw:?} must be host:port");
     };
     // etcd's URL parser refuses an IPv6 address without brackets ("too many colons"): a member
@@ -132,6 +134,7 @@ mod tests {
             ("n1", "not name=URL"),
             ("=http://a:1", "no name"),
             ("n1=http://a", "host:port"),
+            ("n1=http://10.0.0.1:+2380", "host:port"),
             ("n1=https://fd00::1:2380", "IPv6 address goes in brackets"),
             ("n1=https://[fd00::zz]:2380", "IPv6 address goes in brackets"),
             ("", "empty"),
