@@ -56,6 +56,10 @@ did not stop either, the message says how to finish or go back)."
         /// (a Snapshot document's recorded sha256 is checked all the same)
         #[argh(switch)]
         pub skip_hash_check: bool,
+        /// the sha256 the snapshot's db must have (as in a Snapshot document): plan gives every
+        /// node the one it verified, so that no node restores another file of the same name
+        #[argh(option)]
+        pub snapshot_sha256: Option<String>,
         /// raise the revision by N (needs --mark-compacted), so watchers see no revision going back
         #[argh(option)]
         pub bump_revision: Option<u64>,
@@ -127,14 +131,27 @@ pub(crate) fn membership(initial_cluster: &str, token: &str, name: &str, adverti
     Ok(Membership { members, me, initial_cluster: initial_cluster.to_string() })
 }
 
-/// The snapshot's path and the sha256 a Snapshot document on stdin recorded for it.
-fn snapshot_source(arg: &str) -> Result<(String, Option<String>)> {
+/// The snapshot's path and the sha256 recorded for it: by a Snapshot document on stdin, or given
+/// by `--snapshot-sha256` (both: they must agree).
+fn snapshot_source(arg: &str, given: Option<&str>) -> Result<(String, Option<String>)> {
+    if let Some(g) = given
+        && (g.len() != 64 || !g.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(coded(exit::USAGE, format!("--snapshot-sha256 {g}: not a sha256 (64 hex digits)")));
+    }
+    let given = given.map(str::to_ascii_lowercase);
     if !cli::is_stdin(arg) {
-        return Ok((arg.to_string(), None));
+        return Ok((arg.to_string(), given));
     }
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
     let doc: Snapshot = report::read_document(&text, "--snapshot -")?;
+    if let Some(g) = given.filter(|g| !g.eq_ignore_ascii_case(&doc.sha256)) {
+        return Err(coded(
+            exit::USAGE,
+            format!("--snapshot-sha256 {g} differs from the sha256 {} of the document on stdin", doc.sha256),
+        ));
+    }
     Ok((doc.path.clone(), Some(doc.sha256)))
 }
 
@@ -149,8 +166,12 @@ fn check_recorded(path: &str, sha: &str, recorded: Option<&str>) -> Result<()> {
 }
 
 /// The snapshot verified whole (hash rules, bbolt structure, numbers): before a swap stops etcd.
-pub(crate) fn checked_snapshot(arg: &str, skip_hash_check: bool) -> Result<(String, snapshot::Verified)> {
-    let (path, recorded) = snapshot_source(arg)?;
+pub(crate) fn checked_snapshot(
+    arg: &str,
+    skip_hash_check: bool,
+    sha256: Option<&str>,
+) -> Result<(String, snapshot::Verified)> {
+    let (path, recorded) = snapshot_source(arg, sha256)?;
     let skip = snapshot::hash_check_skipped(skip_hash_check, recorded.as_deref());
     let v = snapshot::verify(Path::new(&path), skip).map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))?;
     check_recorded(&path, &v.sha256, recorded.as_deref())?;
@@ -270,7 +291,7 @@ pub(crate) fn bump_check(plan: &mut Plan, revision: i64, bump: Option<u64>) {
 
 /// The offline restore's Plan: the snapshot verified, the target checked, nothing written.
 fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, shared: &cli::Shared) -> Result<u8> {
-    let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check)?;
+    let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check, args.snapshot_sha256.as_deref())?;
     let mut ids: Vec<u64> = m.members.iter().map(|x| x.id).collect();
     ids.sort();
     let mut plan = Plan::new("etcd-restore");
@@ -344,6 +365,14 @@ pub fn run(args: Args) -> Result<u8> {
     if !common::backup::empty_or_absent(&data_dir) {
         return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));
     }
+    // Refused before anything is made (the staging dir below).
+    let (path, recorded) = snapshot_source(&snapshot_arg, args.snapshot_sha256.as_deref())?;
+    if let (false, detail) = room_for(&path, &data_dir) {
+        return Err(coded(
+            exit::REFUSED,
+            format!("--data-dir {}: no room for the restore: {detail}", data_dir.display()),
+        ));
+    }
     // An existing empty dir (the mount point of a disk for etcd, a symlink to one) stays where
     // it is: the restore is built inside it and its member dir renamed into place. Beside it
     // would be another filesystem, and the rename at the end would fail.
@@ -357,13 +386,6 @@ pub fn run(args: Args) -> Result<u8> {
     };
     // The hash check and the rewrite (which checks the structure) run side by side, one per core;
     // the result is renamed into place only when both passed.
-    let (path, recorded) = snapshot_source(&snapshot_arg)?;
-    if let (false, detail) = room_for(&path, &data_dir) {
-        return Err(coded(
-            exit::REFUSED,
-            format!("--data-dir {}: no room for the restore: {detail}", data_dir.display()),
-        ));
-    }
     let (sha, restored) = std::thread::scope(|s| {
         let rewrite = s.spawn(|| match inside {
             true => restore_at(&path, &staging.join("d"), &m, &args),

@@ -79,9 +79,13 @@ pub fn run(args: PlanArgs) -> Result<u8> {
     // Every node runs its command in its own dir: the path goes out absolute. A snapshot that is
     // here is verified now, rather than found bad on every node at once.
     let here = cli::is_stdin(&args.snapshot) || std::path::Path::new(&args.snapshot).exists();
+    // Its sha256 goes into every node's command: a node with another file under that path (its
+    // own snapshot of the same name, say) would restore other data under the same member IDs.
+    let mut sha256 = None;
     let snapshot = if here {
-        let (path, v) = crate::checked_snapshot(&args.snapshot, args.skip_hash_check)?;
+        let (path, v) = crate::checked_snapshot(&args.snapshot, args.skip_hash_check, None)?;
         common::say!("etcd-restore: {path}: verified, revision {}, {} keys", v.status.revision, v.status.total_keys);
+        sha256 = Some(v.sha256).filter(|s| !s.is_empty());
         path
     } else {
         common::say!(
@@ -115,6 +119,9 @@ pub fn run(args: PlanArgs) -> Result<u8> {
                 "--initial-cluster-token".into(),
                 token.clone(),
             ];
+            if let Some(sha) = &sha256 {
+                argv.extend(["--snapshot-sha256".into(), sha.clone()]);
+            }
             if let Some(b) = args.bump_revision.filter(|b| *b > 0) {
                 argv.extend(["--bump-revision".into(), b.to_string(), "--mark-compacted".into()]);
             }

@@ -22,6 +22,15 @@ use std::path::{Path, PathBuf};
 
 const JOURNAL: &str = "swap-in-progress.json";
 
+/// What a finished swap writes into its manifest: the snapshot's sha256, the restored member, its
+/// cluster, and when (a new pod each run: the kubelet's back-off of an earlier crash loop is kept
+/// per pod). A rerun of the same command then finds its work done instead of restoring again over
+/// what the cluster has written since.
+const RESTORED_SNAPSHOT: &str = "etcd-recovery/restored-snapshot";
+const RESTORED_MEMBER: &str = "etcd-recovery/restored-member";
+const RESTORED_CLUSTER: &str = "etcd-recovery/restored-cluster";
+const RESTORED_AT: &str = "etcd-recovery/restored-at";
+
 #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 struct Journal {
@@ -472,6 +481,54 @@ fn old_cluster_gone(
     }
 }
 
+/// This node already runs the restore of this snapshot that the same command made: its manifest
+/// says so (and asks for the same cluster) and the restored member answers healthy there. The
+/// Restore document of that work, or None.
+fn restored_already(
+    args: &Args,
+    shared: &Shared,
+    sha256: &str,
+    snapshot: &str,
+    data_dir: &Path,
+    name: &str,
+) -> Option<Restore> {
+    let m = Manifest::load(&shared.manifest).ok()?;
+    let note = |k: &str| m.annotations.get(k).cloned().unwrap_or_default();
+    if sha256.is_empty() || note(RESTORED_SNAPSHOT) != sha256 {
+        return None;
+    }
+    let same = |given: &Option<String>, flag: &str| {
+        given.as_ref().is_none_or(|g| cli::split_list(g) == cli::split_list(&m.flag(flag).unwrap_or_default()))
+    };
+    if !same(&args.initial_cluster, "initial-cluster") || !same(&args.initial_cluster_token, "initial-cluster-token") {
+        return None;
+    }
+    let url = m.client_urls().into_iter().next()?;
+    let (id, revision) = common::cluster::wait_member(shared, &url, std::time::Duration::from_secs(5)).ok()?;
+    if !common::report::same_id(&common::report::hex_id(id), &note(RESTORED_MEMBER)) {
+        return None;
+    }
+    common::say!(
+        "etcd-restore: this node already runs this snapshot's restore (member {}, since {}): nothing to do; \
+         --force restores it again over what was written since",
+        note(RESTORED_MEMBER),
+        note(RESTORED_AT)
+    );
+    Some(Restore {
+        kind: "Restore".into(),
+        snapshot: snapshot.to_string(),
+        data_dir: data_dir.display().to_string(),
+        name: name.to_string(),
+        member_id: note(RESTORED_MEMBER),
+        cluster_id: note(RESTORED_CLUSTER),
+        initial_cluster: m.flag("initial-cluster").unwrap_or_default(),
+        revision,
+        bumped_revision: None,
+        swapped_in: false,
+        backups: vec![],
+    })
+}
+
 /// The swap itself, without printing its result (etcd-quorum recover --via-restore uses it).
 pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
@@ -487,7 +544,8 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     // An interrupted earlier run: its journal says where the original manifest went.
     // Held from before the journal is judged: a running swap's journal is never taken for stale.
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
-    let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check).map_err(way)?;
+    let (path, verified) =
+        checked_snapshot(snapshot_arg, args.skip_hash_check, args.snapshot_sha256.as_deref()).map_err(way)?;
     let snapshot_id = (absolute(&path), verified.sha256.clone());
     // A dry run judges the journal as the real run would, and leaves a stale one where it is.
     let journal = live_journal(&root, shared, !args.dry_run, (&snapshot_id.0, &snapshot_id.1))?;
@@ -496,6 +554,13 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         common::say!("etcd-restore: finishing an interrupted swap (journal {})", root.join(JOURNAL).display());
     }
     let (name, peer, data_dir) = identity(args, shared, &original)?;
+    if journal.is_none()
+        && !args.force
+        && let Some(doc) = restored_already(args, shared, &snapshot_id.1, &path, &data_dir, &name)
+    {
+        lock.tidy();
+        return Ok(Swapped::Done(Box::new(doc)));
+    }
     let initial = args
         .initial_cluster
         .clone()
@@ -606,6 +671,10 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         new.set_flag("initial-cluster-state", "new")?;
         new.set_flag("initial-cluster-token", &token)?;
         new.remove_flag("force-new-cluster")?;
+        new.set_annotation(RESTORED_SNAPSHOT, &j.snapshot_sha256)?;
+        new.set_annotation(RESTORED_MEMBER, &common::report::hex_id(outcome.member_id))?;
+        new.set_annotation(RESTORED_CLUSTER, &common::report::hex_id(outcome.cluster_id))?;
+        new.set_annotation(RESTORED_AT, &common::time::compact_utc(std::time::SystemTime::now()))?;
         // Journaled first: a rerun after a kill right after the write knows the manifest as ours.
         let text = new.to_yaml()?;
         j.written_manifest = Some(text.clone());

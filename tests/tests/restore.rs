@@ -8,6 +8,15 @@ use std::process::Command;
 const CLUSTER: &str = "n1=http://127.0.0.1:25380,n2=http://127.0.0.1:25381,n3=http://127.0.0.1:25382";
 const TOKEN: &str = "restoretok";
 
+/// The sha256 of a snapshot's db part, as etcd-snap verify records it.
+fn sha256_hex(snap: &Path) -> String {
+    let mut cmd = Command::new(etcd_lab::bin("etcd-snap"));
+    cmd.args(["verify", "-w", "json"]).arg(snap);
+    let r = etcd_lab::run(cmd, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.json["sha256"].as_str().unwrap().to_string()
+}
+
 fn testdata(name: &str) -> PathBuf {
     etcd_lab::workspace_root().join("common/testdata").join(name)
 }
@@ -471,6 +480,18 @@ fn option_one(version: &str) {
     assert!(status.json["clusterId"].as_str().is_some_and(|id| id.len() == 16), "{}", status.stdout);
     assert_ne!(status.json["clusterId"], old_cluster, "a new cluster");
     assert_eq!(status.json["members"].as_array().unwrap().len(), 1);
+    // The same command again (was it done?): nothing to do, and what was written since stays.
+    let n1 = c.node(1).client_url();
+    assert!(c.etcdctl(&n1, &["put", "/registry/secrets/after", "x"]).status.success());
+    let manifest = std::fs::read(c.node(1).manifest()).unwrap();
+    let again = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--yes"], None);
+    assert_eq!(again.code, 0, "{}\n{}", again.stderr, again.stdout);
+    assert!(again.stderr.contains("already runs this snapshot's restore"), "{}", again.stderr);
+    assert_eq!((&again.json["swappedIn"], &again.json["memberId"]), (&serde_json::json!(false), &r.json["memberId"]));
+    assert_eq!(again.json["clusterId"], status.json["clusterId"]);
+    assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), manifest, "nothing changed");
+    assert_eq!(count_keys(&c, &n1), 31);
+    assert!(c.etcdctl(&n1, &["del", "/registry/secrets/after"]).status.success());
 
     for k in [2, 3] {
         let r = c.run_json("etcd-member", k, &["join", "--yes", "--endpoints", &c.node(1).client_url()], None);
@@ -802,7 +823,8 @@ fn stale_swap_journal_is_retired_3_5_30() {
     };
     for (round, why) in [(1, "its etcd is healthy: it had finished"), (2, "a manifest it did not write is in place")] {
         let mut cmd = c.tool("etcd-restore", 1);
-        cmd.args(args).env(common::failpoint::VAR, "swap-manifest-written");
+        // --force: in round 2 this node runs this snapshot's restore already (round 1's).
+        cmd.args(args).arg("--force").env(common::failpoint::VAR, "swap-manifest-written");
         assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
         let first_backup =
             serde_json::from_slice::<serde_json::Value>(&std::fs::read(&journal).unwrap()).unwrap()["backupDir"]
@@ -823,6 +845,14 @@ fn stale_swap_journal_is_retired_3_5_30() {
         assert!(r.stderr.contains(&format!("journal is stale ({why})")), "round {round}: {}", r.stderr);
         assert_eq!(retired(), round, "the stale journal is kept beside");
         assert!(!journal.exists());
+        // It had finished: nothing to do, what was written since stays.
+        assert!(r.stderr.contains("already runs this snapshot's restore"), "round {round}: {}", r.stderr);
+        assert_eq!(r.json["swappedIn"], false, "{}", r.json);
+        assert_eq!(count_keys(&c, &c.node(1).client_url()), 11);
+        // Asked for again: restored again.
+        let r = c.run_json("etcd-restore", 1, &[&args[..], &["--force"]].concat(), None);
+        assert_eq!(r.code, 0, "round {round}: {}\n{}", r.stderr, r.stdout);
+        assert_eq!(r.json["swappedIn"], true, "{}", r.json);
         // What went aside is this run's own backup of the live data, not the first swap's.
         let backups: Vec<&str> = r.json["backups"].as_array().unwrap().iter().map(|b| b.as_str().unwrap()).collect();
         assert_eq!(backups.len(), 2, "{}", r.json);
@@ -855,6 +885,26 @@ fn plan_passes_the_switches_on() {
             for s in all {
                 assert_eq!(argv.contains(&s), given.contains(&s), "{s}: {argv:?}");
             }
+            // The sha256 the plan verified goes to every node.
+            let at = argv.iter().position(|a| *a == "--snapshot-sha256").expect("--snapshot-sha256");
+            assert_eq!(argv[at + 1], sha256_hex(&snap), "{argv:?}");
         }
     }
+    // Another file under the plan's path on a node: refused before anything is written.
+    let nodes = plan(&[]);
+    let argv: Vec<String> = nodes[0]["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().into()).collect();
+    let at = argv.iter().position(|a| a == "--snapshot-sha256").unwrap();
+    let base = std::env::temp_dir().join(format!("plan-sha-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let target = base.join("data");
+    let mut cmd = Command::new(etcd_lab::bin("etcd-restore"));
+    cmd.args(["--snapshot"]).arg(testdata("snapshot-3.4.23.db")).args(["--snapshot-sha256", &argv[at + 1]]);
+    cmd.args(["--data-dir", target.to_str().unwrap(), "--name", "a", "--initial-advertise-peer-urls"]);
+    cmd.args(["https://10.0.0.1:2380", "--initial-cluster", "a=https://10.0.0.1:2380", "--rootfs"]).arg(&base);
+    let r = etcd_lab::run(cmd, None);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("differs from the recorded"), "{}", r.stderr);
+    assert!(!target.exists(), "nothing written");
+    std::fs::remove_dir_all(&base).unwrap();
 }
