@@ -152,7 +152,9 @@ pub fn run(args: PlanArgs) -> Result<u8> {
     };
     cli::emit(&plan, shared.output, |p| {
         let mut out = format!(
-            "# new cluster {} (token {}); copy {} to every node, then run at the same time:\n",
+            "# new cluster {} (token {}); copy {} to every node, then run these at the same time (each waits up to \
+             --timeout, 120s, for the new cluster's quorum, then undoes its swap: one after another they cannot \
+             succeed):\n",
             p.cluster_id, p.token, p.snapshot
         );
         for n in &p.nodes {

@@ -120,11 +120,16 @@ fn absolute(p: &str) -> String {
 fn set_aside(p: &Path, backup_dir: &Path) -> Result<PathBuf> {
     let failed = backup_dir.join("restore-failed");
     backup::private_dir_all(&failed)?;
-    let dest = failed.join(format!(
+    let name = format!(
         "{}.{}",
         p.file_name().map_or("x".into(), |n| n.to_string_lossy().into_owned()),
         common::time::compact_utc(std::time::SystemTime::now())
-    ));
+    );
+    // Two set aside within the same second (a resumed run's leftover, then its undo): a name each.
+    let dest = (0..)
+        .map(|i| failed.join(if i == 0 { name.clone() } else { format!("{name}.{i}") }))
+        .find(|d| std::fs::symlink_metadata(d).is_err())
+        .expect("a free name");
     // Across filesystems (a --backup-dir elsewhere) as move_aside does it: a dir beside itself.
     backup::move_to(p, &dest)
 }
@@ -171,7 +176,7 @@ fn journaled_move(
 /// to run once etcd has stopped: what stands in the data dir's place goes aside first, beside
 /// itself (same filesystem), and nothing is moved over a file (`mv -n`, names of their own).
 fn go_back(
-    manifest_in_place: bool,
+    manifest_in_place: Option<Option<String>>,
     new_in_place: bool,
     old: Option<&Path>,
     manifest_backup: Option<&Path>,
@@ -183,11 +188,17 @@ fn go_back(
     let ts = common::time::compact_utc(std::time::SystemTime::now());
     let mut todo = Vec::new();
     let mut first = String::new();
-    if manifest_in_place {
+    if let Some(pod) = manifest_in_place {
         // Not into the backup dir by its name: the original's copy is there under it.
         let written = backup_dir.join(format!("etcd.yaml.written-{ts}"));
+        // The static pod's container only: other kube-system pods run containers named etcd too.
+        let which = match pod {
+            Some(p) => format!("--label io.kubernetes.pod.name={}", crate::plan::shell_quote(&p)),
+            None => "--label io.kubernetes.pod.namespace=kube-system".to_string(),
+        };
         first = format!(
-            "mv -n {} {} && while crictl ps -q --name '^etcd$' | grep -q .; do sleep 1; done && ",
+            "mv -n {} {} && while crictl ps -q --label io.kubernetes.container.name=etcd {which} | grep -q .; do \
+             sleep 1; done && ",
             q(manifest),
             q(&written)
         );
@@ -203,7 +214,8 @@ fn go_back(
     if let Some(m) = manifest_backup {
         // Through a dot file and a rename: the kubelet never reads half a manifest.
         let tmp = common::manifest::temp_path(manifest).unwrap_or_default();
-        todo.push(format!("cp {} {} && mv {} {}", q(m), q(&tmp), q(&tmp), q(manifest)));
+        // cp -p keeps its mode (0600), sync makes it durable before etcd starts on it.
+        todo.push(format!("cp -p {} {} && mv {} {} && sync", q(m), q(&tmp), q(&tmp), q(manifest)));
     }
     first + &todo.join(" && ")
 }
@@ -217,15 +229,8 @@ fn way_back(j: &Journal, shared: &Shared) -> Option<String> {
     let data_dir = Manifest::load(&manifest_backup).ok()?.data_dir(&shared.rootfs).ok()?;
     let old = j.old_data_backup.as_ref().and_then(|d| backup::moved_to(&data_dir, d));
     let new_in_place = old.is_some() && data_dir.exists();
-    let cmds = go_back(
-        false,
-        new_in_place,
-        old.as_deref(),
-        Some(&manifest_backup),
-        &data_dir,
-        &j.backup_dir,
-        &shared.manifest,
-    );
+    let cmds =
+        go_back(None, new_in_place, old.as_deref(), Some(&manifest_backup), &data_dir, &j.backup_dir, &shared.manifest);
     Some(cmds)
 }
 
@@ -272,8 +277,9 @@ fn undo(
         // etcd may still run on data a swap put in place: moving dirs from under it, or starting the old
         // member beside it, is worse than stopping here with the way back spelled out.
         said.push(why);
+        let pod = crictl.find_etcd().ok().flatten().map(|c| c.pod_name);
         let todo = go_back(
-            taken_out.is_err(),
+            taken_out.is_err().then_some(pod),
             done.new_in_place,
             done.old_data_backup.as_deref(),
             done.manifest_backup.as_deref(),
@@ -363,6 +369,23 @@ fn original_manifest(journal: Option<&Journal>, shared: &Shared) -> Result<Manif
     }
 }
 
+/// Whether a flag given repeats the manifest's setting: peer URLs as etcd reads them (plan writes
+/// them normalized and sorted), a name as it is.
+fn same_setting(flag: &str, given: &str, runs: &str) -> bool {
+    if flag == "name" {
+        return given == runs;
+    }
+    let norm = |l: &str| {
+        let mut v: Vec<String> = cli::split_list(l)
+            .iter()
+            .map(|u| common::disk::ids::normalize_url(u).unwrap_or_else(|_| u.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    norm(given) == norm(runs)
+}
+
 /// This node's member name, peer URLs and data dir, from the manifest; flags may only repeat them.
 fn identity(args: &Args, shared: &Shared, original: &Manifest) -> Result<(String, String, PathBuf)> {
     let name = args
@@ -381,7 +404,7 @@ fn identity(args: &Args, shared: &Shared, original: &Manifest) -> Result<(String
     for (flag, given) in [("name", &args.name), ("initial-advertise-peer-urls", &args.initial_advertise_peer_urls)] {
         let runs = original.flag(flag).unwrap_or_default();
         if let Some(g) = given
-            && cli::split_list(g) != cli::split_list(&runs)
+            && !same_setting(flag, g, &runs)
         {
             return Err(coded(
                 exit::USAGE,
@@ -731,6 +754,20 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan line's peer URLs (normalized, sorted) are the manifest's in another spelling.
+    #[test]
+    fn a_plan_line_repeats_the_manifest() {
+        let flag = "initial-advertise-peer-urls";
+        assert!(same_setting(
+            flag,
+            "https://10.0.0.2:2380,https://10.0.0.1:2380",
+            "HTTPS://10.0.0.1:2380,https://10.0.0.2:2380"
+        ));
+        assert!(!same_setting(flag, "https://10.0.0.1:2380", "https://10.0.0.1:2380,https://10.0.0.2:2380"));
+        assert!(!same_setting(flag, "https://10.0.0.3:2380", "https://10.0.0.1:2380"));
+        assert!(same_setting("name", "cp1", "cp1") && !same_setting("name", "cp1", "CP1"));
+    }
 
     #[test]
     fn leftovers_are_the_half_built_dirs_only() {

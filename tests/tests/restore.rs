@@ -685,7 +685,9 @@ fn failed_swap_is_undone_3_5_30() {
 #[test]
 fn killed_swap_converges_on_rerun_3_5_30() {
     let (c, snap) = one_node_snapshot(10);
-    let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "kill-test"];
+    // --force: from the second round on, this node runs this snapshot's restore already.
+    let args =
+        ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "kill-test", "--force"];
     let root = &c.node(1).root;
     for point in [
         "swap-manifest-journaled",
@@ -792,8 +794,9 @@ fn another_snapshots_swap_does_not_resume_a_journal_3_5_30() {
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert_eq!(count_keys(&c, &c.node(1).client_url()), 10);
 
+    // --force: this node runs that snapshot's restore already (nothing to do otherwise).
     let mut cmd = c.tool("etcd-restore", 1);
-    cmd.args(swap(&snap)).env(common::failpoint::VAR, "swap-manifest-written");
+    cmd.args(swap(&snap)).arg("--force").env(common::failpoint::VAR, "swap-manifest-written");
     assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
     let r = c.run_json("etcd-restore", 1, &swap(&other).each_ref().map(String::as_str), None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
@@ -906,5 +909,16 @@ fn plan_passes_the_switches_on() {
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stderr.contains("differs from the recorded"), "{}", r.stderr);
     assert!(!target.exists(), "nothing written");
+    // Into an existing empty dir (a mount point), refused: it stays empty (no staging dir left).
+    std::fs::create_dir(&target).unwrap();
+    for (sha, code) in [("abc", 2), (argv[at + 1].as_str(), 6)] {
+        let mut cmd = Command::new(etcd_lab::bin("etcd-restore"));
+        cmd.args(["--snapshot"]).arg(testdata("snapshot-3.4.23.db")).args(["--snapshot-sha256", sha]);
+        cmd.args(["--data-dir", target.to_str().unwrap(), "--name", "a", "--initial-advertise-peer-urls"]);
+        cmd.args(["https://10.0.0.1:2380", "--initial-cluster", "a=https://10.0.0.1:2380", "--rootfs"]).arg(&base);
+        let r = etcd_lab::run(cmd, None);
+        assert_eq!(r.code, code, "{}", r.stderr);
+        assert_eq!(etcd_lab::dir_names(&target), Vec::<String>::new(), "{sha}");
+    }
     std::fs::remove_dir_all(&base).unwrap();
 }
