@@ -37,6 +37,17 @@ pub fn tree_size(p: &Path) -> u64 {
     std::fs::read_dir(p).map(|d| d.filter_map(Result::ok).map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
 }
 
+/// Gives `p` and everything under it (links themselves, not their targets) to `uid`:`gid`.
+pub fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(p)?.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// Free bytes on the filesystem that holds `p` (or its nearest existing parent), from `df`.
 pub fn free_bytes(p: &Path) -> Option<u64> {
     let mut at = p;

@@ -165,9 +165,13 @@ fn journaled_move(
     let to = backup::move_to(src, &dest)?;
     common::failpoint::hit(&format!("swap-{step}-moved"));
     if to != dest {
-        // Renamed beside itself (the backup dir is on another filesystem): journal where.
+        // Renamed beside itself (the backup dir is on another filesystem): journal where. Only a
+        // refinement (a rerun finds it from `dest` too): failing it must not hide the move from
+        // the undo.
         *slot(j) = Some(to.clone());
-        save_journal(root, j)?;
+        if let Err(e) = save_journal(root, j) {
+            log::warn!("journal the move to {}: {e:#}", to.display());
+        }
     }
     Ok(Some(to))
 }
@@ -244,6 +248,8 @@ struct Done {
     manifest_written: bool,
     /// etcd was seen stopped since a manifest of ours was last in place: the data dirs can move.
     stopped: bool,
+    /// A data dir was there before the swap (in place, or moved by the run this one resumes).
+    had_data: bool,
     tmp: Option<PathBuf>,
 }
 
@@ -313,6 +319,12 @@ fn undo(
                 data_back = false;
             }
         }
+    }
+    // Nothing in the place of a data dir there was (its move went unrecorded, say): the original
+    // manifest would bootstrap a new, empty cluster there (the kubelet creates the hostPath).
+    if data_back && done.manifest_backup.is_some() && done.had_data && !data_dir.exists() {
+        said.push(format!("no data dir in {}", data_dir.display()));
+        data_back = false;
     }
     if let (Some(m), false) = (&done.manifest_backup, data_back) {
         said.push(format!(
@@ -563,7 +575,18 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         Some(w) => exit::with_state(e, format!("an interrupted swap has this node's manifest out; to go back: {w}")),
         None => e,
     };
-    identity(args, shared, &original_manifest(read_journal(&root).as_ref(), shared)?).map_err(way)?;
+    // No manifest and no journal here: an interrupted swap's journal is under the backup dir it
+    // was given, which this run must be given too.
+    let no_manifest = |e: anyhow::Error| match shared.manifest.exists() {
+        true => e,
+        false => e.context(format!(
+            "no swap journal in {}: if an interrupted swap took the manifest out with another --backup-dir, \
+             run it again with that --backup-dir",
+            root.display()
+        )),
+    };
+    identity(args, shared, &original_manifest(read_journal(&root).as_ref(), shared).map_err(no_manifest)?)
+        .map_err(way)?;
     // An interrupted earlier run: its journal says where the original manifest went.
     // Held from before the journal is judged: a running swap's journal is never taken for stale.
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
@@ -600,6 +623,21 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         .next()
         .ok_or_else(|| anyhow!("manifest {}: no client URL", original.path.display()))?;
     let crictl = Crictl::new(&shared.crictl);
+    // The manifest this swap will write, made now: one that cannot be edited is found before etcd
+    // is stopped, not after the data dir was swapped.
+    let new_manifest = (|| -> Result<String> {
+        let mut new = original.clone();
+        new.set_flag("initial-cluster", &initial)?;
+        new.set_flag("initial-cluster-state", "new")?;
+        new.set_flag("initial-cluster-token", &token)?;
+        new.remove_flag("force-new-cluster")?;
+        let ids: Vec<u64> = m.members.iter().map(|x| x.id).collect();
+        new.set_annotation(RESTORED_SNAPSHOT, &snapshot_id.1)?;
+        new.set_annotation(RESTORED_MEMBER, &common::report::hex_id(m.me.id))?;
+        new.set_annotation(RESTORED_CLUSTER, &common::report::hex_id(common::disk::ids::cluster_id(&ids)))?;
+        new.set_annotation(RESTORED_AT, &common::time::compact_utc(std::time::SystemTime::now()))?;
+        new.to_yaml()
+    })();
 
     let mut plan = Plan::new("etcd-restore --swap");
     common::manifest::rivals_check(&mut plan, &shared.manifest);
@@ -618,6 +656,22 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     let (alone, detail) = old_cluster_gone(shared, &original, &name, old_dir.as_deref().unwrap_or(&data_dir), &m);
     plan.check("no majority of the old cluster serves beside the new one", alone || args.force, detail);
     crictl.plan_check(&mut plan, None);
+    plan.check(
+        "the manifest can be rewritten",
+        new_manifest.is_ok(),
+        match &new_manifest {
+            Ok(_) => "--initial-cluster, --initial-cluster-state=new, --initial-cluster-token, annotations".to_string(),
+            Err(e) => format!("{e:#}"),
+        },
+    );
+    // The health check after the swap talks TLS with our client certificate: an expired one
+    // (kubeadm's last a year) would undo a good swap after --timeout.
+    let dialer = common::client::Dialer::new(shared, client_url.starts_with("https://"));
+    plan.check(
+        "client certificate usable",
+        dialer.is_ok(),
+        dialer.err().map_or_else(|| "the health check can connect".to_string(), |e| format!("{e:#}")),
+    );
     plan.check("data dir parent exists", data_dir.parent().is_some_and(Path::is_dir), data_dir.display().to_string());
     let (ok, detail) = crate::room_for(&path, &data_dir);
     plan.check("disk room for the restore", ok, detail);
@@ -671,6 +725,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         done.old_data_backup = Some(at);
         done.new_in_place = data_dir.exists();
     }
+    done.had_data = done.old_data_backup.is_some() || data_dir.exists();
     let result = (|| -> Result<(common::disk::restore::Outcome, i64)> {
         done.manifest_backup = journaled_move(&root, &mut j, |j| &mut j.manifest_backup, &original.path, "manifest")?;
         crictl.wait_stopped_on(timeout, &data_dir).map_err(|why| coded(exit::TIMEOUT, why))?;
@@ -679,6 +734,15 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         leftover_restores(&data_dir, &backup_dir)?;
         let (tmp, outcome) = restore_beside(&path, &data_dir, &m, args)?;
         done.tmp = Some(tmp.clone());
+        // Owned as the old data dir is: an etcd that runs as another user (kubeadm's rootless
+        // control plane) could not open a root-owned one.
+        if let (Ok(old), Ok(new)) = (std::fs::metadata(&data_dir), std::fs::metadata(&tmp)) {
+            use std::os::unix::fs::MetadataExt;
+            if (old.uid(), old.gid()) != (new.uid(), new.gid()) {
+                backup::chown_tree(&tmp, old.uid(), old.gid())
+                    .map_err(|e| anyhow!("give {} to {}:{}: {e}", tmp.display(), old.uid(), old.gid()))?;
+            }
+        }
         common::failpoint::hit("swap-restored");
         done.old_data_backup = journaled_move(&root, &mut j, |j| &mut j.old_data_backup, &data_dir, "old-data")?;
         std::fs::rename(&tmp, &data_dir)
@@ -689,22 +753,13 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         // and lose the rename, and etcd would bootstrap an empty cluster in an empty dir.
         common::durable::sync_parent(&data_dir).map_err(|e| anyhow!("fsync the dir of {}: {e}", data_dir.display()))?;
         common::failpoint::hit("swap-swapped-in");
-        let mut new = original.clone();
-        new.set_flag("initial-cluster", &initial)?;
-        new.set_flag("initial-cluster-state", "new")?;
-        new.set_flag("initial-cluster-token", &token)?;
-        new.remove_flag("force-new-cluster")?;
-        new.set_annotation(RESTORED_SNAPSHOT, &j.snapshot_sha256)?;
-        new.set_annotation(RESTORED_MEMBER, &common::report::hex_id(outcome.member_id))?;
-        new.set_annotation(RESTORED_CLUSTER, &common::report::hex_id(outcome.cluster_id))?;
-        new.set_annotation(RESTORED_AT, &common::time::compact_utc(std::time::SystemTime::now()))?;
         // Journaled first: a rerun after a kill right after the write knows the manifest as ours.
-        let text = new.to_yaml()?;
+        let text = new_manifest.as_ref().map_err(|e| anyhow!("{e:#}"))?.clone();
         j.written_manifest = Some(text.clone());
         save_journal(&root, &j)?;
         common::failpoint::hit("swap-new-manifest-journaled");
         done.stopped = false;
-        common::manifest::write_atomic(&new.path, text.as_bytes())?;
+        common::manifest::write_atomic(&original.path, text.as_bytes())?;
         done.manifest_written = true;
         common::failpoint::hit("swap-manifest-written");
         let (id, revision) = common::cluster::wait_member(shared, &client_url, timeout)?;

@@ -1085,6 +1085,13 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         )
         .fails(2, &["--name node1: this node's manifest runs etcd with --name=node3"]),
         row(
+            "swap: an expired client certificate (the health check would fail), refused before etcd stops",
+            "etcd-restore",
+            &On::Root(pasted.clone()),
+            &["--swap", "--snapshot", &snap("good"), "--cert", &expired.0, "--key", &expired.1, "--yes", "--force"],
+        )
+        .fails(5, &["refused: ", "client certificate usable", "expired.crt: expired on "]),
+        row(
             "swap: a bump past the largest revision, refused before etcd stops",
             "etcd-restore",
             &On::Root(pasted.clone()),

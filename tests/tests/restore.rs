@@ -722,6 +722,22 @@ fn killed_swap_converges_on_rerun_3_5_30() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into())
             .collect();
         assert!(manifests.iter().all(|n| n == "etcd.yaml"), "{point}: {manifests:?}");
+        if point == "swap-stopped" {
+            // The rerun given another --backup-dir finds no journal: it says where it looked.
+            let elsewhere = c.base.join("elsewhere");
+            let r = c.run_json(
+                "etcd-restore",
+                1,
+                &[&args[..], &["--backup-dir", elsewhere.to_str().unwrap()]].concat(),
+                None,
+            );
+            assert_ne!(r.code, 0);
+            assert!(
+                r.stderr.contains("no swap journal in ") && r.stderr.contains("with that --backup-dir"),
+                "{}",
+                r.stderr
+            );
+        }
 
         let r = c.run_json("etcd-restore", 1, &args, None);
         assert_eq!(r.code, 0, "{point}: rerun: {}\n{}", r.stderr, r.stdout);
@@ -921,4 +937,21 @@ fn plan_passes_the_switches_on() {
         assert_eq!(etcd_lab::dir_names(&target), Vec::<String>::new(), "{sha}");
     }
     std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// A data dir owned by another user (etcd run as non-root, kubeadm's rootless control plane):
+/// the restored one is given to that user too, or that etcd could not open it.
+#[test]
+fn the_restored_data_dir_keeps_its_owner_3_5_30() {
+    use std::os::unix::fs::MetadataExt;
+    let (c, snap) = one_node_snapshot(3);
+    let data = c.node(1).root.join("var/lib/etcd");
+    common::backup::chown_tree(&data, 4242, 4343).unwrap();
+    let r = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", snap.to_str().unwrap(), "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    for p in [data.clone(), data.join("member/snap/db"), data.join("member/wal")] {
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4242, 4343), "{}", p.display());
+    }
+    assert_eq!(count_keys(&c, &c.node(1).client_url()), 3);
 }
