@@ -409,6 +409,19 @@ pub fn emit<T: serde::Serialize>(doc: &T, output: Output, table: impl FnOnce(&T)
 /// What a lone "-" argument becomes when argh would not take it (see [`parse_args`]).
 const STDIN_MARK: &str = "\u{0}-";
 
+/// A file named on the command line (a snapshot to read): missing or not a regular file is a
+/// usage error (2) naming it, not a corrupt file (6).
+pub fn input_file(what: &str, path: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(crate::exit::coded(crate::exit::USAGE, format!("{what} {path}: not a regular file"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::exit::coded(crate::exit::USAGE, format!("{what} {path}: no such file")))
+        }
+        Err(e) => Err(anyhow::anyhow!("{what} {path}: {e}")),
+    }
+}
+
 /// "-" (or its parse-time stand-in) means stdin.
 pub fn is_stdin(arg: &str) -> bool {
     arg == "-" || arg == STDIN_MARK

@@ -172,6 +172,7 @@ pub(crate) fn checked_snapshot(
     sha256: Option<&str>,
 ) -> Result<(String, snapshot::Verified)> {
     let (path, recorded) = snapshot_source(arg, sha256)?;
+    cli::input_file("--snapshot", &path)?;
     let skip = snapshot::hash_check_skipped(skip_hash_check, recorded.as_deref());
     let v = snapshot::verify(Path::new(&path), skip).map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))?;
     check_recorded(&path, &v.sha256, recorded.as_deref())?;
@@ -367,6 +368,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     // Refused before anything is made (the staging dir below).
     let (path, recorded) = snapshot_source(&snapshot_arg, args.snapshot_sha256.as_deref())?;
+    cli::input_file("--snapshot", &path)?;
     if let (false, detail) = room_for(&path, &data_dir) {
         return Err(coded(
             exit::REFUSED,

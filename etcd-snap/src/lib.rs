@@ -59,6 +59,7 @@ fn verify(args: VerifyArgs) -> Result<u8> {
         None
     };
     let path = recorded.as_ref().map_or(args.file.clone(), |d| d.path.clone());
+    cli::input_file("snapshot", &path)?;
     let skip = snapshot::hash_check_skipped(args.skip_hash_check, recorded.as_ref().map(|d| d.sha256.as_str()));
     let v = snapshot::verify(Path::new(&path), skip).map_err(|p| coded(exit::INTEGRITY, format!("{path}: {p}")))?;
     if let Some(d) = &recorded

@@ -948,6 +948,19 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             "far",
             &["far.db: not a sound bbolt database", "page id 999999 out of range"],
         ),
+        row(
+            "verify: no such file (a typo, not a corrupt snapshot)",
+            "etcd-snap",
+            &off,
+            &["verify", "/nonexistent/s.db"],
+        )
+        .fails(2, &["snapshot /nonexistent/s.db: no such file"]),
+        {
+            let args = restore_into("/nonexistent/s.db", &target);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            row("restore: no such snapshot file", "etcd-restore", &off, &args)
+                .fails(2, &["--snapshot /nonexistent/s.db: no such file"])
+        },
         verify_row("verify: bbolt page cycle (3.4.23 snapshot)", "cycle-3.4.23", &["reached twice"]),
         verify_row("verify: out-of-range page id (3.4.23 snapshot)", "far-3.4.23", &["page id 999999 out of range"]),
         // --- snapshots, restore: exit 6, the target never created
