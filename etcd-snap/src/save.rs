@@ -454,8 +454,24 @@ pub enum Target {
 }
 
 pub fn run(args: SaveArgs) -> Result<u8> {
-    let shared = args.shared_flags().resolve()?;
     let started = Instant::now();
+    // A run refused before it starts (a bad setting in the timer's environment, a retention rule
+    // that keeps nothing) counts as a failure too: else a job wrong from its first run would
+    // never write the series an alert watches.
+    let checked = checked_settings(&args);
+    if let (Err(_), Some(m), false) = (&checked, &args.metrics_file, args.dry_run) {
+        let outcome = metrics::Outcome { made: None, failed: true, duration_secs: started.elapsed().as_secs_f64() };
+        if let Err(e) = metrics::record(Path::new(m), &outcome) {
+            log::error!("--metrics-file {m}: {e:#}");
+        }
+    }
+    let (shared, target, rules, pruning) = checked?;
+    run_checked(&args, &shared, target, rules, pruning, started)
+}
+
+/// The settings, checked before anything is done: (shared flags, target, rules, pruning or not).
+fn checked_settings(args: &SaveArgs) -> Result<(Shared, Target, Rules, bool)> {
+    let shared = args.shared_flags().resolve()?;
     let target = match (&args.dir, &args.out) {
         (Some(d), None) => Target::Dir(PathBuf::from(d)),
         (None, Some(f)) => Target::File(PathBuf::from(f)),
@@ -473,12 +489,23 @@ pub fn run(args: SaveArgs) -> Result<u8> {
     if pruning && rules.keep + rules.daily + rules.weekly == 0 {
         return Err(coded(exit::USAGE, "--keep 0 with no daily or weekly rule would keep nothing"));
     }
+    Ok((shared, target, rules, pruning))
+}
+
+fn run_checked(
+    args: &SaveArgs,
+    shared: &Shared,
+    target: Target,
+    rules: Rules,
+    pruning: bool,
+    started: Instant,
+) -> Result<u8> {
     let dir = match &target {
         Target::Dir(d) => d.clone(),
         Target::File(f) => common::durable::parent_dir(f).to_path_buf(),
     };
     if args.dry_run {
-        return dry_run(&args, &shared, &target, &dir, pruning);
+        return dry_run(args, shared, &target, &dir, pruning);
     }
     // A failure from here on is the job's and goes into the metrics, except a lock held by
     // another live run: that run reports.
@@ -498,7 +525,7 @@ pub fn run(args: SaveArgs) -> Result<u8> {
                 common::say!("etcd-snap: removed {}, left by an interrupted save", p.display());
             }
         }
-        save(&args, &shared, &target)
+        save(args, shared, &target)
     });
     // The file just written is kept whatever the rules say (a clock stepped back can make it look
     // oldest). A failed prune fails the run (the disk fills up otherwise): the snapshot is made,

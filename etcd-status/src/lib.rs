@@ -152,9 +152,13 @@ pub fn run(args: Args) -> Result<u8> {
         Some((m, Ok(dir))) if shared.endpoints.is_none() => cluster::survey_with_known(&shared, m, &dir),
         _ => cluster::survey(&shared, manifest.as_ref()),
     };
+    // A client certificate out of its validity (kubeadm's expire together): this node's are named.
     let survey = survey.map_err(|e| {
-        let code = exit::code_of(&e);
-        coded(code, format!("{e:#}{}", certs_here()))
+        let text = format!("{e:#}");
+        match text.contains(": expired on ") || text.contains(": not valid before ") {
+            true => coded(exit::code_of(&e), format!("{text}{}", certs_here())),
+            false => e,
+        }
     })?;
     if survey.all_failed_with(FailKind::Tls) {
         // Our TLS setup is wrong, not the cluster: say so instead of printing a dead cluster. Or

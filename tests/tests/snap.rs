@@ -434,6 +434,21 @@ fn cron_mode() {
     assert_eq!(r.code, 5, "{}", r.stderr);
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(text.contains("etcd_snapshot_failures_total 3\n"), "{text}");
+
+    // A job wrong from its first run (a rule that keeps nothing, a bad setting in its environment):
+    // refused, and still the series an alert watches are written.
+    let fresh = dir.join("fresh.prom");
+    let f = fresh.to_str().unwrap();
+    let r = snap(&c, 1, &["save", "--dir", d, "--keep", "0", "--lock", "--metrics-file", f]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let text = std::fs::read_to_string(&fresh).unwrap();
+    assert!(text.contains("etcd_snapshot_failures_total 1\n"), "{text}");
+    assert!(text.contains("etcd_snapshot_last_success_timestamp_seconds 0\n"), "{text}");
+    let mut cmd = c.tool("etcd-snap", 1);
+    cmd.args(["save", "--dir", d, "--lock", "--metrics-file", f]).env("ETCDCTL_DIAL_TIMEOUT", "soon");
+    let r = etcd_lab::run(cmd, None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(std::fs::read_to_string(&fresh).unwrap().contains("etcd_snapshot_failures_total 2\n"));
 }
 
 /// The cron examples in docs/ use only flags etcd-snap save has.
@@ -445,7 +460,10 @@ fn docs_use_real_flags() {
     let job: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(docs.join("etcd-snap-cronjob.yaml")).unwrap()).unwrap();
     assert_eq!(job["kind"], "CronJob");
-    let c = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    // Pinned to one node: the snapshots, the retention and the metrics of a node stay there.
+    let pod = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert!(pod["nodeName"].as_str().is_some_and(|n| !n.is_empty()), "{pod:?}");
+    let c = &pod["containers"][0];
     let mut args: Vec<String> =
         c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
     assert_eq!(args[0], "save");
