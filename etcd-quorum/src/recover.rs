@@ -162,36 +162,55 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Waits until the kubelet runs a new etcd container (`is_new`), then until it answers.
-/// Why a forced start of this data by this image would go wrong where `--via-restore` would not
-/// (which then loses nothing: the forced start keeps no more than the db applied), or None.
-fn forced_start_hazard(d: &common::report::DataDirInspection, image: &str) -> Option<String> {
-    let tail = "use --via-restore (it keeps every applied entry)";
-    if d.applied_index > d.last_index {
-        // The WAL lost a tail the db applied: raft's commit would point past the log's end (etcd
-        // 3.5.22+ starts from max(commit, applied)), or the removals land at applied indexes.
-        return Some(format!(
-            "the db applied entry {} but the WAL ends at {}: a forced start cannot continue that log; {tail}",
+/// A db ahead of the WAL's end (its tail lost): a forced start cannot continue that log (etcd
+/// 3.5.22+ starts raft from max(commit, applied), past the last entry), where `--via-restore`
+/// (which keeps every applied entry) can. None when the WAL holds what the db applied.
+fn wal_behind_db(d: &common::report::DataDirInspection) -> Option<String> {
+    (d.applied_index > d.last_index).then(|| {
+        format!(
+            "the db applied entry {} but the WAL ends at {}: a forced start cannot continue that log; use \
+             --via-restore (it keeps every applied entry)",
             d.applied_index, d.last_index
-        ));
-    }
+        )
+    })
+}
+
+/// The db applied entries past the WAL's last commit index (commit-only HardStates are written
+/// unsynced, so a crash commonly leaves it one or two behind), and the image's etcd predates
+/// 3.5.22/3.6.1 (etcd PR 20055): the forced start appends its removals of the other members from
+/// the commit index, and those at indexes the db applied already are skipped in the db, which
+/// keeps listing them (etcd 3.6 reads its membership from there). Said, not refused: the
+/// cluster works, and `--via-restore` avoids it at the price of new IDs.
+fn removals_skipped(d: &common::report::DataDirInspection, image: &str) -> Option<String> {
     let release = common::manifest::etcd_release(image);
-    // etcd PR 20055: before 3.5.22 and 3.6.1 the forced start appends the removals of the other
-    // members from the WAL's commit index; those at indexes the db applied already are skipped
-    // there, and the db keeps listing those members.
     let fixed = ((3, 5, 22)..(3, 6, 0)).contains(&release) || release >= (3, 6, 1);
     (d.applied_index > d.commit_index && !fixed).then(|| {
         format!(
-            "the db applied entry {} past the WAL's commit index {} (never synced), and etcd {} (image {image}) \
-             starts a forced cluster from the commit index: its removals of the other members would be skipped \
-             in the db (fixed in 3.5.22 and 3.6.1); {tail}",
+            "the db applied entry {} past the WAL's commit index {}, and etcd {} (image {image}) forces the new \
+             cluster from the commit index: its removals of the other members at indexes up to {} are skipped \
+             in the db, which keeps listing them (fixed in etcd 3.5.22 and 3.6.1; --via-restore avoids it)",
             d.applied_index,
             d.commit_index,
             match release {
                 (0, 0, 0) => "of an unknown version".to_string(),
                 (a, b, c) => format!("{a}.{b}.{c}"),
-            }
+            },
+            d.applied_index
         )
     })
+}
+
+/// The members other than `own` that the db of a running member still lists.
+fn listed_in_db(dir: &Path, own: &str) -> Vec<String> {
+    let Ok(db) = common::disk::inspect::read_db(&dir.join("member/snap/db")) else { return vec![] };
+    db.members
+        .iter()
+        .filter(|m| !common::report::same_id(&common::report::hex_id(m.id), own))
+        .map(|m| match m.name.is_empty() {
+            true => common::report::hex_id(m.id),
+            false => format!("{} ({})", m.name, common::report::hex_id(m.id)),
+        })
+        .collect()
 }
 
 fn wait_restart(
@@ -448,14 +467,15 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             );
         }
         if !args.via_restore {
-            let hazard = forced_start_hazard(&before, manifest.image());
+            let behind = wal_behind_db(&before);
             plan.check(
-                "a forced start keeps its removals",
-                hazard.is_none() || args.force,
-                hazard.unwrap_or_else(|| {
-                    "the WAL holds every applied entry, or this etcd takes them into account".into()
-                }),
+                "the WAL holds what the db applied",
+                behind.is_none() || args.force,
+                behind.unwrap_or_else(|| format!("applied {}, WAL up to {}", before.applied_index, before.last_index)),
             );
+            if let Some(w) = removals_skipped(&before, manifest.image()) {
+                common::say!("etcd-quorum: warning: {w}");
+            }
         }
         plan.check(
             "data dir readable",
@@ -578,6 +598,18 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         return Err(exit::with_state(e, state));
     }
     steps.push(format!("{url} healthy, one voter, revision {revision}"));
+    // What etcd before 3.5.22 may leave behind (see removals_skipped): said, with the way out.
+    let stale = listed_in_db(&dir, &before.member_id);
+    if !stale.is_empty() {
+        let w = format!(
+            "warning: the db still lists {} though the cluster has one member (etcd PR 20055): etcd before 3.6 \
+             reads its membership elsewhere, 3.6 from the db; after an upgrade to 3.6, remove them (etcd-member \
+             remove)",
+            stale.join(", ")
+        );
+        common::say!("etcd-quorum: {w}");
+        steps.push(w);
+    }
     let doc = QuorumRecovery {
         kind: "QuorumRecovery".into(),
         survivor: label(&before),
@@ -648,35 +680,31 @@ mod tests {
         std::fs::remove_dir_all(&base).unwrap();
     }
 
-    /// A forced start is refused where it would go wrong and a restore keeps as much: the db ahead
-    /// of the WAL's end (any version), or ahead of its commit index on etcd without the fix.
+    /// A db ahead of the WAL's end is refused on any etcd; a db ahead of the WAL's commit index is
+    /// said on etcd without the fix of PR 20055.
     #[test]
-    fn a_forced_start_that_would_skip_its_removals_is_refused() {
+    fn a_forced_start_that_etcd_gets_wrong_is_said() {
         let doc = |commit, applied, last| common::report::DataDirInspection {
             commit_index: commit,
             applied_index: applied,
             last_index: last,
             ..Default::default()
         };
-        let synced = doc(40, 40, 42);
-        let unsynced = doc(38, 40, 42);
-        let wal_cut = doc(38, 40, 39);
-        for image in
-            ["etcd:3.4.23-0", "etcd:3.5.16-0", "etcd:3.5.21-0", "etcd:3.6.0-0", "etcd:3.5.22-0", "x/etcd:3.6.1"]
-        {
-            assert_eq!(forced_start_hazard(&synced, image), None, "{image}");
-            let cut = forced_start_hazard(&wal_cut, image).unwrap_or_default();
-            assert!(cut.contains("applied entry 40 but the WAL ends at 39") && cut.contains("--via-restore"), "{cut}");
-        }
+        let (synced, unsynced, wal_cut) = (doc(40, 40, 42), doc(38, 40, 42), doc(38, 40, 39));
+        assert_eq!(wal_behind_db(&synced), None);
+        assert_eq!(wal_behind_db(&unsynced), None);
+        let cut = wal_behind_db(&wal_cut).unwrap_or_default();
+        assert!(cut.contains("applied entry 40 but the WAL ends at 39") && cut.contains("--via-restore"), "{cut}");
         for image in ["etcd:3.4.23-0", "etcd:3.5.16-0", "etcd:3.5.21-0", "etcd:3.6.0-0", "etcd:3.5.16-0@sha256:0123"] {
-            let why = forced_start_hazard(&unsynced, image).unwrap_or_default();
+            assert_eq!(removals_skipped(&synced, image), None, "{image}");
+            let why = removals_skipped(&unsynced, image).unwrap_or_default();
             assert!(why.contains("applied entry 40 past the WAL's commit index 38"), "{image}: {why}");
             assert!(why.contains(&format!("(image {image})")) && why.contains("--via-restore"), "{why}");
         }
-        let unknown = forced_start_hazard(&unsynced, "my-etcd:latest").unwrap_or_default();
+        let unknown = removals_skipped(&unsynced, "my-etcd:latest").unwrap_or_default();
         assert!(unknown.contains("etcd of an unknown version"), "{unknown}");
         for image in ["etcd:3.5.22-0", "etcd:3.5.30-0", "etcd:3.6.1-0", "etcd:v3.6.5"] {
-            assert_eq!(forced_start_hazard(&unsynced, image), None, "{image}");
+            assert_eq!(removals_skipped(&unsynced, image), None, "{image}");
         }
     }
 }

@@ -250,6 +250,8 @@ fn restore_at(snapshot: &str, tmp: &Path, m: &Membership, args: &Args) -> Result
             Err(match e {
                 restore::Error::Corrupt(_) => coded(exit::INTEGRITY, format!("{snapshot}: {e}")),
                 restore::Error::Io(_) => anyhow!("restore into {}: {e}", tmp.display()),
+                // As the swap's plan refuses it (there before etcd is stopped).
+                restore::Error::BumpPast(_) => coded(exit::REFUSED, format!("refused: revision after the bump: {e}")),
             })
         }
     }

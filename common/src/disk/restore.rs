@@ -50,13 +50,28 @@ pub struct Outcome {
 pub enum Error {
     Corrupt(Corrupt),
     Io(std::io::Error),
+    /// `--bump-revision` past the largest revision etcd takes: the input refused, nothing wrong.
+    BumpPast(String),
 }
+
+/// The marker of [`Error::BumpPast`] on its way out of the visitor, which returns I/O errors.
+#[derive(Debug)]
+struct BumpPast(String);
+
+impl std::fmt::Display for BumpPast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BumpPast {}
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Corrupt(c) => write!(f, "the snapshot is not a sound bbolt database: {c}"),
             Error::Io(e) => write!(f, "{e}"),
+            Error::BumpPast(why) => f.write_str(why),
         }
     }
 }
@@ -163,7 +178,9 @@ impl Rewrite<'_> {
                 };
             // etcd reads revisions as int64: a bump past that would come back negative.
             let bumped = main.checked_add(x).filter(|r| *r <= i64::MAX as u64).ok_or_else(|| {
-                bad(format!("--bump-revision {x}: revision {main} + {x} is past the largest etcd takes ({})", i64::MAX))
+                let why =
+                    format!("--bump-revision {x}: revision {main} + {x} is past the largest etcd takes ({})", i64::MAX);
+                std::io::Error::other(BumpPast(why))
             })?;
             let key = revision_key(bumped);
             self.w.put(&key, b"")?;
@@ -244,7 +261,10 @@ fn rewrite_db(bolt: &mut Bolt, db: &Path, opts: &Options, n: u64) -> Result<Writ
     bolt.walk(&mut rw).map_err(Error::Corrupt)?;
     rw.attempt(|s| s.advance(None));
     if let Some(e) = rw.err {
-        return Err(Error::Io(e));
+        return Err(match e.get_ref().and_then(|i| i.downcast_ref::<BumpPast>()) {
+            Some(b) => Error::BumpPast(b.0.clone()),
+            None => Error::Io(e),
+        });
     }
     let out = Written {
         revision: main_revision(rw.last_key.as_ref()),
