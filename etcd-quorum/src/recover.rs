@@ -303,6 +303,11 @@ fn done_already(
 
 /// The member list as this member alone sees it.
 fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
+    Ok(members_of(shared, url)?.iter().map(|m| if m.name.is_empty() { m.id.clone() } else { m.name.clone() }).collect())
+}
+
+/// The member list as `url` answers it.
+fn members_of(shared: &Shared, url: &str) -> Result<Vec<common::report::MemberStatus>> {
     let mut only = shared.clone();
     only.endpoints = Some(vec![url.to_string()]);
     let s = common::cluster::survey(&only, None)?;
@@ -310,7 +315,36 @@ fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
     if s.nobody_answered() {
         return Err(s.unreachable());
     }
-    Ok(s.status.members.iter().map(|m| if m.name.is_empty() { m.id.clone() } else { m.name.clone() }).collect())
+    Ok(s.status.members)
+}
+
+/// The learners a forced start kept beside this member, removed through it: etcd before 3.5.25
+/// and 3.6.6 removes only the voters of its snapshot (etcd PR 20896), so a learner the last
+/// `.snap` names stays listed. It is of the old cluster, as the removed voters are; what the
+/// forced start meant to do is finished. Returns what was done, or None when nothing was kept.
+fn remove_kept_learners(shared: &Shared, url: &str, own: &str) -> Result<Option<String>> {
+    let members = members_of(shared, url)?;
+    let (learners, voters): (Vec<_>, Vec<_>) =
+        members.iter().filter(|m| !common::report::same_id(&m.id, own)).partition(|m| m.is_learner);
+    if learners.is_empty() || !voters.is_empty() {
+        return Ok(None);
+    }
+    let dialer = common::client::Dialer::new(shared, url.starts_with("https://"))?;
+    let rt = common::client::runtime()?;
+    let mut removed = Vec::new();
+    for l in learners {
+        let id = common::report::parse_hex_id(&l.id).ok_or_else(|| anyhow!("learner ID {:?}", l.id))?;
+        rt.block_on(async {
+            let mut c = dialer.connect(url).await?;
+            dialer.call(c.member_remove(id)).await
+        })
+        .map_err(|e| anyhow!("remove learner {} kept by the forced start: {}", l.label(), e.message))?;
+        removed.push(l.label());
+    }
+    Ok(Some(format!(
+        "learner {} kept by the forced start removed (etcd before 3.5.25 keeps the learners of its snapshot)",
+        removed.join(", ")
+    )))
 }
 
 pub fn run(args: RecoverArgs) -> Result<u8> {
@@ -544,6 +578,10 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         steps.push("--force-new-cluster added to the manifest".into());
         common::failpoint::hit("recover-flag-in");
         let forced = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout).and_then(|_| {
+            if let Some(done) = remove_kept_learners(&shared, &url, &before.member_id)? {
+                common::say!("etcd-quorum: {done}");
+                steps.push(done);
+            }
             let seen = members_seen_by(&shared, &url)?;
             if seen.len() != 1 {
                 return Err(anyhow!(
@@ -588,6 +626,13 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     let written = written_at(&shared.manifest);
     let revision = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout)
         .map_err(|e| exit::with_state(e, state.clone()))?;
+    // A rerun that resumed a forced start finishes it too.
+    if let Some(done) =
+        remove_kept_learners(&shared, &url, &before.member_id).map_err(|e| exit::with_state(e, state.clone()))?
+    {
+        common::say!("etcd-quorum: {done}");
+        steps.push(done);
+    }
     let seen = members_seen_by(&shared, &url).map_err(|e| exit::with_state(e, state.clone()))?;
     if seen.len() != 1 || revision < before.revision {
         let e = anyhow!(

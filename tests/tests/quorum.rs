@@ -525,3 +525,30 @@ fn an_unsynced_commit_index_3_5_16() {
     c.stop_node(1);
     assert_eq!(inspect_db(&c), ["node1"]);
 }
+
+/// A learner that the last `.snap` names (added, never started) when the quorum is lost: etcd
+/// before 3.5.25 keeps it through the forced start (it removes only the snapshot's voters). recover
+/// removes it through the forced member, as a fixed etcd would have, and ends with one member.
+#[test]
+fn a_learner_kept_by_the_forced_start_is_removed_3_5_16() {
+    let mut spec = Spec::new(3, "3.5.16");
+    spec.extra_flags = vec!["--snapshot-count=20".into()];
+    let c = Cluster::start(spec);
+    let learner = c.member_change(
+        &c.endpoints(),
+        &["member", "add", "node4", "--learner", "--peer-urls=https://127.0.20.14:2380"],
+    );
+    assert!(learner.contains("node4"), "{learner}");
+    put(&c, 40);
+    c.stop_node(2);
+    c.stop_node(3);
+    let snaps = etcd_lab::dir_names(&c.node(1).root.join("var/lib/etcd/member/snap"));
+    assert!(snaps.iter().any(|n| n.ends_with(".snap")), "a .snap names the learner: {snaps:?}");
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let steps = r.json["steps"].to_string();
+    assert!(steps.contains("kept by the forced start removed"), "{steps}");
+    let s = c.run_json("etcd-status", 1, &["--endpoints", &c.node(1).client_url()], None);
+    assert_eq!(s.json["members"].as_array().unwrap().len(), 1, "{}", s.stdout);
+    assert_eq!(keys_on(&c, 1), 40);
+}
