@@ -70,7 +70,23 @@ fn why_lost(loser: &DataDirInspection, winner: &DataDirInspection) -> String {
 }
 
 /// Why `recover` would refuse this member, if it would.
+/// A db ahead of the WAL's end (its tail lost): a forced start cannot continue that log (etcd
+/// 3.5.22+ starts raft from max(commit, applied), past the last entry), where `--via-restore`
+/// (which keeps every applied entry) can. None when the WAL holds what the db applied.
+pub(crate) fn wal_behind_db(d: &DataDirInspection) -> Option<String> {
+    (d.applied_index > d.last_index).then(|| {
+        format!(
+            "the db applied entry {} but the WAL ends at {}: a forced start cannot continue that log; use \
+             --via-restore (it keeps every applied entry)",
+            d.applied_index, d.last_index
+        )
+    })
+}
+
 fn unfit(d: &DataDirInspection) -> Option<String> {
+    if let Some(behind) = wal_behind_db(d) {
+        return Some(behind);
+    }
     if !d.wal_crc_ok {
         return Some("its WAL is corrupt (CRC mismatch): etcd will not start from it".into());
     }
@@ -316,7 +332,10 @@ mod tests {
         let mut learner = doc("c", (5, 198), 198, 198, 149);
         learner.members = vec![DiskMember { id: "c-id".into(), is_learner: true, ..Default::default() }];
         let plain = doc("d", (5, 100), 100, 100, 90);
-        let all = [crc.clone(), db.clone(), learner.clone(), plain];
+        // Its db applied 210, its WAL ends at 200 (a lost tail): recover refuses to force it.
+        let cut = doc("e", (5, 200), 200, 210, 160);
+        assert!(unfit(&cut).unwrap().contains("applied entry 210 but the WAL ends at 200"));
+        let all = [crc.clone(), db.clone(), learner.clone(), plain, cut];
         assert_eq!(best(&all).unwrap(), 3);
         assert!(unfit(&db).unwrap().contains("not a bbolt file"));
         assert!(unfit(&learner).unwrap().contains("a learner"));

@@ -162,28 +162,18 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Waits until the kubelet runs a new etcd container (`is_new`), then until it answers.
-/// A db ahead of the WAL's end (its tail lost): a forced start cannot continue that log (etcd
-/// 3.5.22+ starts raft from max(commit, applied), past the last entry), where `--via-restore`
-/// (which keeps every applied entry) can. None when the WAL holds what the db applied.
-fn wal_behind_db(d: &common::report::DataDirInspection) -> Option<String> {
-    (d.applied_index > d.last_index).then(|| {
-        format!(
-            "the db applied entry {} but the WAL ends at {}: a forced start cannot continue that log; use \
-             --via-restore (it keeps every applied entry)",
-            d.applied_index, d.last_index
-        )
-    })
-}
-
 /// The db applied entries past the WAL's last commit index (commit-only HardStates are written
-/// unsynced, so a crash commonly leaves it one or two behind), and the image's etcd predates
-/// 3.5.22/3.6.1 (etcd PR 20055): the forced start appends its removals of the other members from
+/// unsynced, so a crash commonly leaves it one or two behind), and the image's etcd is a 3.5
+/// before 3.5.22 or 3.6.0 (etcd PR 20055): the forced start appends its removals of the other members from
 /// the commit index, and those at indexes the db applied already are skipped in the db, which
 /// keeps listing them (etcd 3.6 reads its membership from there). Said, not refused: the
 /// cluster works, and `--via-restore` avoids it at the price of new IDs.
 fn removals_skipped(d: &common::report::DataDirInspection, image: &str) -> Option<String> {
     let release = common::manifest::etcd_release(image);
-    let fixed = ((3, 5, 22)..(3, 6, 0)).contains(&release) || release >= (3, 6, 1);
+    // etcd 3.4 removes a member from the db whatever the index (the skip came with 3.5).
+    let fixed = (release < (3, 5, 0) && release != (0, 0, 0))
+        || ((3, 5, 22)..(3, 6, 0)).contains(&release)
+        || release >= (3, 6, 1);
     (d.applied_index > d.commit_index && !fixed).then(|| {
         format!(
             "the db applied entry {} past the WAL's commit index {}, and etcd {} (image {image}) forces the new \
@@ -501,7 +491,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             );
         }
         if !args.via_restore {
-            let behind = wal_behind_db(&before);
+            let behind = crate::pick::wal_behind_db(&before);
             plan.check(
                 "the WAL holds what the db applied",
                 behind.is_none() || args.force,
@@ -648,8 +638,8 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     if !stale.is_empty() {
         let w = format!(
             "warning: the db still lists {} though the cluster has one member (etcd PR 20055): etcd before 3.6 \
-             reads its membership elsewhere, 3.6 from the db; after an upgrade to 3.6, remove them (etcd-member \
-             remove)",
+             reads its membership elsewhere, 3.6 from the db, where they would count as voters; run etcd 3.5.26 or \
+             later once before any upgrade to 3.6 (it drops them from the db, etcd PR 20995)",
             stale.join(", ")
         );
         common::say!("etcd-quorum: {w}");
@@ -736,11 +726,11 @@ mod tests {
             ..Default::default()
         };
         let (synced, unsynced, wal_cut) = (doc(40, 40, 42), doc(38, 40, 42), doc(38, 40, 39));
-        assert_eq!(wal_behind_db(&synced), None);
-        assert_eq!(wal_behind_db(&unsynced), None);
-        let cut = wal_behind_db(&wal_cut).unwrap_or_default();
+        assert_eq!(crate::pick::wal_behind_db(&synced), None);
+        assert_eq!(crate::pick::wal_behind_db(&unsynced), None);
+        let cut = crate::pick::wal_behind_db(&wal_cut).unwrap_or_default();
         assert!(cut.contains("applied entry 40 but the WAL ends at 39") && cut.contains("--via-restore"), "{cut}");
-        for image in ["etcd:3.4.23-0", "etcd:3.5.16-0", "etcd:3.5.21-0", "etcd:3.6.0-0", "etcd:3.5.16-0@sha256:0123"] {
+        for image in ["etcd:3.5.0-0", "etcd:3.5.16-0", "etcd:3.5.21-0", "etcd:3.6.0-0", "etcd:3.5.16-0@sha256:0123"] {
             assert_eq!(removals_skipped(&synced, image), None, "{image}");
             let why = removals_skipped(&unsynced, image).unwrap_or_default();
             assert!(why.contains("applied entry 40 past the WAL's commit index 38"), "{image}: {why}");
@@ -748,7 +738,7 @@ mod tests {
         }
         let unknown = removals_skipped(&unsynced, "my-etcd:latest").unwrap_or_default();
         assert!(unknown.contains("etcd of an unknown version"), "{unknown}");
-        for image in ["etcd:3.5.22-0", "etcd:3.5.30-0", "etcd:3.6.1-0", "etcd:v3.6.5"] {
+        for image in ["etcd:3.4.23-0", "etcd:3.5.22-0", "etcd:3.5.30-0", "etcd:3.6.1-0", "etcd:v3.6.5"] {
             assert_eq!(removals_skipped(&unsynced, image), None, "{image}");
         }
     }

@@ -87,6 +87,10 @@ did not stop either, the message says how to finish or go back)."
         /// (it goes on beside the restored one: two clusters)
         #[argh(switch)]
         pub force: bool,
+        /// with --swap: restore even when this node runs this snapshot's restore already (what was
+        /// written since goes to the backup dir)
+        #[argh(switch)]
+        pub restore_again: bool,
         /// with --swap: how long etcd may take to stop, and to start healthy (default 120s)
         #[argh(option, default = "String::from(\"120s\")")]
         pub timeout: String,

@@ -85,7 +85,9 @@ pub fn run(args: PlanArgs) -> Result<u8> {
     let snapshot = if here {
         let (path, v) = crate::checked_snapshot(&args.snapshot, args.skip_hash_check, None)?;
         common::say!("etcd-restore: {path}: verified, revision {}, {} keys", v.status.revision, v.status.total_keys);
-        sha256 = Some(v.sha256).filter(|s| !s.is_empty());
+        // Not with --skip-hash-check: the trailer's value then is only read, not checked, and the
+        // nodes would check their file against it.
+        sha256 = Some(v.sha256).filter(|s| !s.is_empty() && !args.skip_hash_check);
         path
     } else {
         common::say!(

@@ -545,7 +545,7 @@ fn restored_already(
     }
     common::say!(
         "etcd-restore: this node already runs this snapshot's restore (member {}, since {}): nothing to do; \
-         --force restores it again over what was written since",
+         --restore-again restores it again over what was written since",
         note(RESTORED_MEMBER),
         note(RESTORED_AT)
     );
@@ -577,7 +577,7 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     };
     // No manifest and no journal here: an interrupted swap's journal is under the backup dir it
     // was given, which this run must be given too.
-    let no_manifest = |e: anyhow::Error| match shared.manifest.exists() {
+    let no_manifest = |e: anyhow::Error| match shared.manifest.exists() || read_journal(&root).is_some() {
         true => e,
         false => e.context(format!(
             "no swap journal in {}: if an interrupted swap took the manifest out with another --backup-dir, \
@@ -601,10 +601,14 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     }
     let (name, peer, data_dir) = identity(args, shared, &original)?;
     if journal.is_none()
-        && !args.force
+        && !args.restore_again
         && let Some(doc) = restored_already(args, shared, &snapshot_id.1, &path, &data_dir, &name)
     {
         lock.tidy();
+        if args.dry_run {
+            let detail = format!("this node runs this snapshot's restore already (member {})", doc.member_id);
+            return cli::nothing_to_do("etcd-restore --swap", detail, shared.output).map(Swapped::Planned);
+        }
         return Ok(Swapped::Done(Box::new(doc)));
     }
     let initial = args
@@ -736,7 +740,8 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         done.tmp = Some(tmp.clone());
         // Owned as the old data dir is: an etcd that runs as another user (kubeadm's rootless
         // control plane) could not open a root-owned one.
-        if let (Ok(old), Ok(new)) = (std::fs::metadata(&data_dir), std::fs::metadata(&tmp)) {
+        let old_dir = done.old_data_backup.clone().unwrap_or_else(|| data_dir.clone());
+        if let (Ok(old), Ok(new)) = (std::fs::metadata(&old_dir), std::fs::metadata(&tmp)) {
             use std::os::unix::fs::MetadataExt;
             if (old.uid(), old.gid()) != (new.uid(), new.gid()) {
                 backup::chown_tree(&tmp, old.uid(), old.gid())

@@ -127,6 +127,13 @@ fn candidates(from: Option<&str>, members: &[MemberStatus], alarms: &[AlarmStatu
     let corrupt = |m: &MemberStatus| alarms.iter().any(|a| a.alarm == "CORRUPT" && same_id(&a.member_id, &m.id));
     let usable =
         |m: &&MemberStatus| m.endpoint.reachable && m.endpoint.errors.is_empty() && !m.is_learner && !corrupt(m);
+    // Why a member is not asked.
+    let why_not = |m: &MemberStatus| match () {
+        _ if corrupt(m) => "etcd raised a CORRUPT alarm for its data".to_string(),
+        _ if m.is_learner => "it is a learner".to_string(),
+        _ if !m.endpoint.reachable => "it did not answer the survey".to_string(),
+        _ => m.endpoint.errors.join("; "),
+    };
     let leader: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| m.endpoint.is_leader).collect();
     let mut followers: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| !m.endpoint.is_leader).collect();
     followers.sort_by_key(|m| std::cmp::Reverse(m.endpoint.raft_applied_index));
@@ -138,22 +145,28 @@ fn candidates(from: Option<&str>, members: &[MemberStatus], alarms: &[AlarmStatu
             cli::check_url(url).map_err(|m| coded(exit::USAGE, format!("--from: {m}")))?;
             let found = members.iter().find(|m| m.client_urls.iter().any(|u| u == url));
             if let Some(m) = found.filter(|m| !usable(m)) {
-                let why = match () {
-                    _ if corrupt(m) => "etcd raised a CORRUPT alarm for its data".to_string(),
-                    _ if m.is_learner => "it is a learner".to_string(),
-                    _ if !m.endpoint.reachable => "it did not answer the survey".to_string(),
-                    _ => m.endpoint.errors.join("; "),
-                };
-                common::say!("etcd-snap: warning: --from {url}: {why}; taking the snapshot from it as asked");
+                common::say!("etcd-snap: warning: --from {url}: {}; taking the snapshot from it as asked", why_not(m));
             }
             return Ok(vec![(url.to_string(), found.map(|m| m.name.clone()).unwrap_or_default())]);
         }
     };
     if pick.is_empty() {
-        // A healthy leader alone (a one-member cluster) is no lost quorum: --from follower asks
-        // for what is not there.
-        let code = if leader.is_empty() { exit::QUORUM_LOST } else { exit::REFUSED };
-        let hint = if leader.is_empty() { "" } else { " (the leader is healthy: --from leader, or no --from)" };
+        // A cluster with a leader has its quorum: what is missing is a member fit to ask (a
+        // one-member cluster has no follower; the leader may be passed over), a refusal.
+        let led = members.iter().any(|m| m.endpoint.reachable && m.endpoint.is_leader);
+        let code = if led { exit::REFUSED } else { exit::QUORUM_LOST };
+        let mut hint = String::new();
+        if !leader.is_empty() {
+            hint += " (the leader is healthy: --from leader, or no --from)";
+        }
+        let passed: Vec<String> = members
+            .iter()
+            .filter(|m| m.endpoint.reachable && !usable(m))
+            .map(|m| format!("{}: {}", m.label(), why_not(m)))
+            .collect();
+        if !passed.is_empty() {
+            hint += &format!("; passed over: {}", passed.join("; "));
+        }
         return Err(coded(code, format!("no healthy {} to take a snapshot from{hint}", from.unwrap_or("member"))));
     }
     Ok(pick.into_iter().map(|m| (m.endpoint.url.clone(), m.name.clone())).collect())
@@ -627,5 +640,10 @@ mod tests {
         down.endpoint.reachable = false;
         let e = candidates(None, &[down], &[]).unwrap_err();
         assert_eq!(exit::code_of(&e), exit::QUORUM_LOST);
+        // A leader passed over (CORRUPT) is no lost quorum either: refused, saying why.
+        let corrupt = [AlarmStatus { member_id: "a".into(), alarm: "CORRUPT".into() }];
+        let e = candidates(Some("leader"), &[member("a", true, 1), member("b", false, 1)], &corrupt).unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::REFUSED);
+        assert!(format!("{e}").contains("passed over: a (a): etcd raised a CORRUPT alarm"), "{e}");
     }
 }

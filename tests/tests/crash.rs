@@ -170,9 +170,16 @@ fn swap_killed_at_random_moments_3_5_30() {
     let snap = c.base.join("s.db");
     let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    // --force: after the measured run, this node runs this snapshot's restore already.
-    let args =
-        ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "random-kill", "--force"];
+    // --restore-again: after the measured run, this node runs this snapshot's restore already.
+    let args = [
+        "--swap",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--yes",
+        "--initial-cluster-token",
+        "random-kill",
+        "--restore-again",
+    ];
     let root = c.node(1).root.clone();
     let journal = root.join("var/lib/etcd-recovery/swap-in-progress.json");
     let swap = || {

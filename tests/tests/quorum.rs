@@ -500,6 +500,7 @@ fn an_unsynced_commit_index_3_5_16() {
     assert!(r.stderr.contains(&warned) && r.stderr.contains("etcd 3.5.16"), "{}", r.stderr);
     let steps = r.json["steps"].to_string();
     assert!(steps.contains("warning: the db still lists node2 (") && steps.contains("node3 ("), "{steps}");
+    assert!(steps.contains("run etcd 3.5.26 or later once before any upgrade to 3.6"), "{steps}");
     let s = c.run_json("etcd-status", 1, &["--endpoints", &n1.client_url()], None);
     assert_eq!(s.json["members"].as_array().unwrap().len(), 1, "{}", s.stdout);
     let copy = std::path::PathBuf::from(r.json["backup"].as_str().unwrap());
@@ -513,6 +514,14 @@ fn an_unsynced_commit_index_3_5_16() {
         names
     };
     assert_eq!(inspect_db(&c), ["node1", "node2", "node3"]);
+    // The way out the warning gives: etcd 3.5.26 or later, run once, drops them from the db.
+    let parked = n1.parked_manifest();
+    let text = std::fs::read_to_string(&parked).unwrap();
+    std::fs::write(&parked, text.replace("image: etcd:3.5.16-0", "image: etcd:3.5.30-0")).unwrap();
+    c.start_node(1);
+    c.stop_node(1);
+    assert_eq!(inspect_db(&c), ["node1"], "etcd 3.5.30 syncs the db's members");
+    std::fs::write(&parked, text).unwrap();
 
     // The forged state again (recover's copy of it), recovered from its db: no stale member.
     std::fs::remove_dir_all(&data).unwrap();

@@ -491,6 +491,9 @@ fn option_one(version: &str) {
     assert_eq!(again.json["clusterId"], status.json["clusterId"]);
     assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), manifest, "nothing changed");
     assert_eq!(count_keys(&c, &n1), 31);
+    let dry = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--dry-run"], None);
+    assert_eq!((dry.code, &dry.json["kind"]), (0, &serde_json::json!("Plan")), "{}", dry.stdout);
+    assert_eq!(dry.json["preconditions"][0]["check"], "nothing to do", "{}", dry.stdout);
     assert!(c.etcdctl(&n1, &["del", "/registry/secrets/after"]).status.success());
 
     for k in [2, 3] {
@@ -685,9 +688,16 @@ fn failed_swap_is_undone_3_5_30() {
 #[test]
 fn killed_swap_converges_on_rerun_3_5_30() {
     let (c, snap) = one_node_snapshot(10);
-    // --force: from the second round on, this node runs this snapshot's restore already.
-    let args =
-        ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--initial-cluster-token", "kill-test", "--force"];
+    // --restore-again: from the second round on, this node runs this snapshot's restore already.
+    let args = [
+        "--swap",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--yes",
+        "--initial-cluster-token",
+        "kill-test",
+        "--restore-again",
+    ];
     let root = &c.node(1).root;
     for point in [
         "swap-manifest-journaled",
@@ -810,9 +820,9 @@ fn another_snapshots_swap_does_not_resume_a_journal_3_5_30() {
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert_eq!(count_keys(&c, &c.node(1).client_url()), 10);
 
-    // --force: this node runs that snapshot's restore already (nothing to do otherwise).
+    // --restore-again: this node runs that snapshot's restore already (nothing to do otherwise).
     let mut cmd = c.tool("etcd-restore", 1);
-    cmd.args(swap(&snap)).arg("--force").env(common::failpoint::VAR, "swap-manifest-written");
+    cmd.args(swap(&snap)).arg("--restore-again").env(common::failpoint::VAR, "swap-manifest-written");
     assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
     let r = c.run_json("etcd-restore", 1, &swap(&other).each_ref().map(String::as_str), None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
@@ -842,8 +852,8 @@ fn stale_swap_journal_is_retired_3_5_30() {
     };
     for (round, why) in [(1, "its etcd is healthy: it had finished"), (2, "a manifest it did not write is in place")] {
         let mut cmd = c.tool("etcd-restore", 1);
-        // --force: in round 2 this node runs this snapshot's restore already (round 1's).
-        cmd.args(args).arg("--force").env(common::failpoint::VAR, "swap-manifest-written");
+        // --restore-again: in round 2 this node runs this snapshot's restore already (round 1's).
+        cmd.args(args).arg("--restore-again").env(common::failpoint::VAR, "swap-manifest-written");
         assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
         let first_backup =
             serde_json::from_slice::<serde_json::Value>(&std::fs::read(&journal).unwrap()).unwrap()["backupDir"]
@@ -869,7 +879,7 @@ fn stale_swap_journal_is_retired_3_5_30() {
         assert_eq!(r.json["swappedIn"], false, "{}", r.json);
         assert_eq!(count_keys(&c, &c.node(1).client_url()), 11);
         // Asked for again: restored again.
-        let r = c.run_json("etcd-restore", 1, &[&args[..], &["--force"]].concat(), None);
+        let r = c.run_json("etcd-restore", 1, &[&args[..], &["--restore-again"]].concat(), None);
         assert_eq!(r.code, 0, "round {round}: {}\n{}", r.stderr, r.stdout);
         assert_eq!(r.json["swappedIn"], true, "{}", r.json);
         // What went aside is this run's own backup of the live data, not the first swap's.
@@ -904,9 +914,12 @@ fn plan_passes_the_switches_on() {
             for s in all {
                 assert_eq!(argv.contains(&s), given.contains(&s), "{s}: {argv:?}");
             }
-            // The sha256 the plan verified goes to every node.
-            let at = argv.iter().position(|a| *a == "--snapshot-sha256").expect("--snapshot-sha256");
-            assert_eq!(argv[at + 1], sha256_hex(&snap), "{argv:?}");
+            // The sha256 the plan verified goes to every node (none when it checked no hash).
+            let at = argv.iter().position(|a| *a == "--snapshot-sha256");
+            assert_eq!(at.is_some(), !given.contains(&"--skip-hash-check"), "{argv:?}");
+            if let Some(at) = at {
+                assert_eq!(argv[at + 1], sha256_hex(&snap), "{argv:?}");
+            }
         }
     }
     // Another file under the plan's path on a node: refused before anything is written.

@@ -236,28 +236,7 @@ impl Bolt {
         };
         let have = ps.min(total).max(table);
         read(&mut data, 0, have)?;
-        // bbolt writes the elements' keys and values back to back after the table, in element
-        // order: data that overlaps (elements sharing bytes) is no bbolt page, and would let a
-        // small file claim far more keys and values than it holds (a restore gigabytes long).
-        let mut end = table;
-        for i in 0..elements {
-            let at = PAGE_HEADER + i * LEAF_ELEMENT;
-            let el = &data[at..at + LEAF_ELEMENT];
-            let (pos, ksize, size) = match is_leaf {
-                true => (u32_at(el, 4), u32_at(el, 8), u64::from(u32_at(el, 8)) + u64::from(u32_at(el, 12))),
-                false => (u32_at(el, 0), u32_at(el, 4), u64::from(u32_at(el, 4))),
-            };
-            let start = at as u64 + u64::from(pos);
-            if start < end {
-                return Err(corrupt(format!("page {id}: element {i}'s data overlaps what comes before it")));
-            }
-            if ksize > MAX_KEY_SIZE {
-                return Err(corrupt(format!(
-                    "page {id}: element {i}'s key is {ksize} bytes, over bbolt's {MAX_KEY_SIZE}"
-                )));
-            }
-            end = start + size;
-        }
+        let end = element_data_end(&data, elements, is_leaf, id)?;
         if end > total {
             return Err(past());
         }
@@ -419,10 +398,43 @@ fn empty_leaf(name: &str, id: u64) -> Corrupt {
     corrupt(format!("bucket {name:?} page {id}: empty leaf below a branch"))
 }
 
-/// An inline bucket's leaf: the page image after the 16-byte bucket header.
+/// Where a page's element data ends, from its element table (`data` holds at least the table):
+/// bbolt writes the keys and values back to back after the table, in element order. Data that
+/// overlaps (elements sharing bytes), or a key over bbolt's limit, is no bbolt page, and would let
+/// a small file claim far more keys and values than it holds (a restore gigabytes long).
+fn element_data_end(data: &[u8], count: usize, is_leaf: bool, id: u64) -> Result<u64> {
+    let mut end = (PAGE_HEADER + count * LEAF_ELEMENT) as u64;
+    for i in 0..count {
+        let at = PAGE_HEADER + i * LEAF_ELEMENT;
+        let el = &data[at..at + LEAF_ELEMENT];
+        let (pos, ksize, size) = match is_leaf {
+            true => (u32_at(el, 4), u32_at(el, 8), u64::from(u32_at(el, 8)) + u64::from(u32_at(el, 12))),
+            false => (u32_at(el, 0), u32_at(el, 4), u64::from(u32_at(el, 4))),
+        };
+        let start = at as u64 + u64::from(pos);
+        if start < end {
+            return Err(corrupt(format!("page {id}: element {i}'s data overlaps what comes before it")));
+        }
+        if ksize > MAX_KEY_SIZE {
+            return Err(corrupt(format!("page {id}: element {i}'s key is {ksize} bytes, over bbolt's {MAX_KEY_SIZE}")));
+        }
+        end = start + size;
+    }
+    Ok(end)
+}
+
+/// An inline bucket's leaf: the page image after the 16-byte bucket header, its elements checked
+/// as a page's are (it is written the same way).
 fn inline_page(value: &[u8], name: &str) -> Result<Page> {
-    let image = value.get(16..).filter(|i| i.len() >= PAGE_HEADER);
-    let image = image.ok_or_else(|| corrupt(format!("bucket {name:?}: inline page cut short")))?;
+    let cut = || corrupt(format!("bucket {name:?}: inline page cut short"));
+    let image = value.get(16..).filter(|i| i.len() >= PAGE_HEADER).ok_or_else(cut)?;
+    let (flags, count) = (u16_at(image, 8), u16_at(image, 10) as usize);
+    if flags & FLAG_LEAF != 0 {
+        if image.len() < PAGE_HEADER + count * LEAF_ELEMENT {
+            return Err(cut());
+        }
+        element_data_end(image, count, true, 0).map_err(|e| corrupt(format!("bucket {name:?} inline {e}")))?;
+    }
     Ok(Page {
         id: 0,
         flags: u16_at(image, 8),
@@ -630,6 +642,33 @@ mod tests {
         long[el(last) + 4..el(last) + 8].copy_from_slice(&40000u32.to_le_bytes());
         let err = walk(&long);
         assert!(err.contains("key is 40000 bytes, over bbolt's 32768"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    /// An inline bucket's elements are checked as a page's: overlapping data there is corrupt too.
+    #[test]
+    fn overlapping_elements_of_an_inline_bucket_are_corrupt() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshot-3.5.30.db");
+        let mut db = std::fs::read(path).unwrap();
+        db.truncate(db.len() - 32);
+        // The root bucket's leaf (meta page 0: page size, root pgid), and an inline bucket of it
+        // with two entries or more.
+        let ps = u32_at(&db, 24) as usize;
+        let root = u64_at(&db, 32) as usize * ps;
+        assert_eq!(u16_at(&db, root + 8) & FLAG_LEAF, FLAG_LEAF, "the root bucket is one leaf");
+        let image = (0..u16_at(&db, root + 10) as usize)
+            .map(|i| root + PAGE_HEADER + i * LEAF_ELEMENT)
+            .map(|el| el + u32_at(&db, el + 4) as usize + u32_at(&db, el + 8) as usize)
+            .find(|&value| u64_at(&db, value) == 0 && u16_at(&db, value + 16 + 10) >= 2)
+            .expect("an inline bucket with two entries")
+            + 16;
+        let (el0, el1) = (image + PAGE_HEADER, image + PAGE_HEADER + LEAF_ELEMENT);
+        let pos0 = u32_at(&db, el0 + 4);
+        db[el1 + 4..el1 + 8].copy_from_slice(&(pos0 - LEAF_ELEMENT as u32).to_le_bytes());
+        let file = std::env::temp_dir().join(format!("inline-overlap-{}.db", std::process::id()));
+        std::fs::write(&file, &db).unwrap();
+        let err = Bolt::open(&file).unwrap().walk(&mut Count(0)).unwrap_err().to_string();
+        assert!(err.contains("inline page 0: element 1's data overlaps"), "{err}");
         std::fs::remove_file(&file).unwrap();
     }
 }
