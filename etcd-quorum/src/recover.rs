@@ -161,7 +161,6 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::File::open(to)?.sync_all()
 }
 
-/// Waits until the kubelet runs a new etcd container (`is_new`), then until it answers.
 /// The db applied entries past the WAL's last commit index (commit-only HardStates are written
 /// unsynced, so a crash commonly leaves it one or two behind), and the image's etcd is a 3.5
 /// before 3.5.22 or 3.6.0 (etcd PR 20055): the forced start appends its removals of the other members from
@@ -203,6 +202,7 @@ fn listed_in_db(dir: &Path, own: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the kubelet runs a new etcd container (`is_new`), then until it answers.
 fn wait_restart(
     crictl: &Crictl,
     is_new: impl Fn(&common::runtime::Container) -> bool,
@@ -311,13 +311,13 @@ fn members_of(shared: &Shared, url: &str) -> Result<Vec<common::report::MemberSt
 /// The learners a forced start kept beside this member, removed through it: etcd before 3.5.25
 /// and 3.6.6 removes only the voters of its snapshot (etcd PR 20896), so a learner the last
 /// `.snap` names stays listed. It is of the old cluster, as the removed voters are; what the
-/// forced start meant to do is finished. Returns what was done, or None when nothing was kept.
-fn remove_kept_learners(shared: &Shared, url: &str, own: &str) -> Result<Option<String>> {
+/// forced start meant to do is finished. What was done goes into `steps`.
+fn remove_kept_learners(shared: &Shared, url: &str, own: &str, steps: &mut Vec<String>) -> Result<()> {
     let members = members_of(shared, url)?;
     let (learners, voters): (Vec<_>, Vec<_>) =
         members.iter().filter(|m| !common::report::same_id(&m.id, own)).partition(|m| m.is_learner);
     if learners.is_empty() || !voters.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     let dialer = common::client::Dialer::new(shared, url.starts_with("https://"))?;
     let rt = common::client::runtime()?;
@@ -331,10 +331,13 @@ fn remove_kept_learners(shared: &Shared, url: &str, own: &str) -> Result<Option<
         .map_err(|e| anyhow!("remove learner {} kept by the forced start: {}", l.label(), e.message))?;
         removed.push(l.label());
     }
-    Ok(Some(format!(
+    let done = format!(
         "learner {} kept by the forced start removed (etcd before 3.5.25 keeps the learners of its snapshot)",
         removed.join(", ")
-    )))
+    );
+    common::say!("etcd-quorum: {done}");
+    steps.push(done);
+    Ok(())
 }
 
 pub fn run(args: RecoverArgs) -> Result<u8> {
@@ -568,10 +571,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         steps.push("--force-new-cluster added to the manifest".into());
         common::failpoint::hit("recover-flag-in");
         let forced = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout).and_then(|_| {
-            if let Some(done) = remove_kept_learners(&shared, &url, &before.member_id)? {
-                common::say!("etcd-quorum: {done}");
-                steps.push(done);
-            }
+            remove_kept_learners(&shared, &url, &before.member_id, &mut steps)?;
             let seen = members_seen_by(&shared, &url)?;
             if seen.len() != 1 {
                 return Err(anyhow!(
@@ -617,12 +617,8 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     let revision = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout)
         .map_err(|e| exit::with_state(e, state.clone()))?;
     // A rerun that resumed a forced start finishes it too.
-    if let Some(done) =
-        remove_kept_learners(&shared, &url, &before.member_id).map_err(|e| exit::with_state(e, state.clone()))?
-    {
-        common::say!("etcd-quorum: {done}");
-        steps.push(done);
-    }
+    remove_kept_learners(&shared, &url, &before.member_id, &mut steps)
+        .map_err(|e| exit::with_state(e, state.clone()))?;
     let seen = members_seen_by(&shared, &url).map_err(|e| exit::with_state(e, state.clone()))?;
     if seen.len() != 1 || revision < before.revision {
         let e = anyhow!(
