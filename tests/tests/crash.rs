@@ -191,16 +191,20 @@ fn swap_killed_at_random_moments_3_5_30() {
     let mut rng = Rng::from_env();
     let mut kills = 0;
     for i in 0..env_count("ETCD_CRASH_ROUNDS", 3) {
-        put(&c, "/registry/secrets/marker", 1, 10);
+        // A marker of this round's own: an earlier round's backup cannot vouch for this one.
+        let marker = format!("/registry/secrets/marker-{i}-");
+        put(&c, &marker, 1, 10);
+        let backups_before = backed_up_data_dirs(c.node(1));
         // In the first three quarters of a measured run: a faster run than that one is still killed.
         let at = rng.below(full * 3 / 4);
         if kill_after(swap(), at) {
             kills += 1;
             // The marker is in the old data's WAL, nowhere in the restored data: in place, where
-            // the journal says, or (a swap killed once done) in a finished backup.
+            // the journal says, or (a swap killed once done) in a backup this round made.
             let mut places = etcd_lab::swap_places(&root, "oldDataBackup", root.join("var/lib/etcd"));
-            places.extend(backed_up_data_dirs(c.node(1)));
-            let old_safe = places.iter().any(|d| etcd_lab::holds(d, b"/registry/secrets/marker0"));
+            places.extend(backed_up_data_dirs(c.node(1)).into_iter().filter(|d| !backups_before.contains(d)));
+            let key = format!("{marker}0");
+            let old_safe = places.iter().any(|d| etcd_lab::holds(d, key.as_bytes()));
             let j = std::fs::read_to_string(&journal).unwrap_or_default();
             assert!(old_safe, "kill {i} at {at:?}: old data lost (journal: {j})");
         }

@@ -213,6 +213,8 @@ fn swap_stopped_midway() -> (Cluster, Vec<String>, Vec<u8>, String) {
     assert!(took < Duration::from_secs(35), "took {took:?}");
     assert!(!c.node(1).manifest().exists(), "no manifest while the restored etcd may still run");
     let data_dir = c.node(1).root.join("var/lib/etcd");
+    // The restored data stays in place: there (the snapshot's key), and not the old data.
+    assert!(etcd_lab::holds(&data_dir, b"/registry/before"), "the restored data stays in place");
     assert!(!etcd_lab::holds(&data_dir, b"/registry/after"), "the restored data stays in place");
     assert!(c.node(1).root.join("var/lib/etcd-recovery/swap-in-progress.json").is_file(), "the journal stays");
     let way_back = line.split("or go back: ").nth(1).expect("the way back").to_string();

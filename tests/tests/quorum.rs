@@ -56,8 +56,9 @@ fn recover(version: &str) {
     std::fs::rename(&data, n2.root.join("var/lib/etcd-kept")).unwrap();
     std::fs::create_dir(&data).unwrap();
     let dry = c.run_json("etcd-member", 2, &["clean", "--dry-run"], None);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
     let checks = dry.json["preconditions"].as_array().unwrap();
-    assert!(checks.iter().all(|p| p["ok"] == true), "{}", dry.stdout);
+    assert!(!checks.is_empty() && checks.iter().all(|p| p["ok"] == true), "{}", dry.stdout);
     std::fs::remove_dir(&data).unwrap();
     std::fs::rename(n2.root.join("var/lib/etcd-kept"), &data).unwrap();
     std::fs::remove_file(n2.manifest()).unwrap();
@@ -317,7 +318,7 @@ fn survivor_that_cannot_start_keeps_no_flag() {
     assert!(!c.node(1).root.join("var/lib/etcd-recovery").exists());
     // Forced anyway: etcd cannot start from it, and the flag comes out again.
     let r = c.run_json("etcd-quorum", 1, &["recover", "--yes", "--force", "--timeout", "15s"], None);
-    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.code, 7, "{}\n{}", r.stderr, r.stdout);
     assert!(r.stderr.contains("the flag is out of the manifest again"), "{}", r.stderr);
     // Its container did start with the flag: whether it forced anything is the WAL's to say.
     assert!(r.stderr.contains("etcd did start with the flag (container "), "{}", r.stderr);
@@ -560,4 +561,50 @@ fn a_learner_kept_by_the_forced_start_is_removed_3_5_16() {
     let s = c.run_json("etcd-status", 1, &["--endpoints", &c.node(1).client_url()], None);
     assert_eq!(s.json["members"].as_array().unwrap().len(), 1, "{}", s.stdout);
     assert_eq!(keys_on(&c, 1), 40);
+}
+
+/// A survivor whose WAL lost a tail its db applied (fsync lied, a disk replaced): a forced start
+/// cannot continue that log. recover refuses it (only --force lifts that), pick passes it over,
+/// and --via-restore recovers from the db with every applied key.
+#[test]
+fn a_wal_behind_its_db_goes_via_restore_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    put(&c, 20);
+    c.stop_node(2);
+    c.stop_node(3);
+    c.stop_node(1);
+    let n1 = c.node(1);
+    let wal_dir = n1.root.join("var/lib/etcd/member/wal");
+    let segments: Vec<String> = etcd_lab::dir_names(&wal_dir).into_iter().filter(|n| n.ends_with(".wal")).collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let parked = n1.parked_manifest();
+    let i = c.run_json("etcd-quorum", 1, &["inspect", "--manifest", parked.to_str().unwrap()], None);
+    let applied = i.json["appliedIndex"].as_u64().unwrap();
+    let seg = wal_dir.join(&segments[0]);
+    let cut = common::disk::forge::wal_cut_after(&std::fs::read(&seg).unwrap(), applied - 3).unwrap();
+    std::fs::write(&seg, cut).unwrap();
+    let i = c.run_json("etcd-quorum", 1, &["inspect", "--manifest", parked.to_str().unwrap()], None);
+    assert_eq!(i.code, 0, "{}", i.stderr);
+    assert_eq!(i.json["lastIndex"].as_u64().unwrap(), applied - 3, "{}", i.stdout);
+    let p = c.run_json("etcd-quorum", 1, &["pick"], Some(&i.stdout));
+    assert_eq!(p.code, 5, "{}", p.stderr);
+    assert!(p.stderr.contains(&format!("applied entry {applied} but the WAL ends at {}", applied - 3)), "{}", p.stderr);
+    std::fs::rename(&parked, n1.manifest()).unwrap();
+    let manifest = std::fs::read(n1.manifest()).unwrap();
+
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--yes"], None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("the WAL holds what the db applied"), "{}", r.stderr);
+    assert!(r.stderr.contains("use --via-restore"), "{}", r.stderr);
+    assert_eq!(std::fs::read(n1.manifest()).unwrap(), manifest, "refused: nothing changed");
+    let dry = c.run_json("etcd-quorum", 1, &["recover", "--dry-run", "--force"], None);
+    let check = dry.json["preconditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["check"] == "the WAL holds what the db applied");
+    assert_eq!(check.map(|p| &p["ok"]), Some(&serde_json::json!(true)), "--force lifts it: {}", dry.stdout);
+    let r = c.run_json("etcd-quorum", 1, &["recover", "--via-restore", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(keys_on(&c, 1), 20);
 }

@@ -246,6 +246,7 @@ fn cluster_from_restore_with(version: &str, source: &str, restore_args: &[&str])
     let hashes = c.etcdctl_ok(&["endpoint", "hashkv", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&hashes).unwrap();
     let h: Vec<&serde_json::Value> = v.as_array().unwrap().iter().map(|e| &e["HashKV"]["hash"]).collect();
+    assert!(h.len() == 3 && h[0].as_u64().is_some_and(|x| x != 0), "{hashes}");
     assert!(h.iter().all(|x| *x == h[0]), "{hashes}");
     let members = c.etcdctl_ok(&["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");

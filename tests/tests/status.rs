@@ -354,6 +354,16 @@ fn bad_input() {
     let mut cmd = c.tool("etcd-status", 1);
     cmd.args(["-w", "json", "--endpoints", &n1.client_url()]).env("ETCDCTL_ENDPOINTS", &dead);
     assert_eq!(run(cmd).code, 3);
+    // ETCDCTL_CACERT counts where TLS is reached: another CA fails it, --cacert wins over it.
+    let mut cmd = c.tool("etcd-status", 1);
+    cmd.args(["-w", "json", "--endpoints", &n1.client_url()]).env("ETCDCTL_CACERT", &other_ca);
+    let r = run(cmd);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("UnknownIssuer"), "{}", r.stderr);
+    let mut cmd = c.tool("etcd-status", 1);
+    cmd.args(["-w", "json", "--endpoints", &n1.client_url(), "--cacert", n1.pki().join("ca.crt").to_str().unwrap()]);
+    cmd.env("ETCDCTL_CACERT", &other_ca);
+    assert_eq!(run(cmd).code, 3);
     let mut cmd = c.tool("etcd-status", 1);
     cmd.env("ETCDCTL_DIAL_TIMEOUT", "bogus");
     let r = run(cmd);
@@ -474,7 +484,7 @@ fn an_expired_server_certificate_is_named_3_5_30() {
     std::fs::write(n.pki().join("healthcheck-client.crt"), crt).unwrap();
     std::fs::write(n.pki().join("healthcheck-client.key"), key).unwrap();
     let r = status(&c, 1, &[]);
-    assert_ne!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.code, 1, "{}\n{}", r.stderr, r.stdout);
     let line = r.stderr.lines().last().unwrap_or_default();
     assert!(line.contains("healthcheck-client.crt: expired on "), "{line}");
     assert!(

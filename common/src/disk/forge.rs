@@ -75,16 +75,41 @@ pub fn wal_with_commit(seg: &[u8], commit: u64) -> Option<Vec<u8>> {
         wal::STATE,
         &Msg::default().uint(1, pb::uint_of(&f, 1)).uint(2, pb::uint_of(&f, 2)).uint(3, commit).into_bytes(),
     );
-    // The end of the records: each frame is a length field, the record, its padding.
-    let mut end = 0usize;
-    for _ in &read.records {
-        let field = u64::from_le_bytes(seg.get(end..end + 8)?.try_into().ok()?);
-        let pad = if field >> 63 == 1 { (field >> 56) & 7 } else { 0 };
-        end = end.checked_add(8 + usize::try_from((field & 0x00ff_ffff_ffff_ffff) + pad).ok()?)?;
-    }
+    let end = *frame_starts(seg, read.records.len() + 1)?.last()?;
     let mut out = seg.get(..end)?.to_vec();
     out.extend_from_slice(&w.buf);
     out.extend_from_slice(seg.get(out.len().min(seg.len())..)?);
+    Some(out)
+}
+
+/// Where the first `n` frames of a segment start (the n-th: where the records before it end).
+/// Each frame is a length field, the record, its padding.
+fn frame_starts(seg: &[u8], n: usize) -> Option<Vec<usize>> {
+    let mut starts = vec![0usize];
+    while starts.len() < n {
+        let at = *starts.last()?;
+        let field = u64::from_le_bytes(seg.get(at..at + 8)?.try_into().ok()?);
+        let pad = if field >> 63 == 1 { (field >> 56) & 7 } else { 0 };
+        starts.push(at.checked_add(8 + usize::try_from((field & 0x00ff_ffff_ffff_ffff) + pad).ok()?)?);
+    }
+    Some(starts)
+}
+
+/// A copy of a first WAL segment cut before its first entry above `index`, zeros from there on
+/// (as a preallocated segment's tail is): a WAL that lost a tail its db applied. None when the
+/// segment does not read whole or has no entry above `index`.
+pub fn wal_cut_after(seg: &[u8], index: u64) -> Option<Vec<u8>> {
+    let read = wal::read_segment(seg);
+    if read.torn_at.is_some() || read.crc_mismatch_at.is_some() {
+        return None;
+    }
+    let starts = frame_starts(seg, read.records.len())?;
+    let first_above = read
+        .records
+        .iter()
+        .position(|r| r.typ == wal::ENTRY && pb::fields(&r.data).is_some_and(|f| pb::uint_of(&f, 3) > index))?;
+    let mut out = seg.to_vec();
+    out[starts[first_above]..].fill(0);
     Some(out)
 }
 
@@ -126,5 +151,24 @@ mod tests {
             assert_eq!((pb::uint_of(&f, 1), pb::uint_of(&f, 2), pb::uint_of(&f, 3)), (1, own, 0));
         }
         assert!(wal_with_commit(&[0u8; 64], 1).is_none(), "no HardState");
+    }
+
+    /// The cut WAL reads whole and ends below the cut.
+    #[test]
+    fn a_wal_cut_short() {
+        let members: Vec<wal::WalMember> = (1..=3).map(|id| wal::WalMember { id, json: "{}" }).collect();
+        let seg = wal::restore_segment(1, 7, &members, true);
+        let out = wal_cut_after(&seg, 1).unwrap();
+        assert_eq!(out.len(), seg.len());
+        let read = wal::read_segment(&out);
+        assert!(read.torn_at.is_none() && read.crc_mismatch_at.is_none());
+        let indexes: Vec<u64> = read
+            .records
+            .iter()
+            .filter(|r| r.typ == wal::ENTRY)
+            .map(|r| pb::uint_of(&pb::fields(&r.data).unwrap(), 3))
+            .collect();
+        assert_eq!(indexes, [1]);
+        assert!(wal_cut_after(&seg, 3).is_none(), "no entry above 3");
     }
 }
