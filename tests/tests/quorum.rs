@@ -466,28 +466,37 @@ fn recover_via_restore_3_5_30() {
     assert!(!std::fs::read_to_string(c.node(1).manifest()).unwrap().contains("force-new-cluster"));
 }
 
-/// A survivor whose db applied entries past the WAL's commit index (a crash before the commit
-/// index was synced; forged here as a last HardState): etcd before 3.5.22 forces a cluster from
-/// the commit index and skips its removals of the other members in the db. recover says so
-/// before, and names the members the db still lists after; --via-restore leaves none.
-#[test]
-fn an_unsynced_commit_index_3_5_16() {
-    let c = Cluster::start(Spec::new(3, "3.5.16"));
+/// A 3-member cluster of `version` with 20 keys, all three stopped, node1's WAL rewritten by
+/// `forge` (its one segment, and its db's applied index): the state a crash left on the survivor.
+fn survivor_with_forged_wal(version: &str, forge: impl FnOnce(&[u8], u64) -> Option<Vec<u8>>) -> (Cluster, u64) {
+    let c = Cluster::start(Spec::new(3, version));
     put(&c, 20);
-    c.stop_node(2);
-    c.stop_node(3);
-    c.stop_node(1);
+    for k in [2, 3, 1] {
+        c.stop_node(k);
+    }
     let n1 = c.node(1);
-    let data = n1.root.join("var/lib/etcd");
-    let wal_dir = data.join("member/wal");
+    let wal_dir = n1.root.join("var/lib/etcd/member/wal");
     let segments: Vec<String> = etcd_lab::dir_names(&wal_dir).into_iter().filter(|n| n.ends_with(".wal")).collect();
     assert_eq!(segments.len(), 1, "{segments:?}");
     let i = c.run_json("etcd-quorum", 1, &["inspect", "--manifest", n1.parked_manifest().to_str().unwrap()], None);
     assert_eq!(i.code, 0, "{}", i.stderr);
     let applied = i.json["appliedIndex"].as_u64().unwrap();
     let seg = wal_dir.join(&segments[0]);
-    let forged = common::disk::forge::wal_with_commit(&std::fs::read(&seg).unwrap(), applied - 2).unwrap();
+    let forged = forge(&std::fs::read(&seg).unwrap(), applied).expect("the forged WAL");
     std::fs::write(&seg, forged).unwrap();
+    (c, applied)
+}
+
+/// A survivor whose db applied entries past the WAL's commit index (a crash before the commit
+/// index was synced; forged here as a last HardState): etcd before 3.5.22 forces a cluster from
+/// the commit index and skips its removals of the other members in the db. recover says so
+/// before, and names the members the db still lists after; --via-restore leaves none.
+#[test]
+fn an_unsynced_commit_index_3_5_16() {
+    let (c, applied) =
+        survivor_with_forged_wal("3.5.16", |seg, applied| common::disk::forge::wal_with_commit(seg, applied - 2));
+    let n1 = c.node(1);
+    let data = n1.root.join("var/lib/etcd");
     std::fs::rename(n1.parked_manifest(), n1.manifest()).unwrap();
     c.wait_container(1, "running", |c| c["state"] == "CONTAINER_RUNNING");
     let i = c.run_json("etcd-quorum", 1, &["inspect"], None);
@@ -568,21 +577,10 @@ fn a_learner_kept_by_the_forced_start_is_removed_3_5_16() {
 /// and --via-restore recovers from the db with every applied key.
 #[test]
 fn a_wal_behind_its_db_goes_via_restore_3_5_30() {
-    let c = Cluster::start(Spec::new(3, "3.5.30"));
-    put(&c, 20);
-    c.stop_node(2);
-    c.stop_node(3);
-    c.stop_node(1);
+    let (c, applied) =
+        survivor_with_forged_wal("3.5.30", |seg, applied| common::disk::forge::wal_cut_after(seg, applied - 3));
     let n1 = c.node(1);
-    let wal_dir = n1.root.join("var/lib/etcd/member/wal");
-    let segments: Vec<String> = etcd_lab::dir_names(&wal_dir).into_iter().filter(|n| n.ends_with(".wal")).collect();
-    assert_eq!(segments.len(), 1, "{segments:?}");
     let parked = n1.parked_manifest();
-    let i = c.run_json("etcd-quorum", 1, &["inspect", "--manifest", parked.to_str().unwrap()], None);
-    let applied = i.json["appliedIndex"].as_u64().unwrap();
-    let seg = wal_dir.join(&segments[0]);
-    let cut = common::disk::forge::wal_cut_after(&std::fs::read(&seg).unwrap(), applied - 3).unwrap();
-    std::fs::write(&seg, cut).unwrap();
     let i = c.run_json("etcd-quorum", 1, &["inspect", "--manifest", parked.to_str().unwrap()], None);
     assert_eq!(i.code, 0, "{}", i.stderr);
     assert_eq!(i.json["lastIndex"].as_u64().unwrap(), applied - 3, "{}", i.stdout);
