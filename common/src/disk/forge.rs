@@ -75,24 +75,11 @@ pub fn wal_with_commit(seg: &[u8], commit: u64) -> Option<Vec<u8>> {
         wal::STATE,
         &Msg::default().uint(1, pb::uint_of(&f, 1)).uint(2, pb::uint_of(&f, 2)).uint(3, commit).into_bytes(),
     );
-    let end = *frame_starts(seg, read.records.len() + 1)?.last()?;
+    let end = usize::try_from(read.records.last()?.end).ok()?;
     let mut out = seg.get(..end)?.to_vec();
     out.extend_from_slice(&w.buf);
     out.extend_from_slice(seg.get(out.len().min(seg.len())..)?);
     Some(out)
-}
-
-/// Where the first `n` frames of a segment start (the n-th: where the records before it end).
-/// Each frame is a length field, the record, its padding.
-fn frame_starts(seg: &[u8], n: usize) -> Option<Vec<usize>> {
-    let mut starts = vec![0usize];
-    while starts.len() < n {
-        let at = *starts.last()?;
-        let field = u64::from_le_bytes(seg.get(at..at + 8)?.try_into().ok()?);
-        let pad = if field >> 63 == 1 { (field >> 56) & 7 } else { 0 };
-        starts.push(at.checked_add(8 + usize::try_from((field & 0x00ff_ffff_ffff_ffff) + pad).ok()?)?);
-    }
-    Some(starts)
 }
 
 /// A copy of a first WAL segment cut before its first entry above `index`, zeros from there on
@@ -103,13 +90,14 @@ pub fn wal_cut_after(seg: &[u8], index: u64) -> Option<Vec<u8>> {
     if read.torn_at.is_some() || read.crc_mismatch_at.is_some() {
         return None;
     }
-    let starts = frame_starts(seg, read.records.len())?;
     let first_above = read
         .records
         .iter()
         .position(|r| r.typ == wal::ENTRY && pb::fields(&r.data).is_some_and(|f| pb::uint_of(&f, 3) > index))?;
+    // It starts where the record before it ends.
+    let start = first_above.checked_sub(1).map_or(0, |i| read.records[i].end);
     let mut out = seg.to_vec();
-    out[starts[first_above]..].fill(0);
+    out.get_mut(usize::try_from(start).ok()?..)?.fill(0);
     Some(out)
 }
 

@@ -90,6 +90,8 @@ pub struct Record {
     pub typ: u64,
     pub crc: u32,
     pub data: Vec<u8>,
+    /// Where its frame ends in the segment (the next record's offset).
+    pub end: u64,
 }
 
 /// What reading a segment found.
@@ -178,8 +180,8 @@ pub fn scan_segment(mut r: impl std::io::Read, prev_crc: u32, mut each: impl FnM
                 out.crc_mismatch_at = Some(at);
             }
         }
-        each(&Record { typ, crc, data });
         at += (8 + len + pad) as u64;
+        each(&Record { typ, crc, data, end: at });
     }
     out
 }
