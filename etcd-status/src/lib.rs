@@ -127,8 +127,6 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         None
     };
-    // kubeadm's first node names only itself in --initial-cluster: with its etcd down, the
-    // members its data dir knew are asked too.
     // This node's certificate findings, for errors that end the run before the local view: the
     // client certificate refused before any dial (expired: kubeadm's all expire after a year),
     // or every endpoint failing TLS.
