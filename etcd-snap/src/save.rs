@@ -125,15 +125,15 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
 /// with a warning.
 fn candidates(from: Option<&str>, members: &[MemberStatus], alarms: &[AlarmStatus]) -> Result<Vec<(String, String)>> {
     let corrupt = |m: &MemberStatus| alarms.iter().any(|a| a.alarm == "CORRUPT" && same_id(&a.member_id, &m.id));
-    let usable =
-        |m: &&MemberStatus| m.endpoint.reachable && m.endpoint.errors.is_empty() && !m.is_learner && !corrupt(m);
-    // Why a member is not asked.
+    // Why a member is not asked, if it is not.
     let why_not = |m: &MemberStatus| match () {
-        _ if corrupt(m) => "etcd raised a CORRUPT alarm for its data".to_string(),
-        _ if m.is_learner => "it is a learner".to_string(),
-        _ if !m.endpoint.reachable => "it did not answer the survey".to_string(),
-        _ => m.endpoint.errors.join("; "),
+        _ if corrupt(m) => Some("etcd raised a CORRUPT alarm for its data".to_string()),
+        _ if m.is_learner => Some("it is a learner".to_string()),
+        _ if !m.endpoint.reachable => Some("it did not answer the survey".to_string()),
+        _ if !m.endpoint.errors.is_empty() => Some(m.endpoint.errors.join("; ")),
+        _ => None,
     };
+    let usable = |m: &&MemberStatus| why_not(m).is_none();
     let leader: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| m.endpoint.is_leader).collect();
     let mut followers: Vec<&MemberStatus> = members.iter().filter(usable).filter(|m| !m.endpoint.is_leader).collect();
     followers.sort_by_key(|m| std::cmp::Reverse(m.endpoint.raft_applied_index));
@@ -144,8 +144,8 @@ fn candidates(from: Option<&str>, members: &[MemberStatus], alarms: &[AlarmStatu
         Some(url) => {
             cli::check_url(url).map_err(|m| coded(exit::USAGE, format!("--from: {m}")))?;
             let found = members.iter().find(|m| m.client_urls.iter().any(|u| u == url));
-            if let Some(m) = found.filter(|m| !usable(m)) {
-                common::say!("etcd-snap: warning: --from {url}: {}; taking the snapshot from it as asked", why_not(m));
+            if let Some(why) = found.and_then(why_not) {
+                common::say!("etcd-snap: warning: --from {url}: {why}; taking the snapshot from it as asked");
             }
             return Ok(vec![(url.to_string(), found.map(|m| m.name.clone()).unwrap_or_default())]);
         }
@@ -161,8 +161,8 @@ fn candidates(from: Option<&str>, members: &[MemberStatus], alarms: &[AlarmStatu
         }
         let passed: Vec<String> = members
             .iter()
-            .filter(|m| m.endpoint.reachable && !usable(m))
-            .map(|m| format!("{}: {}", m.label(), why_not(m)))
+            .filter(|m| m.endpoint.reachable)
+            .filter_map(|m| why_not(m).map(|why| format!("{}: {why}", m.label())))
             .collect();
         if !passed.is_empty() {
             hint += &format!("; passed over: {}", passed.join("; "));
