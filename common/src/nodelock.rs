@@ -9,6 +9,7 @@
 use anyhow::{Result, anyhow};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// Set while this process holds the lock: `recover --via-restore` runs etcd-restore's swap, which
@@ -16,13 +17,16 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 static HELD: AtomicBool = AtomicBool::new(false);
 /// The last deferred signal, 0 for none.
 static PENDING: AtomicI32 = AtomicI32::new(0);
+/// The dispositions the tool started with, while the deferring handler replaces them: kept until
+/// the tool has said everything ([`act_on_deferred_signal`]), not only until the procedure ends,
+/// so that a second Ctrl-C cannot cut off its result or its error message.
+static SAVED: Mutex<Option<signals::Saved>> = Mutex::new(None);
 
 /// The node lock, held until dropped (or the process dies).
 pub struct NodeLock {
     /// `None` when this process already held the lock: the outer holder releases it.
     file: Option<File>,
     manifest: PathBuf,
-    deferred: Option<signals::Saved>,
     /// A dry run's: takes nothing, changes nothing.
     inert: bool,
 }
@@ -46,7 +50,7 @@ impl NodeLock {
     pub fn acquire(manifest: &Path) -> Result<NodeLock> {
         let manifest = manifest.to_path_buf();
         if HELD.load(Ordering::SeqCst) {
-            return Ok(NodeLock { file: None, manifest, deferred: None, inert: false });
+            return Ok(NodeLock { file: None, manifest, inert: false });
         }
         let dir = lock_dir(&manifest);
         let file = File::open(&dir).map_err(|e| anyhow!("{}: cannot lock: {e}", dir.display()))?;
@@ -61,28 +65,30 @@ impl NodeLock {
             Err(std::fs::TryLockError::Error(e)) => return Err(anyhow!("{}: cannot lock: {e}", dir.display())),
         }
         HELD.store(true, Ordering::SeqCst);
-        Ok(NodeLock { file: Some(file), manifest, deferred: None, inert: false })
+        Ok(NodeLock { file: Some(file), manifest, inert: false })
     }
 
     /// [`NodeLock::acquire`], or for a dry run (which changes nothing) a lock that holds nothing.
     pub fn unless_dry_run(dry_run: bool, manifest: &Path) -> Result<NodeLock> {
         match dry_run {
-            true => Ok(NodeLock { file: None, manifest: manifest.to_path_buf(), deferred: None, inert: true }),
+            true => Ok(NodeLock { file: None, manifest: manifest.to_path_buf(), inert: true }),
             false => NodeLock::acquire(manifest),
         }
     }
 
     /// From here on the procedure changes the node: SIGINT, SIGTERM and SIGHUP no longer stop it
     /// halfway (it finishes or undoes, each wait bounded by its timeout; kill -9 still stops it,
-    /// and the same command run again finishes). The temp file a killed manifest write left is
-    /// removed.
+    /// and the same command run again finishes), nor before the tool has printed its result
+    /// ([`act_on_deferred_signal`]). The temp file a killed manifest write left is removed.
     pub fn begin(&mut self) {
         if self.inert {
             return;
         }
-        if self.deferred.is_none() {
-            self.deferred = Some(signals::defer());
+        let mut saved = SAVED.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.is_none() {
+            *saved = Some(signals::defer());
         }
+        drop(saved);
         self.tidy();
     }
 
@@ -97,9 +103,6 @@ impl NodeLock {
 
 impl Drop for NodeLock {
     fn drop(&mut self) {
-        if let Some(saved) = self.deferred.take() {
-            signals::restore(saved);
-        }
         if self.file.take().is_some() {
             HELD.store(false, Ordering::SeqCst);
         }
@@ -111,10 +114,13 @@ pub fn deferred_signal() -> Option<i32> {
     Some(PENDING.load(Ordering::SeqCst)).filter(|s| *s != 0)
 }
 
-/// Once the procedure is over and its result printed: a deferred signal takes effect now, with
-/// the disposition the tool started with (so `clean && join`, or a loop, stops as the operator
-/// asked). Returns if that disposition ignores it.
+/// Once the procedure is over and its result printed: the tool's own dispositions are back, and a
+/// deferred signal takes effect now with them (so `clean && join`, or a loop, stops as the
+/// operator asked). Returns if that disposition ignores it, or if no signal came.
 pub fn act_on_deferred_signal() {
+    if let Some(saved) = SAVED.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        signals::restore(saved);
+    }
     if let Some(sig) = deferred_signal() {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
@@ -249,6 +255,8 @@ mod tests {
         left.sort();
         assert_eq!(left, [".other.yaml.tmp", "etcd.yaml"]);
         drop(lock);
+        assert!(signals::deferring(libc::SIGINT), "deferred until the tool has said everything");
+        act_on_deferred_signal();
         assert!(!signals::deferring(libc::SIGINT), "the tool's own disposition is back");
         other.try_lock().unwrap();
         drop(other);

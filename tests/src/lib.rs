@@ -287,6 +287,63 @@ pub fn paused_then_cut_off(dir: &Path, cmd: Command, point: &str, sig: i32) -> i
     shell_code(held.release().0.wait().unwrap())
 }
 
+/// Runs `cmd` as a shell runs a foreground job: the leader of its own process group, its output
+/// going to files (as to a terminal that stays). Held at failpoint `point`; once released, the
+/// whole group gets `sig` every 5 ms until the tool ends (an operator pressing Ctrl-C again and
+/// again): every child the tool runs meanwhile gets it too, unless the tool gave it a group of its
+/// own. `ignored` starts the tool with `sig` ignored, as `nohup` does for SIGHUP. Returns the run
+/// (its [`shell_code`]) and how many times the group was signalled.
+pub fn paused_then_group_signalled(dir: &Path, mut cmd: Command, point: &str, sig: i32, ignored: bool) -> (Run, usize) {
+    use std::os::unix::process::CommandExt;
+    let (out, err, go) = (dir.join("group-signal.out"), dir.join("group-signal.err"), dir.join(format!("go-{point}")));
+    let _ = std::fs::remove_file(&go);
+    cmd.env(common::failpoint::VAR, format!("{point}:pause"))
+        .env(common::failpoint::GO_VAR, &go)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&err).unwrap())
+        .process_group(0);
+    if ignored {
+        // SAFETY: signal(2) is async-signal-safe, as a pre_exec closure must be.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(sig, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    let paused = format!("failpoint {point}: paused");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&err).unwrap().contains(&paused) {
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("not held at {point}: {}", std::fs::read_to_string(&err).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&go, b"").unwrap();
+    let mut sent = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        // SAFETY: kill(2) of the child's own group (its pid, negated); no memory effects.
+        if unsafe { libc::kill(-(child.id() as i32), sig) } == 0 {
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    let run = Run {
+        code: shell_code(status),
+        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stdout,
+        stderr: std::fs::read_to_string(&err).unwrap(),
+    };
+    (run, sent)
+}
+
 /// Runs a command to its end; its exit code, or None when a signal ended it.
 pub fn run_status(mut cmd: Command) -> Option<i32> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run").code()

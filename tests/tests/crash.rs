@@ -228,6 +228,39 @@ fn swap_killed_at_random_moments_3_5_30() {
     assert_eq!(count(&c, 1, "/registry/pods/"), 10);
 }
 
+/// Ctrl-C pressed again and again at the terminal during a swap (the whole foreground group gets
+/// it, the crictl calls the swap makes meanwhile too), then a swap run under `nohup` hung up: the
+/// first goes on to its end, prints its result and only then ends by SIGINT; the second does not
+/// notice the hangup.
+#[test]
+fn swap_through_ctrl_c_and_a_hangup_3_5_30() {
+    let c = Cluster::start(Spec::new(1, "3.5.30"));
+    put(&c, "/registry/pods/p", 10, 10);
+    let snap = c.base.join("s.db");
+    let r = c.run_json("etcd-snap", 1, &["save", "--out", snap.to_str().unwrap()], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let journal = c.node(1).root.join("var/lib/etcd-recovery/swap-in-progress.json");
+    let swap = || {
+        let mut cmd = c.tool("etcd-restore", 1);
+        cmd.args(["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--restore-again", "-w", "json"]);
+        cmd
+    };
+    for (sig, nohup) in [(libc::SIGINT, false), (libc::SIGHUP, true)] {
+        put(&c, "/registry/secrets/marker", 1, 10);
+        let (r, sent) = etcd_lab::paused_then_group_signalled(&c.base, swap(), "swap-stopped", sig, nohup);
+        let what = format!("signal {sig}, nohup {nohup}, sent {sent} times");
+        // The restore, the swap and the wait for the new etcd: well over ten sends.
+        assert!(sent >= 10, "{what}: {}", r.stderr);
+        assert_eq!(r.code, if nohup { 0 } else { 128 + sig }, "{what}: {}\n{}", r.stderr, r.stdout);
+        assert_eq!(r.stderr.contains("signal received; the procedure goes on"), !nohup, "{what}: {}", r.stderr);
+        assert_eq!(r.json["kind"], "Restore", "{what}: the result is printed whole: {}", r.stdout);
+        assert_eq!(r.json["swappedIn"], true, "{what}: {}", r.stdout);
+        assert!(!journal.exists(), "{what}: the swap finished");
+        assert_eq!(count(&c, 1, "/registry/secrets/"), 0, "{what}: the snapshot's data serves");
+        assert_eq!(count(&c, 1, "/registry/pods/"), 10, "{what}");
+    }
+}
+
 fn tool_with(c: &Cluster, name: &str, k: usize, args: &[&str], failpoint: Option<&str>) -> Option<Run> {
     let mut cmd = c.tool(name, k);
     cmd.args(args).args(["-w", "json"]);
