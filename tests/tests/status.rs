@@ -142,8 +142,8 @@ fn healthy_degraded_lost_3_5_30() {
 }
 
 /// A member frozen with SIGSTOP accepts TCP but never answers: reported unreachable, and the
-/// whole command returns within the dial timeout and a few seconds, not the command timeout, also when it is the leader (then
-/// anything that goes through raft hangs, so nothing may).
+/// whole command returns within the dial timeout and a few seconds, not the command timeout, also
+/// when it is the leader (then anything that goes through raft hangs, so nothing may).
 fn frozen_member(version: &str, freeze_leader: bool) {
     let c = Cluster::start(Spec::new(3, version));
     let before = status(&c, 1, &[]);
