@@ -80,6 +80,19 @@ pub struct Dialer {
     pub command_timeout: Duration,
 }
 
+/// The client certificate is expired or not valid yet: kubeadm's certificates expire together, so
+/// a caller may name the node's others (`err.downcast_ref::<CertOutOfValidity>()`).
+#[derive(Debug)]
+pub struct CertOutOfValidity(String);
+
+impl std::fmt::Display for CertOutOfValidity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CertOutOfValidity {}
+
 /// Reads the CA, certificate and key; a missing or unreadable file is named with its flag.
 pub fn load_tls(paths: &TlsPaths) -> Result<TlsOptions> {
     let read = |flag: &str, path: &std::path::Path| {
@@ -99,11 +112,13 @@ pub fn load_tls(paths: &TlsPaths) -> Result<TlsOptions> {
     let now = crate::time::now_secs();
     if now < not_before {
         let from = crate::time::rfc3339_secs(not_before);
-        return Err(anyhow!("--cert {}: not valid before {from} (the client certificate)", paths.cert.display()));
+        let why = format!("--cert {}: not valid before {from} (the client certificate)", paths.cert.display());
+        return Err(CertOutOfValidity(why).into());
     }
     if now > not_after {
         let until = crate::time::rfc3339_secs(not_after);
-        return Err(anyhow!("--cert {}: expired on {until} (the client certificate)", paths.cert.display()));
+        let why = format!("--cert {}: expired on {until} (the client certificate)", paths.cert.display());
+        return Err(CertOutOfValidity(why).into());
     }
     let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca)).identity(Identity::from_pem(cert, key));
     // The TLS setup is built here once (as every connection builds it) to catch a key that is not

@@ -151,12 +151,9 @@ pub fn run(args: Args) -> Result<u8> {
         _ => cluster::survey(&shared, manifest.as_ref()),
     };
     // A client certificate out of its validity (kubeadm's expire together): this node's are named.
-    let survey = survey.map_err(|e| {
-        let text = format!("{e:#}");
-        match text.contains(": expired on ") || text.contains(": not valid before ") {
-            true => coded(exit::code_of(&e), format!("{text}{}", certs_here())),
-            false => e,
-        }
+    let survey = survey.map_err(|e| match e.downcast_ref::<common::client::CertOutOfValidity>() {
+        Some(_) => coded(exit::code_of(&e), format!("{e:#}{}", certs_here())),
+        None => e,
     })?;
     if survey.all_failed_with(FailKind::Tls) {
         // Our TLS setup is wrong, not the cluster: say so instead of printing a dead cluster. Or
