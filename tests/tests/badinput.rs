@@ -180,11 +180,37 @@ impl Ctx<'_> {
         (self.c.base.clone(), skip)
     }
 
+    /// What the files do not show: the member list, and each lab node's containers and their
+    /// states (a row could stop or remove one, or remove a member, and leave every file alone).
+    fn live(&self) -> String {
+        let out = self.c.etcdctl(&self.c.endpoints(), &["member", "list", "-w", "json"]);
+        let mut members: Vec<String> = serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["members"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|m| format!("{} {} {} learner={}", m["ID"], m["name"], m["peerURLs"], m["isLearner"] == true))
+            .collect();
+        members.sort();
+        let mut live = format!("members [{}]", members.join(", "));
+        if !out.status.success() {
+            live += &format!(" (member list failed: {})", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        for k in 1..=self.c.nodes.len() {
+            let mut containers: Vec<String> =
+                self.c.containers(k).iter().map(|c| format!("{} {}", c["id"], c["state"])).collect();
+            containers.sort();
+            live += &format!("; node{k} containers [{}]", containers.join(", "));
+        }
+        live
+    }
+
     /// Runs one row: the reasons it failed, if any.
     fn run_row(&self, r: &Row) -> Outcome {
         let mut why = Vec::new();
         let (root, skip) = self.watched();
         let before = self.prints.tree(&root, &skip);
+        let live_before = self.live();
         let mut args = Vec::new();
         for a in &r.args {
             match self.expand(a) {
@@ -223,6 +249,10 @@ impl Ctx<'_> {
         let changed = diff(&before, &after, &r.may_change);
         if !changed.is_empty() {
             why.push(format!("files changed: {}", changed.join("; ")));
+        }
+        let live_after = self.live();
+        if live_after != live_before {
+            why.push(format!("the live state changed:\n      before: {live_before}\n      after:  {live_after}"));
         }
         if let Some(check) = &r.check
             && let Err(e) = check(&run, self)
@@ -833,6 +863,10 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     let parked3 = s(&c.node(3).parked_manifest());
 
     let ctx = Ctx { c: &c, empty_root, vars: RefCell::new(BTreeMap::new()), prints: Prints::default() };
+    // The live state each row is checked against holds something to lose.
+    let live = ctx.live();
+    assert!(live.matches("learner=false").count() == 3 && !live.contains("failed"), "{live}");
+    assert!(live.matches("CONTAINER_RUNNING").count() == 2 && live.contains("CONTAINER_EXITED"), "{live}");
     let off = On::Offline;
     let (node1, node3) = (On::Node(1), On::Node(3));
     let restore_into = |snapshot: &str, dir: &Path| -> Vec<String> {
