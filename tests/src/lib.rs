@@ -621,6 +621,15 @@ impl Cluster {
         signal(pid, libc::SIGCONT);
     }
 
+    /// A crictl that looks at another runtime: it lists no container at all (for `--crictl`).
+    pub fn crictl_of_another_runtime(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.base.join("crictl-elsewhere");
+        std::fs::write(&path, "#!/bin/sh\necho '{\"containers\":[]}'\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
     /// Every pid the lab started or the kubelets started for it.
     fn all_container_pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();

@@ -667,6 +667,33 @@ fn a_node_whose_manifest_names_only_itself_joins_back() {
     c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
 }
 
+/// A crictl that looks at another runtime (it lists no etcd container) while node3's etcd still
+/// runs (frozen, so not a member that answers, and it holds on past the kubelet's stop): clean
+/// waits for etcd to let go of its db instead of moving the data dir from under it, times out
+/// with the data dir untouched, and once etcd has stopped the same command finishes.
+#[test]
+fn clean_waits_for_etcd_to_let_go_of_its_db_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let elsewhere = c.crictl_of_another_runtime();
+    let data = c.node(3).root.join("var/lib/etcd");
+    let pid = c.freeze(3);
+    let args = ["clean", "--yes", "--timeout", "3s", "--crictl", elsewhere.to_str().unwrap()];
+    let r = tool(&c, "etcd-member", 3, &args, None);
+    c.thaw(pid);
+    assert_eq!(r.code, 7, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("etcd still holds") && r.stderr.contains("member/snap/db"), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("data dir {} untouched", data.display())), "{}", r.stderr);
+    assert!(data.join("member/snap/db").is_file(), "the data dir stays in place");
+    assert!(!c.node(3).manifest().exists(), "the manifest stays aside: the kubelet stops etcd");
+    c.wait_container(3, "stopped", |j| j["state"] == "CONTAINER_EXITED");
+    let r = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let moved = Path::new(r.json["dataDirBackup"].as_str().expect("the data dir moved"));
+    assert!(moved.join("member/snap/db").is_file(), "{}", r.stdout);
+    assert!(!data.exists());
+    assert_manifests_dir_clean(c.node(3));
+}
+
 /// A join killed after writing its manifest, before its etcd could start (its image was not on
 /// the host yet), then a member removed elsewhere: the manifest's --initial-cluster no longer
 /// matches the cluster, and etcd refuses to start from it. The same command run again brings it

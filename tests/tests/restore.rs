@@ -629,10 +629,7 @@ fn long_user_names_survive_a_restore_3_5_30() {
 #[test]
 fn swap_waits_for_etcd_to_let_go_of_its_db_3_5_30() {
     let (c, snap) = one_node_snapshot(5);
-    let elsewhere = c.base.join("crictl-elsewhere");
-    std::fs::write(&elsewhere, "#!/bin/sh\necho '{\"containers\":[]}'\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let elsewhere = c.crictl_of_another_runtime();
     let manifest_before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
     let pid = c.freeze(1);
     let args = ["--swap", "--snapshot", snap.to_str().unwrap(), "--yes", "--timeout", "3s"];
