@@ -110,6 +110,14 @@ fn no_secrets_in_logs_at_trace() {
         // The plan of removing the last member: refused, with the member list read.
         ("etcd-member", vec!["remove", "node1", "--dry-run"], 5),
     ];
+    // The value as a log could show it: as is, in hex (either case), as a list of bytes (Rust's
+    // Debug of a byte slice or Vec), and as base64 at each of its three alignments.
+    let bytes = SECRET.as_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let byte_list = bytes.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+    let mut forms = vec![SECRET.to_string(), hex.clone(), hex.to_uppercase(), byte_list];
+    assert_eq!(base64_core(b"foobar!"), "Zm9vYmFy", "the encoder itself");
+    forms.extend((0..3).map(|skip| base64_core(&bytes[skip..])));
     let mut total = 0;
     for (tool, args, code) in runs {
         let mut cmd = c.tool(tool, 1);
@@ -122,7 +130,10 @@ fn no_secrets_in_logs_at_trace() {
         let what = format!("{tool} {}", args.join(" "));
         assert_eq!(r.code, code, "{what}: {}", r.stderr);
         total += r.stderr.len();
-        assert!(!r.stderr.contains(SECRET), "{what}: a snapshot value in the log");
+        for (i, form) in forms.iter().enumerate() {
+            assert!(!r.stderr.contains(form.as_str()), "{what}: a snapshot value in the log (form {i}: {form})");
+            assert!(!r.stdout.contains(form.as_str()), "{what}: a snapshot value in the output (form {i}: {form})");
+        }
         assert!(!r.stderr.contains("PRIVATE KEY"), "{what}: key material in the log");
         for l in &key_lines {
             assert!(!r.stderr.contains(l), "{what}: a line of the private key in the log");
@@ -130,6 +141,18 @@ fn no_secrets_in_logs_at_trace() {
     }
     // The check means something only if trace logging was on.
     assert!(total > 10_000, "only {total} bytes of trace logs");
+}
+
+/// The base64 characters that encode `b` whatever precedes it, given that it starts on a 3-byte
+/// boundary: every whole group, none of the padded end.
+fn base64_core(b: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for g in b.chunks_exact(3) {
+        let n = (u32::from(g[0]) << 16) | (u32::from(g[1]) << 8) | u32::from(g[2]);
+        out.extend((0..4).rev().map(|i| ABC[(n >> (6 * i) & 63) as usize] as char));
+    }
+    out
 }
 
 /// No flag or environment variable turns verification off: etcdctl's insecure switches are not
