@@ -344,9 +344,17 @@ pub fn paused_then_group_signalled(dir: &Path, mut cmd: Command, point: &str, si
     (run, sent)
 }
 
-/// Runs a command to its end; its exit code, or None when a signal ended it.
-pub fn run_status(mut cmd: Command) -> Option<i32> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run").code()
+/// Runs `cmd` with failpoint `point` set, and checks that the failpoint is what stopped it (its
+/// message said, an abort), not an exit or a crash elsewhere.
+pub fn killed_at(mut cmd: Command, point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = cmd.env(common::failpoint::VAR, point).stdin(Stdio::null()).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.signal() == Some(libc::SIGABRT) && stderr.contains(&format!("failpoint {point}: aborting")),
+        "{point}: the failpoint did not stop it ({}): {stderr}",
+        out.status
+    );
 }
 
 fn signal(pid: i32, sig: i32) {

@@ -266,9 +266,7 @@ fn tool_with(c: &Cluster, name: &str, k: usize, args: &[&str], failpoint: Option
     cmd.args(args).args(["-w", "json"]);
     match failpoint {
         Some(p) => {
-            cmd.env(common::failpoint::VAR, p);
-            let code = etcd_lab::run_status(cmd);
-            assert!(code.is_none(), "{p}: the failpoint did not stop it (exit {code:?})");
+            etcd_lab::killed_at(cmd, p);
             None
         }
         None => Some(etcd_lab::run(cmd, None)),

@@ -448,8 +448,8 @@ fn option_one(version: &str) {
     c.stop_node(2);
     c.stop_node(3);
     let mut cmd = c.tool("etcd-restore", 1);
-    cmd.args(["--swap", "--snapshot", &snap, "--yes"]).env(common::failpoint::VAR, "swap-swapped-in");
-    assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
+    cmd.args(["--swap", "--snapshot", &snap, "--yes"]);
+    etcd_lab::killed_at(cmd, "swap-swapped-in");
     for k in [2, 3] {
         std::fs::rename(c.node(k).parked_manifest(), c.node(k).manifest()).unwrap();
     }
@@ -711,9 +711,8 @@ fn killed_swap_converges_on_rerun_3_5_30() {
         c.etcdctl_ok(&["put", "/registry/secrets/marker", point]);
         let manifest_before = std::fs::read(c.node(1).manifest()).unwrap();
         let mut cmd = c.tool("etcd-restore", 1);
-        cmd.args(args).env(common::failpoint::VAR, point);
-        let killed = etcd_lab::run_status(cmd);
-        assert!(killed.is_none(), "{point}: the failpoint did not stop it");
+        cmd.args(args);
+        etcd_lab::killed_at(cmd, point);
         // The old data (the marker is in its WAL) is in place or where the journal says it went;
         // the original manifest likewise.
         let journal = std::fs::read_to_string(root.join("var/lib/etcd-recovery/swap-in-progress.json")).unwrap();
@@ -767,8 +766,8 @@ fn a_failed_rerun_of_a_killed_swap_puts_the_old_data_back_3_5_30() {
         c.etcdctl_ok(&["put", "/registry/secrets/marker", point]);
         let manifest_before = std::fs::read_to_string(c.node(1).manifest()).unwrap();
         let mut cmd = c.tool("etcd-restore", 1);
-        cmd.args(args).env(common::failpoint::VAR, point);
-        assert!(etcd_lab::run_status(cmd).is_none(), "{point}: the failpoint did not stop it");
+        cmd.args(args);
+        etcd_lab::killed_at(cmd, point);
         let mut cmd = c.tool("etcd-restore", 1);
         cmd.args(args);
         let (r, _) = c.paused_at(cmd, "swap-stopped", |_| std::fs::write(&snap, &bytes[..8192]).unwrap());
@@ -798,8 +797,8 @@ fn another_snapshots_swap_does_not_resume_a_journal_3_5_30() {
     let root = c.node(1).root.clone();
     let journal = root.join("var/lib/etcd-recovery/swap-in-progress.json");
     let mut cmd = c.tool("etcd-restore", 1);
-    cmd.args(swap(&snap)).env(common::failpoint::VAR, "swap-swapped-in");
-    assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
+    cmd.args(swap(&snap));
+    etcd_lab::killed_at(cmd, "swap-swapped-in");
     let before = std::fs::read(&journal).unwrap();
     let r = c.run_json("etcd-restore", 1, &swap(&other).each_ref().map(String::as_str), None);
     assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
@@ -820,8 +819,8 @@ fn another_snapshots_swap_does_not_resume_a_journal_3_5_30() {
 
     // --restore-again: this node runs that snapshot's restore already (nothing to do otherwise).
     let mut cmd = c.tool("etcd-restore", 1);
-    cmd.args(swap(&snap)).arg("--restore-again").env(common::failpoint::VAR, "swap-manifest-written");
-    assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
+    cmd.args(swap(&snap)).arg("--restore-again");
+    etcd_lab::killed_at(cmd, "swap-manifest-written");
     let r = c.run_json("etcd-restore", 1, &swap(&other).each_ref().map(String::as_str), None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert!(
@@ -851,8 +850,8 @@ fn stale_swap_journal_is_retired_3_5_30() {
     for (round, why) in [(1, "its etcd is healthy: it had finished"), (2, "a manifest it did not write is in place")] {
         let mut cmd = c.tool("etcd-restore", 1);
         // --restore-again: in round 2 this node runs this snapshot's restore already (round 1's).
-        cmd.args(args).arg("--restore-again").env(common::failpoint::VAR, "swap-manifest-written");
-        assert!(etcd_lab::run_status(cmd).is_none(), "the failpoint did not stop it");
+        cmd.args(args).arg("--restore-again");
+        etcd_lab::killed_at(cmd, "swap-manifest-written");
         let first_backup =
             serde_json::from_slice::<serde_json::Value>(&std::fs::read(&journal).unwrap()).unwrap()["backupDir"]
                 .as_str()
