@@ -161,6 +161,16 @@ pub struct TlsPaths {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Where each path came from, for errors: the flag, or the variable when the environment
+    /// gave it (an `ETCDCTL_*` left in the shell is easily forgotten).
+    pub origin: TlsOrigin,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsOrigin {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
 }
 
 /// The shared settings after env fallbacks and defaults.
@@ -230,18 +240,44 @@ impl SharedFlags {
             None => None,
         };
         let pki = |file: &str| host_path(&rootfs, &format!("{PKI_DIR}/{file}"));
-        let path_or = |flag: &Option<String>, var: &str, file: &str| {
-            flag.clone().or_else(|| env(var)).map(PathBuf::from).unwrap_or_else(|| pki(file))
+        let path_or = |flag: &Option<String>, name: &str, var: &str, file: &str| match given(flag, name, var) {
+            Some((v, source)) => (PathBuf::from(v), source),
+            None => (pki(file), format!("--{name}")),
         };
-        let tls = TlsPaths {
-            ca: path_or(&self.cacert, "ETCDCTL_CACERT", "ca.crt"),
-            cert: path_or(&self.cert, "ETCDCTL_CERT", "healthcheck-client.crt"),
-            key: path_or(&self.key, "ETCDCTL_KEY", "healthcheck-client.key"),
-        };
+        let (ca, ca_from) = path_or(&self.cacert, "cacert", "ETCDCTL_CACERT", "ca.crt");
+        let (cert, cert_from) = path_or(&self.cert, "cert", "ETCDCTL_CERT", "healthcheck-client.crt");
+        let (key, key_from) = path_or(&self.key, "key", "ETCDCTL_KEY", "healthcheck-client.key");
+        let tls = TlsPaths { ca, cert, key, origin: TlsOrigin { ca: ca_from, cert: cert_from, key: key_from } };
         let duration = |flag: &Option<String>, name: &str, var: &str, default: Duration| -> Result<Duration> {
             match given(flag, name, var) {
                 None => Ok(default),
-                Some((v, source)) => parse_duration(&v).map_err(|m| coded(exit::USAGE, format!("{source}: {m}"))),
+                // No answer comes within no time: a zero timeout would report live members dead.
+                Some((v, source)) => match parse_duration(&v) {
+                    Ok(d) if d.is_zero() => Err(coded(exit::USAGE, format!("{source}: {v:?} is no time at all"))),
+                    Ok(d) => Ok(d),
+                    Err(m) => Err(coded(exit::USAGE, format!("{source}: {m}"))),
+                },
+            }
+        };
+        let manifest = match &self.manifest {
+            None => host_path(&rootfs, MANIFEST),
+            Some(m) => {
+                // --manifest is taken as given, not under --rootfs: a path meant under it names
+                // no file while the node's manifest is there, and every procedure would then see
+                // a node without one (and clean would move a running member's data dir aside).
+                let default = host_path(&rootfs, MANIFEST);
+                let given = PathBuf::from(m);
+                if !given.exists() && default.exists() && given != default {
+                    return Err(coded(
+                        exit::USAGE,
+                        format!(
+                            "--manifest {m}: no such file, but {} is there (--manifest is not taken under \
+                             --rootfs: give its whole path, or leave the flag out)",
+                            default.display()
+                        ),
+                    ));
+                }
+                given
             }
         };
         Ok(Shared {
@@ -255,7 +291,7 @@ impl SharedFlags {
                 Duration::from_secs(5),
             )?,
             output: parse_output(self.write_out.as_deref())?,
-            manifest: self.manifest.clone().map(PathBuf::from).unwrap_or_else(|| host_path(&rootfs, MANIFEST)),
+            manifest,
             crictl: self.crictl.clone().or_else(|| env("CRICTL")).unwrap_or_else(|| "crictl".into()),
             rootfs,
         })

@@ -95,29 +95,30 @@ impl std::error::Error for CertOutOfValidity {}
 
 /// Reads the CA, certificate and key; a missing or unreadable file is named with its flag.
 pub fn load_tls(paths: &TlsPaths) -> Result<TlsOptions> {
-    let read = |flag: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| anyhow!("--{flag} {}: cannot read: {e}", path.display()))
+    let o = &paths.origin;
+    let read = |from: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| anyhow!("{from} {}: cannot read: {e}", path.display()))
     };
-    let ca = read("cacert", &paths.ca)?;
-    crate::pki::read_pem_certs(&paths.ca).map_err(|e| anyhow!("--cacert {e}"))?;
-    let cert = read("cert", &paths.cert)?;
-    crate::pki::read_pem_certs(&paths.cert).map_err(|e| anyhow!("--cert {e}"))?;
-    let key = read("key", &paths.key)?;
+    let ca = read(&o.ca, &paths.ca)?;
+    crate::pki::read_pem_certs(&paths.ca).map_err(|e| anyhow!("{} {e}", o.ca))?;
+    let cert = read(&o.cert, &paths.cert)?;
+    crate::pki::read_pem_certs(&paths.cert).map_err(|e| anyhow!("{} {e}", o.cert))?;
+    let key = read(&o.key, &paths.key)?;
     if !String::from_utf8_lossy(&key).contains("PRIVATE KEY-----") {
-        return Err(anyhow!("--key {}: no PEM private key in it", paths.key.display()));
+        return Err(anyhow!("{} {}: no PEM private key in it", o.key, paths.key.display()));
     }
     // etcd rejects a client certificate outside its validity, and the rejection reaches a TLS 1.3
     // client only as a closed connection: say what is wrong before asking anyone.
-    let (not_before, not_after) = crate::pki::validity(&paths.cert).map_err(|e| anyhow!("--cert {e:#}"))?;
+    let (not_before, not_after) = crate::pki::validity(&paths.cert).map_err(|e| anyhow!("{} {e:#}", o.cert))?;
     let now = crate::time::now_secs();
     if now < not_before {
         let from = crate::time::rfc3339_secs(not_before);
-        let why = format!("--cert {}: not valid before {from} (the client certificate)", paths.cert.display());
+        let why = format!("{} {}: not valid before {from} (the client certificate)", o.cert, paths.cert.display());
         return Err(CertOutOfValidity(why).into());
     }
     if now > not_after {
         let until = crate::time::rfc3339_secs(not_after);
-        let why = format!("--cert {}: expired on {until} (the client certificate)", paths.cert.display());
+        let why = format!("{} {}: expired on {until} (the client certificate)", o.cert, paths.cert.display());
         return Err(CertOutOfValidity(why).into());
     }
     let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca)).identity(Identity::from_pem(cert, key));
@@ -126,9 +127,9 @@ pub fn load_tls(paths: &TlsPaths) -> Result<TlsOptions> {
     tonic::transport::Endpoint::from_static("https://127.0.0.1:2379").tls_config(tls.clone()).map_err(|e| {
         let why = error_chain(&e);
         if why.contains("KeyMismatch") {
-            anyhow!("--key {} does not match --cert {} ({why})", paths.key.display(), paths.cert.display())
+            anyhow!("{} {} does not match {} {} ({why})", o.key, paths.key.display(), o.cert, paths.cert.display())
         } else {
-            anyhow!("--cert {} / --key {}: {why}", paths.cert.display(), paths.key.display())
+            anyhow!("{} {} / {} {}: {why}", o.cert, paths.cert.display(), o.key, paths.key.display())
         }
     })?;
     Ok(tls)

@@ -493,31 +493,31 @@ pub fn survey(shared: &Shared, manifest: Option<&Manifest>) -> Result<Survey> {
 /// members this node's db last knew are asked too, also when the endpoints were given (an
 /// `ETCDCTL_ENDPOINTS` left in the shell at this node's dead etcd must not hide a live majority
 /// from the checks that guard a recovery).
-pub fn survey_with_known(shared: &Shared, manifest: &Manifest, data_dir: &std::path::Path) -> Result<Survey> {
-    let survey = survey(shared, Some(manifest))?;
+/// Without a manifest, the db's members alone are where to look.
+pub fn survey_with_known(shared: &Shared, manifest: Option<&Manifest>, data_dir: &std::path::Path) -> Result<Survey> {
+    let survey = survey(shared, manifest)?;
     if !survey.nobody_answered() {
         return Ok(survey);
     }
-    let known = known_client_urls(data_dir, manifest);
+    let known = known_client_urls(data_dir, &manifest.map_or_else(|| "2379".into(), client_port));
     if known.is_empty() {
         return Ok(survey);
     }
     let mut wider = shared.clone();
     wider.endpoints = Some(known);
-    Ok(crate::cluster::survey(&wider, Some(manifest)).unwrap_or(survey))
+    Ok(crate::cluster::survey(&wider, manifest).unwrap_or(survey))
 }
 
 /// The client URLs of the members this node's db lists (their peer hosts on this node's client
-/// port when the db keeps no client URLs): where the rest of the cluster was.
-fn known_client_urls(data_dir: &std::path::Path, manifest: &Manifest) -> Vec<String> {
+/// `port` when the db keeps no client URLs): where the rest of the cluster was.
+fn known_client_urls(data_dir: &std::path::Path, port: &str) -> Vec<String> {
     let Ok(db) = crate::disk::inspect::read_db(&data_dir.join("member/snap/db")) else { return Vec::new() };
-    let port = client_port(manifest);
     let mut urls: Vec<String> = db
         .members
         .iter()
         .flat_map(|x| match x.client_urls.is_empty() {
             false => x.client_urls.clone(),
-            true => x.peer_urls.iter().filter_map(|p| on_port(p, &port)).collect(),
+            true => x.peer_urls.iter().filter_map(|p| on_port(p, port)).collect(),
         })
         .collect();
     urls.sort();

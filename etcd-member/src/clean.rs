@@ -48,6 +48,20 @@ fn own_member<'a>(members: &'a [MemberStatus], name: &str, peers: &str) -> Optio
     by_peer.or_else(|| named.iter().find(|x| x.endpoint.reachable).or(named.first()).copied())
 }
 
+/// This node's member as its data dir records it, with no manifest to say: its name and peer
+/// URLs in the db's member list, under the member ID its WAL was written by.
+fn own_identity(data_dir: &std::path::Path) -> std::result::Result<(String, String), String> {
+    use common::disk::inspect;
+    let shown = data_dir.display();
+    let wal = inspect::read_wal(&data_dir.join("member/wal")).map_err(|e| format!("no manifest, and {shown}: {e}"))?;
+    let db =
+        inspect::read_db(&data_dir.join("member/snap/db")).map_err(|e| format!("no manifest, and {shown}: {e}"))?;
+    let me = db.members.iter().find(|m| m.id == wal.member_id).ok_or_else(|| {
+        format!("no manifest, and {shown} does not list its own member {}", common::report::hex_id(wal.member_id))
+    })?;
+    Ok((me.name.clone(), me.peer_urls.join(",")))
+}
+
 pub fn run(args: CleanArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
@@ -106,18 +120,29 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     }
     // What a recovery after a quorum loss may need: a member's data (a dir lost with its disk is not).
     let has_data = data_dir.join("member").is_dir();
-    // Guard: never clean a node whose member still answers.
-    if let Some(m) = &manifest {
-        let name = m.flag("name").unwrap_or_default();
-        let peer = m.flag("initial-advertise-peer-urls").unwrap_or_default();
-        // Unknown is not down: a TLS failure or a survey that could not run (a missing
-        // certificate) says nothing about whether the member is alive.
-        let unknown = |why: String| (args.force, format!("cannot tell whether it answers: {why}"));
+    // Guard: never clean a node whose member still answers. Who it is comes from the manifest,
+    // else from the member data itself: a node without a manifest (gone, or --manifest naming
+    // the wrong file) may still run that member.
+    let identity = match &manifest {
+        Some(m) => {
+            Some(Ok((m.flag("name").unwrap_or_default(), m.flag("initial-advertise-peer-urls").unwrap_or_default())))
+        }
+        None if has_data => Some(own_identity(&data_dir)),
+        None => None,
+    };
+    // Unknown is not down: a TLS failure or a survey that could not run (a missing certificate)
+    // says nothing about whether the member is alive.
+    let unknown = |why: String| (args.force, format!("cannot tell whether it answers: {why}"));
+    if let Some(Err(why)) = &identity {
+        let (ok, detail) = unknown(why.clone());
+        plan.check("this node's member does not answer", ok, detail);
+    }
+    if let Some(Ok((name, peer))) = &identity {
         // The members this node's db knew are asked too when nothing at the manifest's addresses
         // answers (kubeadm's first node names itself alone).
-        match common::cluster::survey_with_known(&shared, m, &data_dir) {
+        match common::cluster::survey_with_known(&shared, manifest.as_ref(), &data_dir) {
             Ok(s) if !s.nobody_answered() => {
-                let me = own_member(&s.status.members, &name, &peer);
+                let me = own_member(&s.status.members, name, peer);
                 let tls = s.tls_failures();
                 let (ok, detail) = match me {
                     Some(x) if x.endpoint.reachable => {

@@ -448,7 +448,7 @@ pub fn run(args: JoinArgs) -> Result<u8> {
         Some(m) => {
             let data_dir = m.data_dir(&shared.rootfs)?;
             let cleaned = template_path.as_deref().and_then(|t| Some(t.parent()?.join(data_dir.file_name()?)));
-            cluster::survey_with_known(&shared, m, &cleaned.filter(|d| d.is_dir()).unwrap_or(data_dir))?
+            cluster::survey_with_known(&shared, Some(m), &cleaned.filter(|d| d.is_dir()).unwrap_or(data_dir))?
         }
         None => cluster::survey(&shared, None)?,
     };

@@ -382,7 +382,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         // The restarts are seen through crictl: without it a forced etcd would pass for none.
         crictl.plan_check(&mut plan, None);
         // This node's etcd may be down: then the members its db knows are asked.
-        let mut survey = common::cluster::survey_with_known(&shared, &manifest, &dir)?;
+        let mut survey = common::cluster::survey_with_known(&shared, Some(&manifest), &dir)?;
         // Two states that settle within two election timeouts: a member that has just lost its
         // peers still names their leader (one of a working majority goes on naming it), and this
         // member, just restarted alone (a recovery that finished), has not elected itself yet.
@@ -398,7 +398,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
             };
             common::say!("etcd-quorum: {what}; asking again in {wait:?}");
             std::thread::sleep(wait);
-            survey = common::cluster::survey_with_known(&shared, &manifest, &dir)?;
+            survey = common::cluster::survey_with_known(&shared, Some(&manifest), &dir)?;
         }
         let st = &survey.status;
         // Done already (a finished run, a rerun): this member leads a cluster of its own.

@@ -461,7 +461,7 @@ fn old_cluster_gone(
     data_dir: &Path,
     m: &Membership,
 ) -> (bool, String) {
-    let survey = match common::cluster::survey_with_known(shared, manifest, data_dir) {
+    let survey = match common::cluster::survey_with_known(shared, Some(manifest), data_dir) {
         Ok(s) => s,
         Err(e) => return (false, format!("could not ask the old cluster: {e:#} (--force to go on)")),
     };

@@ -147,7 +147,7 @@ pub fn run(args: Args) -> Result<u8> {
     // members its data dir knew are asked too.
     // Endpoints given are asked alone: the picture asked for.
     let survey = match manifest.as_ref().map(|m| (m, m.data_dir(&shared.rootfs))) {
-        Some((m, Ok(dir))) if shared.endpoints.is_none() => cluster::survey_with_known(&shared, m, &dir),
+        Some((m, Ok(dir))) if shared.endpoints.is_none() => cluster::survey_with_known(&shared, Some(m), &dir),
         _ => cluster::survey(&shared, manifest.as_ref()),
     };
     // A client certificate out of its validity (kubeadm's expire together): this node's are named.

@@ -46,6 +46,8 @@ struct Row {
     /// `{var}` is replaced by a value an earlier row's check stored (see [`Ctx::set`]).
     args: Vec<String>,
     stdin: Option<String>,
+    /// Environment variables set for the row.
+    env: Vec<(String, String)>,
     code: i32,
     /// Substrings of the one line on stderr (`<tool>: ...`); empty: stderr is not looked at.
     stderr: Vec<String>,
@@ -63,6 +65,7 @@ fn row(name: &str, tool: &'static str, on: &On, args: &[&str]) -> Row {
         on: on.clone(),
         args: args.iter().map(|a| a.to_string()).collect(),
         stdin: None,
+        env: vec![],
         code: 0,
         stderr: vec![],
         stdout: vec![],
@@ -92,6 +95,10 @@ impl Row {
     }
     fn stdout(mut self, msgs: &[&str]) -> Row {
         self.stdout = msgs.iter().map(|m| m.to_string()).collect();
+        self
+    }
+    fn env(mut self, var: &str, value: &str) -> Row {
+        self.env.push((var.to_string(), value.to_string()));
         self
     }
     fn stdin(mut self, text: &str) -> Row {
@@ -219,7 +226,7 @@ impl Ctx<'_> {
             }
         }
         let mut cmd = self.command(r);
-        cmd.args(&args);
+        cmd.args(&args).envs(r.env.iter().map(|(k, v)| (k, v)));
         let t = Instant::now();
         let run = run_bounded(cmd, r.stdin.as_deref());
         let took = t.elapsed();
@@ -1472,6 +1479,21 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         .stdout(&["\"kind\": \"Error\"", "\"code\": 2", "Unrecognized argument: --bogus"]),
         row("usage: bad duration", "etcd-status", &off, &["--dial-timeout", "2x"])
             .fails(2, &["--dial-timeout: invalid duration \"2x\""]),
+        row("usage: zero timeout (every member would look dead)", "etcd-status", &off, &["--command-timeout", "0s"])
+            .fails(2, &["--command-timeout: \"0s\" is no time at all"]),
+        row("usage: zero timeout from the environment", "etcd-status", &off, &[])
+            .env("ETCDCTL_DIAL_TIMEOUT", "0ms")
+            .fails(2, &["ETCDCTL_DIAL_TIMEOUT (environment): \"0ms\" is no time at all"]),
+        row("status: a CA file from the environment that is not there", "etcd-status", &node1, &[])
+            .env("ETCDCTL_CACERT", "/nonexistent/ca.crt")
+            .fails(1, &["ETCDCTL_CACERT (environment) /nonexistent/ca.crt: cannot read"]),
+        row(
+            "usage: --manifest meant under --rootfs",
+            "etcd-member",
+            &node1,
+            &["clean", "--manifest", "/etc/kubernetes/manifests/etcd.yaml", "--yes"],
+        )
+        .fails(2, &["--manifest /etc/kubernetes/manifests/etcd.yaml: no such file, but ", "is there"]),
         row("usage: bad --max-age", "etcd-member", &node1, &["remove", "--max-age", "5", "node9"])
             .fails(2, &["--max-age: invalid duration \"5\""]),
         row("usage: missing required flag (argh)", "etcd-restore", &off, &["plan", "--snapshot", &snap("good")])

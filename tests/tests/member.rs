@@ -667,6 +667,47 @@ fn a_node_whose_manifest_names_only_itself_joins_back() {
     c.wait_healthy(&[1, 2, 3], std::time::Duration::from_secs(30));
 }
 
+/// A host whose manifest is not where the tools look (kubeadm's moved, or the operator's root
+/// wrong) holds the data of a member that runs: clean asks the members that data knew, finds its
+/// own answering, and refuses; nothing moves. A --manifest that names no file while the node's
+/// is there is a usage error.
+#[test]
+fn clean_without_a_manifest_still_asks_whether_its_member_answers_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    let root = c.base.join("root-no-manifest");
+    for d in ["etc/kubernetes/manifests", "etc/kubernetes/pki", "var/lib", "run/containerd/lab-cri"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    // node2's data and certificates, copied while its etcd holds still.
+    let pid = c.freeze(2);
+    for (from, to) in [(c.node(2).root.join("var/lib/etcd"), "var/lib/"), (c.node(2).pki(), "etc/kubernetes/pki/")] {
+        let out = std::process::Command::new("cp").arg("-a").arg(&from).arg(root.join(to)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    c.thaw(pid);
+    let data = root.join("var/lib/etcd");
+    let mut cmd = c.tool("etcd-member", 2);
+    cmd.env("ETCD_ROOTFS", &root).env("CONTAINER_RUNTIME_ENDPOINT", etcd_lab::cri::endpoint_for_root(&root));
+    cmd.args(["clean", "--yes", "-w", "json"]);
+    let r = etcd_lab::run(cmd, None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains("member node2 (") && r.stderr.contains(&format!("answers at {}", c.node(2).client_url())),
+        "{}",
+        r.stderr
+    );
+    assert!(data.join("member/snap/db").is_file(), "nothing moved");
+    assert!(
+        !root.join("var/lib/etcd-recovery").exists()
+            || etcd_lab::dir_names(&root.join("var/lib/etcd-recovery")).is_empty()
+    );
+    // On node2 itself, a --manifest meant under the root.
+    let r = tool(&c, "etcd-member", 2, &["clean", "--yes", "--manifest", "/etc/kubernetes/manifests/etcd.yaml"], None);
+    assert_eq!(r.code, 2, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains("--manifest /etc/kubernetes/manifests/etcd.yaml: no such file, but "), "{}", r.stderr);
+    assert!(c.node(2).manifest().exists());
+}
+
 /// A crictl that looks at another runtime (it lists no etcd container) while node3's etcd still
 /// runs (frozen, so not a member that answers, and it holds on past the kubelet's stop): clean
 /// waits for etcd to let go of its db instead of moving the data dir from under it, times out
