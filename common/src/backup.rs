@@ -52,7 +52,8 @@ pub fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 pub fn free_bytes(p: &Path) -> Option<u64> {
     let mut at = p;
     while !at.exists() {
-        at = at.parent()?;
+        // A bare relative name's parent is "": the current dir.
+        at = at.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."));
     }
     let out = crate::runtime::run_with_timeout(&["df", "-P", "-B1", at.to_str()?], std::time::Duration::from_secs(10))
         .ok()?;
@@ -225,7 +226,8 @@ pub fn writable_check(plan: &mut crate::report::Plan, root: &Path) {
 pub fn read_only_mount(p: &Path) -> Option<PathBuf> {
     let mut at = p;
     while !at.exists() {
-        at = at.parent()?;
+        // A bare relative name's parent is "": the current dir.
+        at = at.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."));
     }
     let real = std::fs::canonicalize(at).ok()?;
     read_only_in(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, &real)
@@ -374,5 +376,12 @@ mod tests {
         std::fs::write(base.join("etcd.yaml"), "y").unwrap();
         assert!(move_aside(&base.join("etcd.yaml"), &b1).unwrap_err().to_string().contains("already exists"));
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn free_bytes_of_a_bare_relative_name() {
+        // Its parent is "", which does not exist: the current dir's filesystem is asked.
+        assert!(free_bytes(Path::new("no-such-dir-here/deeper")).is_some());
+        assert!(free_bytes(Path::new("no-such-name-here")).is_some());
     }
 }

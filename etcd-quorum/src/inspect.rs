@@ -18,15 +18,39 @@ common::with_shared_flags! {
     }
 }
 
-/// The data dir: the flag, else the manifest's (through its hostPath mount).
+/// The data dir: the flag, else the manifest's (through its hostPath mount). One given that is
+/// not a dir is a mistake in the command (2), not damaged data; the manifest's missing is a node
+/// without member data (its disk lost, say), not damage either.
 pub(crate) fn data_dir(flag: Option<&str>, shared: &Shared, manifest: Option<&Manifest>) -> Result<PathBuf> {
-    match (flag, manifest) {
-        (Some(d), _) => Ok(PathBuf::from(d)),
-        (None, Some(m)) => m.data_dir(&shared.rootfs),
+    let dir = match (flag, manifest) {
+        (Some(d), _) => PathBuf::from(d),
+        (None, Some(m)) => m.data_dir(&shared.rootfs)?,
         (None, None) => {
-            Err(coded(exit::USAGE, format!("no --data-dir and no manifest at {}", shared.manifest.display())))
+            return Err(coded(exit::USAGE, format!("no --data-dir and no manifest at {}", shared.manifest.display())));
+        }
+    };
+    match (std::fs::metadata(&dir), flag.is_some()) {
+        (Ok(m), _) if m.is_dir() => Ok(dir),
+        (Ok(_), true) => Err(coded(exit::USAGE, format!("--data-dir {}: not a directory", dir.display()))),
+        (Err(e), true) => Err(coded(exit::USAGE, format!("--data-dir {}: {e}", dir.display()))),
+        (Ok(_), false) => Err(anyhow::anyhow!("{} (the manifest's --data-dir): not a directory", dir.display())),
+        (Err(e), false) => {
+            Err(anyhow::anyhow!("{} (the manifest's --data-dir): {e}: no member data here", dir.display()))
         }
     }
+}
+
+/// Which node an error is about, for `pick`, which shows it among the other nodes' documents:
+/// the manifest's --name (kubeadm's node name), else the host name.
+fn node_label(shared: &Shared, manifest: Option<&Manifest>) -> Option<String> {
+    let host = || {
+        let at_root = cli::host_path(&shared.rootfs, "/etc/hostname");
+        let read = |p: &Path| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        read(&at_root).or_else(|| {
+            (shared.rootfs == Path::new("/")).then(|| read(Path::new("/proc/sys/kernel/hostname"))).flatten()
+        })
+    };
+    manifest.and_then(|m| m.flag("name")).filter(|n| !n.is_empty()).or_else(host)
 }
 
 /// Inspects `dir`; errors when nothing identifies the member (no readable WAL).
@@ -115,9 +139,16 @@ pub fn run(args: InspectArgs) -> Result<u8> {
     }
     // A node whose data cannot be read still says when its manifest keeps the flag: pick reads
     // its Error document and refuses (that etcd would force a second cluster at its next start).
-    let flagged = |e: anyhow::Error| match manifest.as_ref().filter(|m| m.force_new_cluster()) {
-        Some(m) => exit::with_state(e, format!("{} {}", common::report::FORCE_FLAG_LEFT, m.path.display())),
-        None => e,
+    let label = node_label(&shared, manifest.as_ref());
+    let flagged = |e: anyhow::Error| {
+        let e = match &label {
+            Some(l) => coded(exit::code_of(&e), format!("node {l}: {e:#}")),
+            None => e,
+        };
+        match manifest.as_ref().filter(|m| m.force_new_cluster()) {
+            Some(m) => exit::with_state(e, format!("{} {}", common::report::FORCE_FLAG_LEFT, m.path.display())),
+            None => e,
+        }
     };
     let dir = data_dir(args.data_dir.as_deref(), &shared, manifest.as_ref()).map_err(flagged)?;
     let (doc, crc) = inspection_and_crc(&dir, manifest.as_ref()).map_err(flagged)?;

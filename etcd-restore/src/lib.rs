@@ -296,6 +296,14 @@ pub(crate) fn bump_check(plan: &mut Plan, revision: i64, bump: Option<u64>) {
     }
 }
 
+/// A `--data-dir` that is not a dir is a mistake in the command (2), whatever a plan says.
+fn check_target(data_dir: &Path) -> Result<()> {
+    match std::fs::metadata(data_dir) {
+        Ok(m) if !m.is_dir() => Err(coded(exit::USAGE, format!("--data-dir {}: not a directory", data_dir.display()))),
+        _ => Ok(()),
+    }
+}
+
 /// The offline restore's Plan: the snapshot verified, the target checked, nothing written.
 fn dry_run(snapshot_arg: &str, data_dir: &Path, m: &Membership, args: &Args, shared: &cli::Shared) -> Result<u8> {
     let (path, verified) = checked_snapshot(snapshot_arg, args.skip_hash_check, args.snapshot_sha256.as_deref())?;
@@ -358,6 +366,7 @@ pub fn run(args: Args) -> Result<u8> {
         &need(&args.name, "--name")?,
         &need(&args.initial_advertise_peer_urls, "--initial-advertise-peer-urls")?,
     )?;
+    check_target(&data_dir)?;
     if args.dry_run {
         return dry_run(&snapshot_arg, &data_dir, &m, &args, &shared);
     }
@@ -371,6 +380,17 @@ pub fn run(args: Args) -> Result<u8> {
     }
     if !common::backup::empty_or_absent(&data_dir) {
         return Err(coded(exit::REFUSED, format!("--data-dir {}: not empty; nothing was changed", data_dir.display())));
+    }
+    let parent = common::durable::parent_dir(&data_dir);
+    if !parent.is_dir() {
+        return Err(coded(
+            exit::REFUSED,
+            format!(
+                "--data-dir {}: its parent {} is not a directory (create it first)",
+                data_dir.display(),
+                parent.display()
+            ),
+        ));
     }
     // Refused before anything is made (the staging dir below).
     let (path, recorded) = snapshot_source(&snapshot_arg, args.snapshot_sha256.as_deref())?;

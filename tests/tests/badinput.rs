@@ -1002,6 +1002,35 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             row("restore: no such snapshot file", "etcd-restore", &off, &args)
                 .fails(2, &["--snapshot /nonexistent/s.db: no such file"])
         },
+        {
+            let args = restore_into(&snap("good"), &snaps["good"]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            row("usage: restore --data-dir names a file", "etcd-restore", &off, &args)
+                .fails(2, &["--data-dir ", "good.db: not a directory"])
+        },
+        {
+            let args = restore_into(&snap("good"), &inputs.join("no-such-parent/data"));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            row("restore: --data-dir's parent missing (as the plan says), nothing made", "etcd-restore", &off, &args)
+                .fails(5, &["no-such-parent/data: its parent ", "no-such-parent is not a directory (create it first)"])
+        },
+        {
+            // A bare relative name: its parent is the current dir, whose free space is known.
+            let mut args = restore_into(&snap("good"), Path::new("no-such-relative-dir"));
+            args.push("--dry-run".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            row("restore --dry-run: a bare relative --data-dir, room known", "etcd-restore", &off, &args)
+                .succeeds(&["free where no-such-relative-dir is"])
+        },
+        row(
+            "usage: inspect --data-dir that does not exist",
+            "etcd-quorum",
+            &off,
+            &["inspect", "--data-dir", "/nonexistent/etcd"],
+        )
+        .fails(2, &["--data-dir /nonexistent/etcd: No such file or directory"]),
+        row("usage: inspect --data-dir names a file", "etcd-quorum", &off, &["inspect", "--data-dir", &snap("good")])
+            .fails(2, &["good.db: not a directory"]),
         verify_row("verify: bbolt page cycle (3.4.23 snapshot)", "cycle-3.4.23", &["reached twice"]),
         verify_row("verify: out-of-range page id (3.4.23 snapshot)", "far-3.4.23", &["page id 999999 out of range"]),
         // --- snapshots, restore: exit 6, the target never created
