@@ -243,6 +243,7 @@ fn pick_prefers_the_most_up_to_date() {
     // as not weighed, and the others are still picked from.
     let empty = c.base.join("no-data");
     std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(c.node(3).root.join("etc/hostname"), "cp3\n").unwrap();
     let mut cmd = c.tool("etcd-quorum", 3);
     cmd.args(["inspect", "-w", "json", "--data-dir"]).arg(&empty);
     let failed = etcd_lab::run(cmd, None);
@@ -255,7 +256,9 @@ fn pick_prefers_the_most_up_to_date() {
     assert!(loser["why"].as_str().unwrap().contains("<"), "{loser}");
     let skipped: Vec<&str> = p.json["skipped"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     assert_eq!(skipped.len(), 4, "{}", p.json);
-    assert!(skipped[0].contains("no-data"), "{}", p.json);
+    // Named by the host it came from (with no manifest, its host name): in the runbook's ssh
+    // loop every node's data dir is /var/lib/etcd.
+    assert!(skipped[0].contains("node cp3: ") && skipped[0].contains("no-data"), "{}", p.json);
     assert!(p.stderr.contains("not a candidate, its inspect failed"), "{}", p.stderr);
     // The voters the documents list that sent nothing (an ssh that failed in the loop) are named.
     for (k, s) in (1..=3).zip(&skipped[1..]) {
