@@ -196,6 +196,12 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// `path` (absolute, as on the host) under `rootfs`.
+/// A path as a document records it: absolute, so that the document still names the file when
+/// read from another dir (a pipeline, a stored document, a cron job's log).
+pub fn shown_path(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+}
+
 pub fn host_path(rootfs: &Path, path: &str) -> PathBuf {
     rootfs.join(path.trim_start_matches('/'))
 }

@@ -95,7 +95,7 @@ fn inspection_and_crc(dir: &Path, manifest: Option<&Manifest>) -> Result<(DataDi
         .unwrap_or_default();
     let doc = DataDirInspection {
         kind: "DataDirInspection".into(),
-        data_dir: dir.display().to_string(),
+        data_dir: cli::shown_path(dir),
         name,
         member_id: hex_id(wal.member_id),
         cluster_id: hex_id(wal.cluster_id),

@@ -264,8 +264,8 @@ fn restore_at(snapshot: &str, tmp: &Path, m: &Membership, args: &Args) -> Result
 pub(crate) fn document(snapshot: String, data_dir: &Path, m: &Membership, o: &restore::Outcome) -> Restore {
     Restore {
         kind: "Restore".into(),
-        snapshot,
-        data_dir: data_dir.display().to_string(),
+        snapshot: cli::shown_path(Path::new(&snapshot)),
+        data_dir: cli::shown_path(data_dir),
         name: m.me.name.clone(),
         member_id: hex_id(o.member_id),
         cluster_id: hex_id(o.cluster_id),

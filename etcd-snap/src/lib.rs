@@ -72,7 +72,7 @@ fn verify(args: VerifyArgs) -> Result<u8> {
     }
     let mut doc = recorded.unwrap_or_default();
     doc.kind = "Snapshot".into();
-    doc.path = path;
+    doc.path = cli::shown_path(Path::new(&path));
     doc.size = v.file_size;
     doc.sha256 = v.sha256;
     doc.revision = v.status.revision;

@@ -360,7 +360,7 @@ fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
         drop(file);
         return Ok(Snapshot {
             kind: "Snapshot".into(),
-            path: final_path.display().to_string(),
+            path: cli::shown_path(&final_path),
             size: verified.file_size,
             sha256: sha,
             revision: verified.status.revision,

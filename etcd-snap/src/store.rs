@@ -57,7 +57,7 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<SnapshotEntry>> {
         }
         let secs = time::parse_compact_utc(&taken).unwrap_or(0);
         out.push(SnapshotEntry {
-            path: e.path().display().to_string(),
+            path: common::cli::shown_path(&e.path()),
             size: meta.len(),
             taken_at: time::rfc3339_secs(secs),
             member,

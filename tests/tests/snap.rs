@@ -48,12 +48,21 @@ fn save_past_a_dead_member(version: &str) {
     let dir = c.base.join("backups");
     let dead = format!("https://{}:2379", etcd_lab::sibling_ip(&c.node(1).ip, 99));
     let eps = format!("{dead},{}", c.node(1).client_url());
-    let r = snap(&c, 1, &["save", "--dir", dir.to_str().unwrap(), "--endpoints", &eps]);
+    // --dir relative to where the command runs: the document records the file's whole path, so
+    // that it still names the file where it is read (another dir, a stored document).
+    let mut cmd = c.tool("etcd-snap", 1);
+    cmd.args(["save", "--dir", "backups", "--endpoints", &eps, "-w", "json"]).current_dir(&c.base);
+    let r = etcd_lab::run(cmd, None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     let doc = &r.json;
     assert_eq!(doc["kind"], "Snapshot");
     assert_eq!(doc["verified"], true);
     let path = doc["path"].as_str().unwrap();
+    assert!(path.starts_with(&format!("{}/", dir.display())), "{path}");
+    let mut cmd = c.tool("etcd-snap", 1);
+    cmd.args(["verify", "-", "-w", "json"]).current_dir("/");
+    let again = etcd_lab::run(cmd, Some(&r.stdout));
+    assert_eq!(again.code, 0, "{}", again.stderr);
     let name = Path::new(path).file_name().unwrap().to_str().unwrap();
     assert!(name.starts_with("etcd-snapshot-") && name.ends_with(&format!("-r{}.db", doc["revision"])), "{name}");
     assert_eq!(files(&dir), vec![name.to_string()], "no .part left");
