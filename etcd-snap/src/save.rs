@@ -490,6 +490,19 @@ fn checked_settings(args: &SaveArgs) -> Result<(Shared, Target, Rules, bool)> {
         (None, Some(f)) => Target::File(PathBuf::from(f)),
         _ => return Err(coded(exit::USAGE, "give --dir or --out (one of them)")),
     };
+    // Known before a byte is streamed: neither would ever take the snapshot, --force or not.
+    match &target {
+        Target::Dir(d) if std::fs::metadata(d).is_ok_and(|m| !m.is_dir()) => {
+            return Err(coded(exit::USAGE, format!("--dir {}: not a directory", d.display())));
+        }
+        Target::File(f) if f.is_dir() => {
+            return Err(coded(
+                exit::USAGE,
+                format!("--out {}: a directory (--out names a file; --dir a directory)", f.display()),
+            ));
+        }
+        _ => {}
+    }
     let rules = Rules {
         keep: args.keep.unwrap_or(0),
         daily: args.keep_daily.unwrap_or(0),

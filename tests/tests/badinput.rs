@@ -1508,6 +1508,10 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         .stdout(&["\"kind\": \"Error\"", "\"code\": 2", "Unrecognized argument: --bogus"]),
         row("usage: bad duration", "etcd-status", &off, &["--dial-timeout", "2x"])
             .fails(2, &["--dial-timeout: invalid duration \"2x\""]),
+        row("usage: save --out names a directory", "etcd-snap", &node1, &["save", "--out", &s(&inputs), "--force"])
+            .fails(2, &["--out ", "inputs: a directory (--out names a file; --dir a directory)"]),
+        row("usage: save --dir names a file", "etcd-snap", &node1, &["save", "--dir", &snap("good")])
+            .fails(2, &["--dir ", "good.db: not a directory"]),
         row("usage: zero timeout (every member would look dead)", "etcd-status", &off, &["--command-timeout", "0s"])
             .fails(2, &["--command-timeout: \"0s\" is no time at all"]),
         row("usage: zero timeout from the environment", "etcd-status", &off, &[])
