@@ -577,13 +577,18 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     };
     // No manifest and no journal here: an interrupted swap's journal is under the backup dir it
     // was given, which this run must be given too.
+    // What is missing comes first: more often a wrong --rootfs or --manifest than a lost journal.
     let no_manifest = |e: anyhow::Error| match shared.manifest.exists() || read_journal(&root).is_some() {
         true => e,
-        false => e.context(format!(
-            "no swap journal in {}: if an interrupted swap took the manifest out with another --backup-dir, \
-             run it again with that --backup-dir",
-            root.display()
-        )),
+        false => coded(
+            exit::code_of(&e),
+            format!(
+                "{e:#} (no etcd manifest here: check --rootfs/--manifest; or, if an interrupted swap took it out \
+                 with another --backup-dir, run that swap again with that --backup-dir: there is no swap journal \
+                 in {})",
+                root.display()
+            ),
+        ),
     };
     identity(args, shared, &original_manifest(read_journal(&root).as_ref(), shared).map_err(no_manifest)?)
         .map_err(way)?;

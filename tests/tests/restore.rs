@@ -738,9 +738,11 @@ fn killed_swap_converges_on_rerun_3_5_30() {
                 &[&args[..], &["--backup-dir", elsewhere.to_str().unwrap()]].concat(),
                 None,
             );
-            assert_ne!(r.code, 0);
+            assert_eq!(r.code, 1, "{}", r.stderr);
             assert!(
-                r.stderr.contains("no swap journal in ") && r.stderr.contains("with that --backup-dir"),
+                r.stderr.contains("no swap journal in ")
+                    && r.stderr.contains("with that --backup-dir")
+                    && r.stderr.contains("no etcd manifest here: check --rootfs/--manifest"),
                 "{}",
                 r.stderr
             );
