@@ -496,6 +496,15 @@ pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> 
     let cmd = args.first().map(Path::new).and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("tool");
     let split = split_assignments(&args[1.min(args.len())..]);
     let mut rest: Vec<&str> = split.iter().map(String::as_str).collect();
+    // Which build is on this host: the first thing to know about a tool dropped there.
+    if rest.contains(&"--version") {
+        println!("{cmd} {}", env!("CARGO_PKG_VERSION"));
+        return Err(exit::OK);
+    }
+    // The short help every other tool takes.
+    for a in rest.iter_mut().filter(|a| **a == "-h") {
+        *a = "--help";
+    }
     if let Some(first) = rest.first_mut()
         && let Some((_, to)) = aliases.iter().find(|(from, _)| from == first)
     {

@@ -149,8 +149,14 @@ impl Dialer {
             .map_err(|e| classify(format!("bad URL {url}: {}", error_chain(&e))))?
             .connect_timeout(self.dial_timeout);
         if !url.starts_with("https://") {
-            // Never silently: a plaintext URL means no encryption and no check of the server.
-            log::warn!("{url} is plaintext: no TLS, the server is not verified");
+            // Never silently: a plaintext URL means no encryption and no check of the server. Said
+            // once per URL, however many times it is dialed.
+            static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+            let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+            if !warned.iter().any(|u| u == url) {
+                warned.push(url.to_string());
+                log::warn!("{url} is plaintext: no TLS, the server is not verified");
+            }
         } else {
             let tls = self.tls.clone().ok_or_else(|| classify(format!("{url}: no TLS configuration")))?;
             ep = ep.tls_config(tls).map_err(|e| classify(error_chain(&e)))?;

@@ -681,7 +681,8 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
         dialer.is_ok(),
         dialer.err().map_or_else(|| "the health check can connect".to_string(), |e| format!("{e:#}")),
     );
-    plan.check("data dir parent exists", data_dir.parent().is_some_and(Path::is_dir), data_dir.display().to_string());
+    let parent = common::durable::parent_dir(&data_dir);
+    plan.check("data dir parent exists", parent.is_dir(), parent.display().to_string());
     let (ok, detail) = crate::room_for(&path, &data_dir);
     plan.check("disk room for the restore", ok, detail);
     backup::movable_check(&mut plan, &data_dir);

@@ -1512,6 +1512,10 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             .fails(2, &["--out ", "inputs: a directory (--out names a file; --dir a directory)"]),
         row("usage: save --dir names a file", "etcd-snap", &node1, &["save", "--dir", &snap("good")])
             .fails(2, &["--dir ", "good.db: not a directory"]),
+        row("help: -h as --help, in a subcommand", "etcd-snap", &off, &["save", "-h"])
+            .succeeds(&["Usage: etcd-snap save"]),
+        row("version: which build this is", "etcd-status", &off, &["--version"])
+            .succeeds(&[&format!("etcd-status {}", env!("CARGO_PKG_VERSION"))]),
         row("usage: zero timeout (every member would look dead)", "etcd-status", &off, &["--command-timeout", "0s"])
             .fails(2, &["--command-timeout: \"0s\" is no time at all"]),
         row("usage: zero timeout from the environment", "etcd-status", &off, &[])
