@@ -3,7 +3,7 @@
 
 use crate::exit::{self, coded};
 use anyhow::Result;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -442,7 +442,6 @@ pub fn emit<T: serde::Serialize>(doc: &T, output: Output, table: impl FnOnce(&T)
     match output {
         Output::Json => crate::report::print_json(doc),
         Output::Table => {
-            use std::io::Write as _;
             let _ = write!(std::io::stdout(), "{}", table(doc));
         }
     }
@@ -498,7 +497,7 @@ pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> 
     let mut rest: Vec<&str> = split.iter().map(String::as_str).collect();
     // Which build is on this host: the first thing to know about a tool dropped there.
     if rest.contains(&"--version") {
-        println!("{cmd} {}", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(std::io::stdout(), "{cmd} {}", env!("CARGO_PKG_VERSION"));
         return Err(exit::OK);
     }
     // The short help every other tool takes.
@@ -521,10 +520,12 @@ pub fn parse_args<T: argh::FromArgs>(aliases: &[(&str, &str)]) -> Result<T, u8> 
     };
     parsed.map_err(|early| match early.status {
         Ok(()) => {
-            print!("{}", early.output);
+            // Written, not printed: a help piped into `head` must not panic on the closed pipe.
+            let mut out = std::io::stdout();
+            let _ = write!(out, "{}", early.output);
             // Subcommands' helps have no note of their own: the codes are the same everywhere.
             if !early.output.contains("Exit codes:") {
-                println!("\n{} `{cmd} --help` says what they mean for {cmd}.", exit::HELP);
+                let _ = writeln!(out, "\n{} `{cmd} --help` says what they mean for {cmd}.", exit::HELP);
             }
             exit::OK
         }

@@ -48,18 +48,33 @@ fn own_member<'a>(members: &'a [MemberStatus], name: &str, peers: &str) -> Optio
     by_peer.or_else(|| named.iter().find(|x| x.endpoint.reachable).or(named.first()).copied())
 }
 
-/// This node's member as its data dir records it, with no manifest to say: its name and peer
-/// URLs in the db's member list, under the member ID its WAL was written by.
-fn own_identity(data_dir: &std::path::Path) -> std::result::Result<(String, String), String> {
-    use common::disk::inspect;
-    let shown = data_dir.display();
-    let wal = inspect::read_wal(&data_dir.join("member/wal")).map_err(|e| format!("no manifest, and {shown}: {e}"))?;
-    let db =
-        inspect::read_db(&data_dir.join("member/snap/db")).map_err(|e| format!("no manifest, and {shown}: {e}"))?;
-    let me = db.members.iter().find(|m| m.id == wal.member_id).ok_or_else(|| {
-        format!("no manifest, and {shown} does not list its own member {}", common::report::hex_id(wal.member_id))
-    })?;
-    Ok((me.name.clone(), me.peer_urls.join(",")))
+/// Who this node's member is: as the manifest names it, or, with no manifest to say, the member
+/// its data dir's WAL was written by (a member removed since is in no list, which is an answer).
+enum Own {
+    Named { name: String, peers: String },
+    Recorded(String),
+}
+
+impl Own {
+    fn find<'a>(&self, members: &'a [MemberStatus]) -> Option<&'a MemberStatus> {
+        match self {
+            Own::Named { name, peers } => own_member(members, name, peers),
+            Own::Recorded(id) => members.iter().find(|x| &x.id == id),
+        }
+    }
+
+    fn not_found(&self) -> String {
+        match self {
+            Own::Named { name, peers } => format!("no member named {name:?} or with peer URL {peers}"),
+            Own::Recorded(id) => format!("no member {id} (whose data this is) in the cluster"),
+        }
+    }
+}
+
+fn recorded_member(data_dir: &std::path::Path) -> std::result::Result<Own, String> {
+    common::disk::inspect::read_wal(&data_dir.join("member/wal"))
+        .map(|w| Own::Recorded(common::report::hex_id(w.member_id)))
+        .map_err(|e| format!("no manifest, and {}: {e}", data_dir.display()))
 }
 
 pub fn run(args: CleanArgs) -> Result<u8> {
@@ -124,10 +139,11 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     // else from the member data itself: a node without a manifest (gone, or --manifest naming
     // the wrong file) may still run that member.
     let identity = match &manifest {
-        Some(m) => {
-            Some(Ok((m.flag("name").unwrap_or_default(), m.flag("initial-advertise-peer-urls").unwrap_or_default())))
-        }
-        None if has_data => Some(own_identity(&data_dir)),
+        Some(m) => Some(Ok(Own::Named {
+            name: m.flag("name").unwrap_or_default(),
+            peers: m.flag("initial-advertise-peer-urls").unwrap_or_default(),
+        })),
+        None if has_data => Some(recorded_member(&data_dir)),
         None => None,
     };
     // Unknown is not down: a TLS failure or a survey that could not run (a missing certificate)
@@ -137,12 +153,12 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         let (ok, detail) = unknown(why.clone());
         plan.check("this node's member does not answer", ok, detail);
     }
-    if let Some(Ok((name, peer))) = &identity {
+    if let Some(Ok(own)) = &identity {
         // The members this node's db knew are asked too when nothing at the manifest's addresses
         // answers (kubeadm's first node names itself alone).
         match common::cluster::survey_with_known(&shared, manifest.as_ref(), &data_dir) {
             Ok(s) if !s.nobody_answered() => {
-                let me = own_member(&s.status.members, name, peer);
+                let me = own.find(&s.status.members);
                 let tls = s.tls_failures();
                 let (ok, detail) = match me {
                     Some(x) if x.endpoint.reachable => {
@@ -158,7 +174,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
                             x.name, x.id
                         ),
                     ),
-                    None => (true, format!("no member named {name:?} or with peer URL {peer}")),
+                    None => (true, own.not_found()),
                 };
                 plan.check("this node's member does not answer", ok, detail);
                 // After a quorum loss this node's data may be the most up to date one: moved

@@ -1581,3 +1581,29 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
     eprintln!("{} rows in {:.1}s:\n{}", rows.len(), started.elapsed().as_secs_f64(), summary.join("\n"));
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
 }
+
+/// Output into a pipe whose reader is gone (`| head -1` that has read its line): the tool ends as
+/// it would have, without a panic's backtrace on the terminal.
+#[test]
+fn help_and_documents_into_a_closed_pipe() {
+    let snapshot = testdata("snapshot-3.5.30.db");
+    let runs: [(&str, Vec<&str>); 4] = [
+        ("etcd-snap", vec!["--help"]),
+        ("etcd-member", vec!["clean", "-h"]),
+        ("etcd-quorum", vec!["--version"]),
+        ("etcd-snap", vec!["verify", "--skip-hash-check", "-w", "json", snapshot.to_str().unwrap()]),
+    ];
+    for (tool, args) in runs {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(etcd_lab::bin(tool))
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{tool} {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{tool} {args:?}: {stderr}");
+    }
+}
