@@ -14,7 +14,11 @@ use std::time::Instant;
 common::with_shared_flags! {
     changing
     /// add a member as a learner and print the --initial-cluster its manifest needs
-    #[argh(subcommand, name = "add")]
+    #[argh(
+        subcommand,
+        name = "add",
+        example = "By hand, the first half of a join:\n  $ etcd-member add cp3 https://10.0.0.13:2380 --yes"
+    )]
     pub struct AddArgs {
         /// the new member's name
         #[argh(positional)]
@@ -31,7 +35,11 @@ common::with_shared_flags! {
 common::with_shared_flags! {
     changing
     /// promote a learner to voter once it is in sync with the leader
-    #[argh(subcommand, name = "promote")]
+    #[argh(
+        subcommand,
+        name = "promote",
+        example = "The learner, once in sync:\n  $ etcd-member promote cp3 --yes"
+    )]
     pub struct PromoteArgs {
         /// the learner's name or hex ID
         #[argh(positional)]

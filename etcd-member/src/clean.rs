@@ -19,7 +19,11 @@ const QUORUM_ADVICE: &str = "this node's data dir may be the most up to date one
 common::with_shared_flags! {
     changing
     /// on a failed node: move its manifest and data dir aside and remove its etcd container
-    #[argh(subcommand, name = "clean")]
+    #[argh(
+        subcommand,
+        name = "clean",
+        example = "On the failed node (its member removed, or not answering):\n  $ etcd-member clean --dry-run\n  $ etcd-member clean --yes"
+    )]
     pub struct CleanArgs {
         /// where backups go; a UTC-timestamped dir is made in it (default <rootfs>/var/lib/etcd-recovery)
         #[argh(option)]

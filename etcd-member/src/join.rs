@@ -19,7 +19,11 @@ use std::time::{Duration, Instant};
 common::with_shared_flags! {
     changing
     /// on the node that joins: add it as a learner, write its manifest, promote it once in sync
-    #[argh(subcommand, name = "join")]
+    #[argh(
+        subcommand,
+        name = "join",
+        example = "On the cleaned node, from its old manifest kept aside by clean:\n  $ etcd-member join --yes --template /var/lib/etcd-recovery/20261123T203332Z/etcd.yaml"
+    )]
     pub struct JoinArgs {
         /// member name (default: the template manifest's --name)
         #[argh(option)]

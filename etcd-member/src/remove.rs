@@ -11,7 +11,12 @@ use std::time::Duration;
 common::with_shared_flags! {
     changing
     /// remove members by name or hex ID, or every unreachable one
-    #[argh(subcommand, name = "remove")]
+    #[argh(
+        subcommand,
+        name = "remove",
+        example = "The failed member, by name:\n  $ etcd-member remove cp3 --dry-run\n  $ etcd-member remove cp3 --yes",
+        example = "Every unreachable member, as etcd-status sees them:\n  $ etcd-status -w json | etcd-member remove --unreachable --status - --yes"
+    )]
     pub struct RemoveArgs {
         /// member names or hex IDs to remove
         #[argh(positional)]

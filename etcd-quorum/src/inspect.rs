@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 
 common::with_shared_flags! {
     /// read a member's data dir offline (WAL, snap, db): identity, raft position, revision
-    #[argh(subcommand, name = "inspect")]
+    #[argh(
+        subcommand,
+        name = "inspect",
+        example = "This node's data dir (from its manifest), with etcd up or down:\n  $ etcd-quorum inspect"
+    )]
     pub struct InspectArgs {
         /// the data dir (default: the manifest's --data-dir)
         #[argh(option)]

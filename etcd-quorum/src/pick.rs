@@ -14,7 +14,11 @@ use std::io::Read;
 
 common::with_shared_flags! {
     /// choose the survivor among DataDirInspection documents (stdin, or files)
-    #[argh(subcommand, name = "pick")]
+    #[argh(
+        subcommand,
+        name = "pick",
+        example = "From every surviving node:\n  $ for n in cp1 cp2; do ssh $n etcd-quorum inspect -w json; done | etcd-quorum pick"
+    )]
     pub struct PickArgs {
         /// files with DataDirInspection documents (default: stdin); concatenated or an array
         #[argh(positional)]

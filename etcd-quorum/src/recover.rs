@@ -19,7 +19,11 @@ use std::time::{Duration, Instant};
 common::with_shared_flags! {
     changing
     /// recover this survivor as a one-member cluster (--force-new-cluster in the manifest, then out)
-    #[argh(subcommand, name = "recover")]
+    #[argh(
+        subcommand,
+        name = "recover",
+        example = "On the survivor pick chose:\n  $ etcd-quorum recover --dry-run\n  $ etcd-quorum recover --yes"
+    )]
     pub struct RecoverArgs {
         /// the data dir: the manifest's --data-dir (the default; another is a usage error)
         #[argh(option)]

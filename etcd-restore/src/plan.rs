@@ -9,7 +9,11 @@ use serde::Serialize;
 
 common::with_shared_flags! {
     /// print the command that restores each node into one new cluster (run them on the nodes)
-    #[argh(subcommand, name = "plan")]
+    #[argh(
+        subcommand,
+        name = "plan",
+        example = "Each node's command for one new 3-member cluster:\n  $ etcd-restore plan --snapshot /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db --initial-cluster cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380"
+    )]
     pub struct PlanArgs {
         /// the snapshot file (copy it to the same path on every node), or - for a Snapshot
         /// document on stdin; verified here when it is here

@@ -33,7 +33,12 @@ common::subcommands! {
 common::with_shared_flags! {
     /// verify a snapshot file offline (alias: status): sha256 trailer, bbolt structure, and the
     /// numbers etcdutl snapshot status prints; "-" reads a Snapshot document and checks its file
-    #[argh(subcommand, name = "verify")]
+    #[argh(
+        subcommand,
+        name = "verify",
+        example = "  $ etcd-snap verify /var/backups/etcd/etcd-snapshot-20261123T203332Z-cp1-r304.db",
+        example = "The file a save just made, against the sha256 it recorded:\n  $ etcd-snap save --dir /var/backups/etcd | etcd-snap verify -"
+    )]
     pub struct VerifyArgs {
         /// the snapshot file, or - for a Snapshot document on stdin
         #[argh(positional)]

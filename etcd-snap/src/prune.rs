@@ -10,7 +10,11 @@ use std::path::Path;
 
 common::with_shared_flags! {
     /// list the snapshots in a directory, newest first
-    #[argh(subcommand, name = "list")]
+    #[argh(
+        subcommand,
+        name = "list",
+        example = "  $ etcd-snap list --dir /var/backups/etcd"
+    )]
     pub struct ListArgs {
         /// the snapshot directory
         #[argh(option)]
@@ -20,7 +24,11 @@ common::with_shared_flags! {
 
 common::with_shared_flags! {
     /// remove old snapshots from a directory by retention rules
-    #[argh(subcommand, name = "prune")]
+    #[argh(
+        subcommand,
+        name = "prune",
+        example = "See first, then remove:\n  $ etcd-snap prune --dir /var/backups/etcd --keep 24 --keep-daily 7 --dry-run\n  $ etcd-snap prune --dir /var/backups/etcd --keep 24 --keep-daily 7"
+    )]
     pub struct PruneArgs {
         /// the snapshot directory
         #[argh(option)]

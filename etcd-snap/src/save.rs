@@ -19,7 +19,12 @@ use std::time::{Duration, Instant};
 
 common::with_shared_flags! {
     /// take a snapshot from a healthy member, verified, atomically written
-    #[argh(subcommand, name = "save")]
+    #[argh(
+        subcommand,
+        name = "save",
+        example = "  $ etcd-snap save --dir /var/backups/etcd",
+        example = "Cron mode:\n  $ etcd-snap save --dir /var/backups/etcd --keep 24 --keep-daily 7 --lock --metrics-file /var/lib/node_exporter/textfile_collector/etcd_snapshot.prom"
+    )]
     pub struct SaveArgs {
         /// directory to save into, as etcd-snapshot-<UTC time>-<member>-r<revision>.db (made 0700)
         #[argh(option)]

@@ -1607,3 +1607,55 @@ fn help_and_documents_into_a_closed_pipe() {
         assert!(!stderr.contains("panicked"), "{tool} {args:?}: {stderr}");
     }
 }
+
+/// Every example in every help (the runbook commands DESIGN wants there) runs a real subcommand
+/// with flags it has: an example that drifted from the code would mislead the 3 a.m. reader.
+#[test]
+fn help_examples_use_real_commands_and_flags() {
+    let tools = ["etcd-status", "etcd-member", "etcd-snap", "etcd-restore", "etcd-quorum"];
+    let help = |tool: &str, sub: Option<&str>| {
+        let out = std::process::Command::new(etcd_lab::bin(tool)).args(sub).arg("--help").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{tool} {sub:?} --help");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let subcommands = |text: &str| -> Vec<String> {
+        let Some(list) = text.split("\nCommands:\n").nth(1) else { return vec![] };
+        list.split("\n\n")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+    let mut examples = 0;
+    for tool in tools {
+        let top = help(tool, None);
+        let subs = subcommands(&top);
+        let texts: Vec<String> = std::iter::once(top.clone()).chain(subs.iter().map(|s| help(tool, Some(s)))).collect();
+        for text in texts {
+            let Some(section) = text.split("\nExamples:\n").nth(1) else { continue };
+            for line in section.lines().filter_map(|l| l.trim_start().strip_prefix("$ ")) {
+                // Each of our tools the line runs, up to the shell's next separator.
+                let words: Vec<&str> = line.split_whitespace().collect();
+                for (i, w) in words.iter().enumerate().filter(|(_, w)| tools.contains(*w)) {
+                    let args: Vec<&str> = words[i + 1..]
+                        .iter()
+                        .copied()
+                        .take_while(|a| !["|", ";", "&&"].contains(a) && !a.ends_with(';'))
+                        .collect();
+                    let tool_subs = subcommands(&help(w, None));
+                    let sub = args.first().filter(|a| tool_subs.iter().any(|s| s == *a)).copied();
+                    let usage = help(w, sub).lines().next().unwrap().to_string();
+                    let known: Vec<&str> = usage.split(['[', ']', ' ']).collect();
+                    for flag in args.iter().filter(|a| a.starts_with('-') && **a != "-") {
+                        let flag = flag.split('=').next().unwrap();
+                        assert!(known.contains(&flag), "{tool} help: {line:?}: {w} {sub:?} has no {flag} ({usage})");
+                    }
+                    examples += 1;
+                }
+            }
+        }
+    }
+    assert!(examples >= 25, "only {examples} example commands found");
+}
