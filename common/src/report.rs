@@ -8,6 +8,24 @@ use std::collections::BTreeMap;
 /// Error document when the data cannot be read: `pick` refuses on it.
 pub const FORCE_FLAG_LEFT: &str = "--force-new-cluster is still in";
 
+/// An ID or a time that is not known: "" in the code, null in the JSON (an empty string would
+/// pass a jq ID comparison or break `fromdate`; null says nothing is known). Read back as "".
+mod empty_is_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::ptr_arg)] // serde's `with` hands the field as it is: &String
+    pub fn serialize<S: Serializer>(v: &String, s: S) -> Result<S::Ok, S::Error> {
+        match v.is_empty() {
+            true => s.serialize_none(),
+            false => s.serialize_some(v),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+    }
+}
+
 pub fn hex_id(id: u64) -> String {
     format!("{id:016x}")
 }
@@ -29,8 +47,11 @@ pub struct ClusterStatus {
     pub kind: String,
     /// When the picture was taken (RFC 3339): consumers refuse stale documents.
     pub taken_at: String,
+    /// null when no member answered to say.
+    #[serde(with = "empty_is_null")]
     pub cluster_id: String,
-    /// The leader's member ID, "" when no reachable member knows one.
+    /// The leader's member ID, null when no reachable member knows one.
+    #[serde(with = "empty_is_null")]
     pub leader: String,
     pub members: Vec<MemberStatus>,
     pub alarms: Vec<AlarmStatus>,
@@ -173,6 +194,8 @@ pub struct CertificateView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberRef {
+    /// null for a member known only from a manifest's --initial-cluster (no member answered).
+    #[serde(with = "empty_is_null")]
     pub id: String,
     pub name: String,
     #[serde(rename = "peerURLs")]
@@ -225,13 +248,14 @@ pub struct Snapshot {
     pub total_size: u64,
     /// etcdutl's `snapshot status` hash (CRC-32C).
     pub hash: u32,
-    #[serde(default)]
+    /// Where and when it was taken: null for a file verified without its save's document.
+    #[serde(default, with = "empty_is_null")]
     pub endpoint: String,
-    #[serde(default)]
+    #[serde(default, with = "empty_is_null")]
     pub member_id: String,
-    #[serde(default)]
+    #[serde(default, with = "empty_is_null")]
     pub etcd_version: String,
-    #[serde(default)]
+    #[serde(default, with = "empty_is_null")]
     pub taken_at: String,
     pub verified: bool,
 }
@@ -297,7 +321,8 @@ pub struct DataDirInspection {
     pub cluster_id: String,
     /// Last HardState: term, vote, commit.
     pub term: u64,
-    #[serde(default)]
+    /// null when it voted for no one.
+    #[serde(default, with = "empty_is_null")]
     pub vote: String,
     pub commit_index: u64,
     /// The last WAL entry (raft's up-to-date rule compares these two).
@@ -600,5 +625,25 @@ mod tests {
         assert_eq!(crate::exit::code_of(&e), crate::exit::USAGE);
         assert!(format!("{e}").contains("f: 2 Snapshot documents, expected exactly one"));
         assert!(read_document::<Snapshot>("", "f").is_err());
+    }
+
+    #[test]
+    fn unknown_ids_and_times_are_null_and_read_back_empty() {
+        let doc = Snapshot { kind: "Snapshot".into(), member_id: String::new(), ..Default::default() };
+        let v: serde_json::Value = serde_json::to_value(&doc).unwrap();
+        for field in ["memberId", "takenAt", "endpoint", "etcdVersion"] {
+            assert!(v[field].is_null(), "{field}: {v}");
+        }
+        let known = Snapshot { member_id: hex_id(7), ..doc.clone() };
+        assert_eq!(serde_json::to_value(&known).unwrap()["memberId"], "0000000000000007");
+        let back: Snapshot = serde_json::from_value(v).unwrap();
+        assert_eq!(back, doc);
+        // A document of an older build (empty strings) reads the same.
+        let old = r#"{"kind":"Snapshot","path":"p","size":1,"sha256":"","revision":1,"totalKeys":1,"totalSize":1,"hash":1,"memberId":"","verified":true}"#;
+        assert_eq!(serde_json::from_str::<Snapshot>(old).unwrap().member_id, "");
+        let m: MemberRef =
+            serde_json::from_str(r#"{"id":null,"name":"n","peerURLs":[],"clientURLs":[],"isLearner":false}"#).unwrap();
+        assert_eq!(m.id, "");
+        assert!(serde_json::to_value(&m).unwrap()["id"].is_null());
     }
 }
