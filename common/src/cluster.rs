@@ -494,18 +494,58 @@ pub fn survey(shared: &Shared, manifest: Option<&Manifest>) -> Result<Survey> {
 /// `ETCDCTL_ENDPOINTS` left in the shell at this node's dead etcd must not hide a live majority
 /// from the checks that guard a recovery).
 /// Without a manifest, the db's members alone are where to look.
+/// When still nobody answers, the members are those the db lists (with their IDs, names and
+/// roles: what a manifest's --initial-cluster may not say), in the cluster its WAL names.
 pub fn survey_with_known(shared: &Shared, manifest: Option<&Manifest>, data_dir: &std::path::Path) -> Result<Survey> {
     let survey = survey(shared, manifest)?;
     if !survey.nobody_answered() {
         return Ok(survey);
     }
-    let known = known_client_urls(data_dir, &manifest.map_or_else(|| "2379".into(), client_port));
-    if known.is_empty() {
-        return Ok(survey);
+    let port = manifest.map_or_else(|| "2379".into(), client_port);
+    let known = known_client_urls(data_dir, &port);
+    let mut survey = match known.is_empty() {
+        true => survey,
+        false => {
+            let mut wider = shared.clone();
+            wider.endpoints = Some(known);
+            crate::cluster::survey(&wider, manifest).unwrap_or(survey)
+        }
+    };
+    if survey.nobody_answered()
+        && let Some(list) = recorded_list(data_dir, &port)
+    {
+        survey.status = assemble(&survey.probes, Some(list), manifest);
+        survey.status.warnings.insert(
+            0,
+            format!(
+                "{NO_LIST_WARNING}: no endpoint answered; the members listed are those {} last recorded",
+                data_dir.display()
+            ),
+        );
     }
-    let mut wider = shared.clone();
-    wider.endpoints = Some(known);
-    Ok(crate::cluster::survey(&wider, manifest).unwrap_or(survey))
+    Ok(survey)
+}
+
+/// The member list this node's data dir last recorded: the cluster its WAL names and the db's
+/// members, a started one's client URL guessed (its peer host on `port`) where the db keeps none.
+fn recorded_list(data_dir: &std::path::Path, port: &str) -> Option<(u64, Vec<MemberInfo>)> {
+    let db = crate::disk::inspect::read_db(&data_dir.join("member/snap/db")).ok()?;
+    let cluster_id = crate::disk::inspect::read_wal(&data_dir.join("member/wal")).map_or(0, |w| w.cluster_id);
+    let members: Vec<MemberInfo> = db
+        .members
+        .iter()
+        .map(|x| MemberInfo {
+            id: x.id,
+            name: x.name.clone(),
+            peer_urls: x.peer_urls.clone(),
+            client_urls: match (x.client_urls.is_empty(), x.name.is_empty()) {
+                (true, false) => x.peer_urls.iter().filter_map(|p| on_port(p, port)).collect(),
+                _ => x.client_urls.clone(),
+            },
+            is_learner: x.is_learner,
+        })
+        .collect();
+    (!members.is_empty()).then_some((cluster_id, members))
 }
 
 /// The client URLs of the members this node's db lists (their peer hosts on this node's client

@@ -129,6 +129,26 @@ fn healthy_degraded_lost(version: &str) {
     let logs = local["logs"].to_string();
     assert!(logs.contains("peer-missing.crt: no such file or directory"), "log tail: {logs}");
     assert!(warnings(&r.json).contains("quorum lost"), "{}", r.json);
+
+    // node1 stopped too: nobody answers. The members are those node2's data dir last recorded,
+    // with their IDs and names, in its cluster (not nameless endpoints).
+    c.stop_node(1);
+    let r = status(&c, 2, &[]);
+    assert_eq!(r.code, 4, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(r.json["clusterId"], cluster_id.as_str(), "{}", r.json);
+    let members = r.json["members"].as_array().unwrap();
+    let mut recorded: Vec<(String, String)> = members
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap().to_string(), m["id"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    recorded.sort();
+    assert_eq!(recorded.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["node1", "node2", "node3"]);
+    let mut recorded_ids: Vec<String> = recorded.into_iter().map(|(_, id)| id).collect();
+    recorded_ids.sort();
+    assert_eq!(recorded_ids, ids);
+    assert!(members.iter().all(|m| m["endpoint"]["reachable"] == false), "{}", r.json);
+    assert_eq!(r.json["quorum"]["voters"], 3);
+    assert!(warnings(&r.json).contains("the members listed are those"), "{}", r.json);
 }
 
 #[test]
