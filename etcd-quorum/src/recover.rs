@@ -296,6 +296,23 @@ fn done_already(
 }
 
 /// The member list as this member alone sees it.
+/// Waits (up to `timeout`, 20 s at most) until `url` lists no voter but `own`: a forced start
+/// answers before it has applied the removals it appended at boot, so a list asked at once may
+/// still name the old members (seen on a loaded machine). What is listed then is checked by the
+/// caller; the bound keeps a real failure from holding the flag in for long.
+fn others_gone(shared: &Shared, url: &str, own: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout.min(Duration::from_secs(20));
+    while Instant::now() < deadline {
+        let others = members_of(shared, url)
+            .map(|l| l.iter().any(|m| !m.is_learner && !common::report::same_id(&m.id, own)))
+            .unwrap_or(true);
+        if !others {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
     Ok(members_of(shared, url)?.iter().map(|m| if m.name.is_empty() { m.id.clone() } else { m.name.clone() }).collect())
 }
@@ -575,6 +592,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
         steps.push("--force-new-cluster added to the manifest".into());
         common::failpoint::hit("recover-flag-in");
         let forced = wait_restart(&crictl, |c| c.created_at > written, &shared, &url, timeout).and_then(|_| {
+            others_gone(&shared, &url, &before.member_id, timeout);
             remove_kept_learners(&shared, &url, &before.member_id, &mut steps)?;
             let seen = members_seen_by(&shared, &url)?;
             if seen.len() != 1 {

@@ -89,7 +89,7 @@ fn recover(version: &str) {
     let (r, _) = c.paused_at(cmd, "recover-flag-in", |pid| assert!(etcd_lab::cri::signal(pid, libc::SIGTERM)));
     assert_eq!(r.code, 128 + libc::SIGTERM, "{}\n{}", r.stderr, r.stdout);
     assert!(r.stderr.contains("signal received; the procedure goes on to its end"), "{}", r.stderr);
-    assert_eq!(r.json["kind"], "QuorumRecovery");
+    assert_eq!(r.json["kind"], "QuorumRecovery", "{}\n{}", r.stderr, r.stdout);
     assert_eq!(r.json["manifestRestored"], true);
     assert!(std::path::Path::new(r.json["backup"].as_str().unwrap()).join("member/snap/db").is_file());
     let mut rejoin: Vec<String> =
