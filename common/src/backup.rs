@@ -12,6 +12,13 @@ pub fn backup_root(shared: &crate::cli::Shared, flag: Option<&str>) -> PathBuf {
     flag.map(PathBuf::from).unwrap_or_else(|| crate::cli::host_path(&shared.rootfs, BACKUP_ROOT))
 }
 
+/// The newest `<backup root>/<timestamp>/etcd.yaml`: what the last clean moved aside.
+pub fn last_cleaned_manifest(root: &Path) -> Option<PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    dirs.into_iter().rev().map(|d| d.join("etcd.yaml")).find(|m| m.is_file())
+}
+
 /// A directory that is absent or has nothing in it (a safe target to create or fill).
 pub fn empty_or_absent(p: &Path) -> bool {
     empty_or_absent_but(p, &[])

@@ -470,9 +470,27 @@ impl Survey {
     /// The error of a procedure that needs a live cluster when none answered: exit 7 when every
     /// endpoint timed out (frozen or unroutable members may come back), else 4.
     pub fn unreachable(&self) -> anyhow::Error {
+        // Only the default asked (no endpoints given, no manifest or member data here to say
+        // where the members are): that says nothing of the cluster's quorum.
+        if self.only_the_default() {
+            return crate::exit::coded(
+                crate::exit::ERROR,
+                format!(
+                    "nothing answered at {} ({}), and nothing on this node says where the members are (no \
+                     manifest, none a clean set aside, no member data): give --endpoints",
+                    crate::cli::DEFAULT_ENDPOINT,
+                    self.describe_failures()
+                ),
+            );
+        }
         let code =
             if self.all_failed_with(FailKind::Timeout) { crate::exit::TIMEOUT } else { crate::exit::QUORUM_LOST };
         crate::exit::coded(code, format!("no endpoint reachable: {}", self.describe_failures()))
+    }
+
+    /// The endpoints were neither given nor found: the default alone was asked.
+    pub fn only_the_default(&self) -> bool {
+        !self.explicit && self.probes.len() == 1 && self.probes[0].url == crate::cli::DEFAULT_ENDPOINT
     }
 }
 
@@ -524,6 +542,32 @@ pub fn survey_with_known(shared: &Shared, manifest: Option<&Manifest>, data_dir:
         );
     }
     Ok(survey)
+}
+
+/// The cluster as seen from this node when no endpoints are given: asked where its manifest
+/// says, else where the manifest the last clean moved aside says (a cleaned node), and when
+/// nothing answers there, at the members its data dir (or the cleaned one) last recorded. Given
+/// endpoints are asked alone: the picture asked for.
+pub fn survey_of_node(shared: &Shared, manifest: Option<&Manifest>) -> Result<Survey> {
+    if shared.endpoints.is_some() {
+        return survey(shared, manifest);
+    }
+    let cleaned_path = match manifest {
+        Some(_) => None,
+        None => crate::backup::last_cleaned_manifest(&crate::backup::backup_root(shared, None)),
+    };
+    let cleaned = cleaned_path.as_deref().and_then(|p| Manifest::load(p).ok());
+    let seed = manifest.or(cleaned.as_ref());
+    let data_dir = match seed {
+        Some(m) => match m.data_dir(&shared.rootfs) {
+            Ok(d) => d,
+            Err(_) => return survey(shared, seed),
+        },
+        None => crate::cli::host_path(&shared.rootfs, crate::manifest::DEFAULT_DATA_DIR),
+    };
+    // A cleaned node's data dir went beside its manifest.
+    let moved = cleaned_path.as_deref().and_then(|p| Some(p.parent()?.join(data_dir.file_name()?)));
+    survey_with_known(shared, seed, &moved.filter(|d| d.is_dir()).unwrap_or(data_dir))
 }
 
 /// The member list this node's data dir last recorded: the cluster its WAL names and the db's

@@ -52,7 +52,7 @@ common::with_shared_flags! {
 
 fn live(shared: &Shared) -> Result<Survey> {
     let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
-    let survey = cluster::survey(shared, manifest.as_ref())?;
+    let survey = cluster::survey_of_node(shared, manifest.as_ref())?;
     if survey.nobody_answered() {
         return Err(survey.unreachable());
     }

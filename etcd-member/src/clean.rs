@@ -101,7 +101,8 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     let resumed = if manifest_present || args.data_dir.is_some() {
         None
     } else {
-        crate::last_cleaned_manifest(&root).and_then(|p| Some((p.parent()?.to_path_buf(), Manifest::load(&p).ok()?)))
+        common::backup::last_cleaned_manifest(&root)
+            .and_then(|p| Some((p.parent()?.to_path_buf(), Manifest::load(&p).ok()?)))
     };
     // The manifest's is the dir etcd uses: another one moved aside would leave etcd's in place.
     let named = manifest

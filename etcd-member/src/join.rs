@@ -433,7 +433,8 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let root = backup_root(&shared, args.backup_dir.as_deref());
-    let template_path = args.template.as_ref().map(PathBuf::from).or_else(|| crate::last_cleaned_manifest(&root));
+    let template_path =
+        args.template.as_ref().map(PathBuf::from).or_else(|| common::backup::last_cleaned_manifest(&root));
     let template = template_path.as_deref().map(Manifest::load).transpose()?;
     // Where the cluster is: the template's or the in-place manifest's URLs, else --endpoints
     // (the kubeadm default would only ask this node's own etcd, which is not running).

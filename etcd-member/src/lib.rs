@@ -22,10 +22,3 @@ common::subcommands! {
     Add(add::AddArgs) => add::run_add,
     Promote(add::PromoteArgs) => add::run_promote,
 }
-
-/// The newest `<backup root>/<timestamp>/etcd.yaml`: what the last clean moved aside.
-pub(crate) fn last_cleaned_manifest(root: &std::path::Path) -> Option<std::path::PathBuf> {
-    let mut dirs: Vec<_> = std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    dirs.sort();
-    dirs.into_iter().rev().map(|d| d.join("etcd.yaml")).find(|m| m.is_file())
-}

@@ -231,7 +231,7 @@ pub fn run(args: RemoveArgs) -> Result<u8> {
             shared.endpoints = Some(urls);
         }
     }
-    let survey = cluster::survey(&shared, manifest.as_ref())?;
+    let survey = cluster::survey_of_node(&shared, manifest.as_ref())?;
     if survey.nobody_answered() {
         return Err(survey.unreachable());
     }

@@ -269,7 +269,7 @@ fn sources(args: &SaveArgs, shared: &Shared) -> Result<Vec<(String, String)>> {
         }
         _ => {
             let manifest = common::manifest::Manifest::load(&shared.manifest).ok();
-            let survey = common::cluster::survey(shared, manifest.as_ref())?;
+            let survey = common::cluster::survey_of_node(shared, manifest.as_ref())?;
             if survey.nobody_answered() {
                 return Err(survey.unreachable());
             }

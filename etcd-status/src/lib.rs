@@ -144,12 +144,9 @@ pub fn run(args: Args) -> Result<u8> {
         }
     };
     // kubeadm's first node names only itself in --initial-cluster: with its etcd down, the
-    // members its data dir knew are asked too.
-    // Endpoints given are asked alone: the picture asked for.
-    let survey = match manifest.as_ref().map(|m| (m, m.data_dir(&shared.rootfs))) {
-        Some((m, Ok(dir))) if shared.endpoints.is_none() => cluster::survey_with_known(&shared, Some(m), &dir),
-        _ => cluster::survey(&shared, manifest.as_ref()),
-    };
+    // members its data dir knew are asked too; on a cleaned node, where its moved-aside manifest
+    // and data say. Endpoints given are asked alone: the picture asked for.
+    let survey = cluster::survey_of_node(&shared, manifest.as_ref());
     // A client certificate out of its validity (kubeadm's expire together): this node's are named.
     let survey = survey.map_err(|e| match e.downcast_ref::<common::client::CertOutOfValidity>() {
         Some(_) => coded(exit::code_of(&e), format!("{e:#}{}", certs_here())),
@@ -166,6 +163,11 @@ pub fn run(args: Args) -> Result<u8> {
                 certs_here()
             ),
         ));
+    }
+    // Only the default asked and it did not answer: nothing is known of any cluster, so no picture
+    // of one (it would be a made-up one-member cluster with its quorum lost).
+    if survey.nobody_answered() && survey.only_the_default() && manifest.is_none() {
+        return Err(survey.unreachable());
     }
     let mut status = survey.status.clone();
     let mut degraded = cluster::is_degraded(&status);

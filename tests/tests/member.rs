@@ -709,6 +709,53 @@ fn clean_without_a_manifest_still_asks_whether_its_member_answers_3_5_30() {
     assert!(c.node(2).manifest().exists());
 }
 
+/// A cleaned node has no manifest, but the tools still find its cluster: through the manifest the
+/// clean set aside (and the data dir beside it). etcd-status there shows the real cluster (not a
+/// made-up one-member one with its quorum lost), and the runbook's next step, removing the
+/// member, runs there too. A host with nothing to go on says to give --endpoints.
+#[test]
+fn a_cleaned_node_still_finds_its_cluster_3_5_30() {
+    let c = Cluster::start(Spec::new(3, "3.5.30"));
+    // node3's etcd crash-loops (its peer certificate is not where the manifest says).
+    let m = std::fs::read_to_string(c.node(3).manifest()).unwrap();
+    std::fs::write(c.node(3).manifest(), m.replace("pki/etcd/peer.crt", "pki/etcd/peer-missing.crt")).unwrap();
+    c.wait_container(3, "exited after a restart", |c| {
+        c["state"] == "CONTAINER_EXITED" && c["metadata"]["attempt"].as_u64().unwrap() >= 1
+    });
+    let r = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.json["manifestBackup"].is_string() && !c.node(3).manifest().exists(), "{}", r.stdout);
+    let s = tool(&c, "etcd-status", 3, &[], None);
+    assert_eq!(s.code, 3, "node3 listed, not answering: {}\n{}", s.stderr, s.stdout);
+    assert_eq!(s.json["members"].as_array().unwrap().len(), 3, "{}", s.stdout);
+    assert_eq!(s.json["quorum"]["hasQuorum"], true, "{}", s.stdout);
+    assert_eq!(member_names(&c), ["node1", "node2", "node3"]);
+    let r = tool(&c, "etcd-member", 3, &["remove", "node3", "--yes"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(member_names(&c), ["node1", "node2"]);
+    let s = tool(&c, "etcd-status", 3, &[], None);
+    assert_eq!(s.code, 0, "{}\n{}", s.stderr, s.stdout);
+    // Nothing to go on: no manifest, no backup, no data (the certificates are there).
+    let bare = c.base.join("bare");
+    std::fs::create_dir_all(bare.join("etc/kubernetes/pki")).unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(c.node(3).pki())
+        .arg(bare.join("etc/kubernetes/pki"))
+        .output()
+        .unwrap();
+    assert!(cp.status.success());
+    let mut cmd = c.tool("etcd-status", 3);
+    cmd.env("ETCD_ROOTFS", &bare).args(["-w", "json"]);
+    let s = etcd_lab::run(cmd, None);
+    assert_eq!(s.code, 1, "{}\n{}", s.stderr, s.stdout);
+    assert!(
+        s.stderr.contains("nothing on this node says where the members are") && s.stderr.contains("give --endpoints"),
+        "{}",
+        s.stderr
+    );
+}
+
 /// A crictl that looks at another runtime (it lists no etcd container) while node3's etcd still
 /// runs (frozen, so not a member that answers, and it holds on past the kubelet's stop): clean
 /// waits for etcd to let go of its db instead of moving the data dir from under it, times out
