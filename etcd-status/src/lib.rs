@@ -50,6 +50,23 @@ fn certificate(path: &Path, used_as: String, now: i64) -> CertificateView {
     view
 }
 
+/// How far back the log is searched for the line that says why etcd stopped.
+const CAUSE_SEARCH_LINES: usize = 300;
+
+/// The last `n` lines, with the line that says why etcd stopped first when it is further back: a
+/// Go panic's stack (dozens of lines) pushes its message out of a short tail.
+fn tail_with_cause(lines: Vec<String>, n: usize) -> Vec<String> {
+    let start = lines.len().saturating_sub(n);
+    let is_cause = |l: &String| {
+        l.contains("panic: ")
+            || l.contains("\"level\":\"fatal\"")
+            || l.contains("\"level\":\"panic\"")
+            || l.starts_with("fatal error:")
+    };
+    let cause = lines[..start].iter().rposition(is_cause).filter(|_| !lines[start..].iter().any(is_cause));
+    cause.map(|i| lines[i].clone()).into_iter().chain(lines[start..].iter().cloned()).collect()
+}
+
 /// This node: the etcd container (a missing or failing crictl only degrades this view), the log
 /// tail when etcd is not running, the manifest's flags, certificate expiry.
 fn local_view(shared: &Shared, manifest: &Manifest, log_lines: usize) -> LocalView {
@@ -63,8 +80,8 @@ fn local_view(shared: &Shared, manifest: &Manifest, log_lines: usize) -> LocalVi
     match crictl.find_etcd() {
         Ok(Some(c)) => {
             if !c.running() && log_lines > 0 {
-                match crictl.logs_tail(&c.id, log_lines) {
-                    Ok(lines) => view.logs = lines,
+                match crictl.logs_tail(&c.id, log_lines.max(CAUSE_SEARCH_LINES)) {
+                    Ok(lines) => view.logs = tail_with_cause(lines, log_lines),
                     Err(e) => view.warnings.push(format!("logs of {}: {e:#}", c.id)),
                 }
             }
@@ -82,8 +99,44 @@ fn local_view(shared: &Shared, manifest: &Manifest, log_lines: usize) -> LocalVi
 }
 
 /// Degraded-state reasons that come from the local view.
-fn local_warnings(local: &LocalView, manifest: &Manifest) -> Vec<String> {
+fn local_warnings(
+    local: &LocalView,
+    manifest: &Manifest,
+    rootfs: &Path,
+    cluster: Option<&ClusterStatus>,
+) -> Vec<String> {
     let mut out = Vec::new();
+    // The cluster may be fine while this node's own etcd is not: that is this node's finding.
+    if let Some(c) = local.container.as_ref().filter(|c| c.state != "CONTAINER_RUNNING") {
+        out.push(format!(
+            "this node's etcd is not running (container {} {}, attempt {}): its log tail says why",
+            c.id, c.state, c.attempt
+        ));
+    }
+    if let Ok(dir) = manifest.data_dir(rootfs)
+        && !dir.join("member").is_dir()
+    {
+        out.push(format!("{}, the manifest's --data-dir, holds no member data", dir.display()));
+    }
+    // Listed by the cluster (not as this node's own data recorded it): a member removed since
+    // cannot come back by restarting; its etcd exits at each start.
+    if let Some(s) = cluster
+        .filter(|s| !s.cluster_id.is_empty() && !s.warnings.iter().any(|w| w.starts_with(cluster::NO_LIST_WARNING)))
+    {
+        let name = manifest.flag("name").unwrap_or_default();
+        let peers = common::cli::split_list(&manifest.flag("initial-advertise-peer-urls").unwrap_or_default());
+        let listed = s
+            .members
+            .iter()
+            .any(|m| m.peer_urls.iter().any(|u| peers.contains(u)) || (!name.is_empty() && m.name == name));
+        if !listed {
+            out.push(format!(
+                "this node's member ({name}, {}) is not in the cluster's member list: it was removed, and its etcd \
+                 cannot rejoin as it is (etcd-member clean, then etcd-member join)",
+                peers.join(",")
+            ));
+        }
+    }
     if local.force_new_cluster {
         let what = match manifest.force_new_cluster() {
             true => "--force-new-cluster is still in",
@@ -133,7 +186,7 @@ pub fn run(args: Args) -> Result<u8> {
     let certs_here = || {
         let here: Vec<String> = manifest
             .as_ref()
-            .map(|m| local_warnings(&local_view(&shared, m, 0), m))
+            .map(|m| local_warnings(&local_view(&shared, m, 0), m, &shared.rootfs, None))
             .unwrap_or_default()
             .into_iter()
             .filter(|w| w.starts_with("certificate "))
@@ -178,7 +231,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     if let Some(m) = &manifest {
         let local = local_view(&shared, m, args.logs);
-        let more = local_warnings(&local, m);
+        let more = local_warnings(&local, m, &shared.rootfs, Some(&status));
         degraded |= !more.is_empty();
         status.warnings.extend(more);
         status.local = Some(local);
@@ -303,4 +356,87 @@ pub fn render_table(s: &ClusterStatus) -> String {
         out += &format!("WARNING: {w}\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_of_a_crash_goes_first_when_the_tail_misses_it() {
+        let mut lines: Vec<String> =
+            vec!["started".into(), "panic: tocommit(33) is out of range [lastIndex(0)]".into()];
+        lines.extend((0..40).map(|i| format!("\tgoroutine frame {i}")));
+        let tail = tail_with_cause(lines.clone(), 20);
+        assert_eq!(tail.len(), 21);
+        assert_eq!(tail[0], lines[1]);
+        assert_eq!(tail[1..], lines[22..]);
+        // In the tail already: the tail as it is.
+        assert_eq!(tail_with_cause(lines.clone(), 41), lines[1..].to_vec());
+        // zap's JSON line of a fatal log counts too; none at all, the plain tail.
+        let fatal = vec![r#"{"level":"fatal","msg":"x"}"#.to_string(), "a".into(), "b".into()];
+        assert_eq!(tail_with_cause(fatal.clone(), 1), [fatal[0].clone(), "b".into()]);
+        assert_eq!(tail_with_cause(vec!["a".into(), "b".into()], 1), ["b"]);
+    }
+
+    fn member(name: &str, peer: &str) -> report::MemberStatus {
+        report::MemberStatus {
+            member: report::MemberRef {
+                id: "01".into(),
+                name: name.into(),
+                peer_urls: vec![peer.into()],
+                ..Default::default()
+            },
+            started: true,
+            endpoint: Default::default(),
+        }
+    }
+
+    #[test]
+    fn this_nodes_own_troubles_are_warned_of() {
+        let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/testdata");
+        let text = std::fs::read_to_string(testdata.join("etcd.yaml.kubeadm-1.31")).unwrap();
+        let root = std::env::temp_dir().join(format!("status-local-{}", std::process::id()));
+        let m = Manifest::parse(&root.join("etc/kubernetes/manifests/etcd.yaml"), &text).unwrap();
+        std::fs::create_dir_all(root.join("var/lib/etcd/member")).unwrap();
+        let running = LocalView {
+            container: Some(ContainerView { id: "c1".into(), state: "CONTAINER_RUNNING".into(), attempt: 0 }),
+            ..Default::default()
+        };
+        let status = |members| ClusterStatus {
+            kind: "ClusterStatus".into(),
+            taken_at: String::new(),
+            cluster_id: "0a".into(),
+            leader: String::new(),
+            members,
+            alarms: vec![],
+            quorum: Default::default(),
+            local: None,
+            warnings: vec![],
+        };
+        let listed =
+            status(vec![member("cp1", "https://192.168.0.150:2380"), member("cp2", "https://192.168.0.151:2380")]);
+        assert_eq!(local_warnings(&running, &m, &root, Some(&listed)), Vec::<String>::new());
+        // Removed from the cluster; not running; its data gone.
+        let gone = status(vec![member("cp2", "https://192.168.0.151:2380")]);
+        let w = local_warnings(&running, &m, &root, Some(&gone)).join("\n");
+        assert!(
+            w.contains("this node's member (cp1, https://192.168.0.150:2380) is not in the cluster's member list"),
+            "{w}"
+        );
+        let exited = LocalView {
+            container: Some(ContainerView { id: "c1".into(), state: "CONTAINER_EXITED".into(), attempt: 3 }),
+            ..Default::default()
+        };
+        let w = local_warnings(&exited, &m, &root, Some(&listed)).join("\n");
+        assert!(w.contains("this node's etcd is not running (container c1 CONTAINER_EXITED, attempt 3)"), "{w}");
+        std::fs::remove_dir_all(root.join("var/lib/etcd/member")).unwrap();
+        let w = local_warnings(&running, &m, &root, Some(&listed)).join("\n");
+        assert!(w.contains("var/lib/etcd, the manifest's --data-dir, holds no member data"), "{w}");
+        // A list this node's data recorded (nobody answered) is no finding about membership.
+        let mut recorded = gone.clone();
+        recorded.warnings.push(format!("{}: no endpoint answered", cluster::NO_LIST_WARNING));
+        assert!(!local_warnings(&running, &m, &root, Some(&recorded)).join("\n").contains("not in the cluster's"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -129,6 +129,7 @@ fn healthy_degraded_lost(version: &str) {
     let logs = local["logs"].to_string();
     assert!(logs.contains("peer-missing.crt: no such file or directory"), "log tail: {logs}");
     assert!(warnings(&r.json).contains("quorum lost"), "{}", r.json);
+    assert!(warnings(&r.json).contains("this node's etcd is not running (container "), "{}", r.json);
 
     // node1 stopped too: nobody answers. The members are those node2's data dir last recorded,
     // with their IDs and names, in its cluster (not nameless endpoints).
