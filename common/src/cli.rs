@@ -431,7 +431,9 @@ pub fn plan_gate(plan: &crate::report::Plan, output: Output, dry_run: bool) -> R
     }
     let failed = plan.failed();
     if !failed.is_empty() {
-        let reasons: Vec<String> = failed.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
+        // What was found first, then the condition it fails: the condition alone ("this node's
+        // member does not answer") read in a hurry says the opposite of what is true.
+        let reasons: Vec<String> = failed.iter().map(|c| format!("{} (needed: {})", c.detail, c.check)).collect();
         return Err(coded(exit::REFUSED, format!("refused: {}", reasons.join("; "))));
     }
     Ok(None)

@@ -343,6 +343,10 @@ pub struct DataDirInspection {
     /// The manifest still has --force-new-cluster.
     #[serde(default)]
     pub force_new_cluster: bool,
+    /// An etcd held the db while it was read: the numbers are what it had written, behind what it
+    /// serves (it writes its commit index and applied index lazily).
+    #[serde(default)]
+    pub etcd_running: bool,
     #[serde(default)]
     pub inspected_at: String,
     #[serde(default)]

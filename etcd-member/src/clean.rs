@@ -167,7 +167,12 @@ pub fn run(args: CleanArgs) -> Result<u8> {
                 let tls = s.tls_failures();
                 let (ok, detail) = match me {
                     Some(x) if x.endpoint.reachable => {
-                        (args.force, format!("member {} ({}) answers at {}", x.name, x.id, x.endpoint.url))
+                        let why = format!("member {} ({}) answers at {}", x.name, x.id, x.endpoint.url);
+                        // Taking a live member down is a choice (before a restore of every node).
+                        (
+                            args.force,
+                            format!("{why}{}", if args.force { "" } else { "; --force takes it down all the same" }),
+                        )
                     }
                     Some(x) if tls.iter().any(|f| f.starts_with(&format!("{}: ", x.endpoint.url))) => {
                         unknown(format!("TLS failed: {}; check --cacert/--cert/--key", tls.join("; ")))

@@ -433,12 +433,19 @@ pub fn run(args: JoinArgs) -> Result<u8> {
     let timeout = cli::duration_flag("timeout", &args.timeout)?;
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let root = backup_root(&shared, args.backup_dir.as_deref());
-    let template_path =
-        args.template.as_ref().map(PathBuf::from).or_else(|| common::backup::last_cleaned_manifest(&root));
+    // The template: given, else the manifest the last clean set aside, else the one in place (an
+    // interrupted join's, which its rerun finishes; or a node not cleaned, which the plan then
+    // refuses saying so, rather than asking for flags a join would not need).
+    let in_place = Manifest::load(&shared.manifest).ok();
+    let template_path = args
+        .template
+        .as_ref()
+        .map(PathBuf::from)
+        .or_else(|| common::backup::last_cleaned_manifest(&root))
+        .or_else(|| in_place.as_ref().map(|_| shared.manifest.clone()));
     let template = template_path.as_deref().map(Manifest::load).transpose()?;
     // Where the cluster is: the template's or the in-place manifest's URLs, else --endpoints
     // (the kubeadm default would only ask this node's own etcd, which is not running).
-    let in_place = Manifest::load(&shared.manifest).ok();
     let seed = template.as_ref().or(in_place.as_ref());
     if seed.is_none() && shared.endpoints.is_none() {
         return Err(coded(

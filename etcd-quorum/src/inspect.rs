@@ -29,8 +29,20 @@ pub(crate) fn data_dir(flag: Option<&str>, shared: &Shared, manifest: Option<&Ma
     let dir = match (flag, manifest) {
         (Some(d), _) => PathBuf::from(d),
         (None, Some(m)) => m.data_dir(&shared.rootfs)?,
+        // A node whose manifest was moved out (the kubeadm way to stop etcd): kubeadm's data dir.
         (None, None) => {
-            return Err(coded(exit::USAGE, format!("no --data-dir and no manifest at {}", shared.manifest.display())));
+            let default = cli::host_path(&shared.rootfs, common::manifest::DEFAULT_DATA_DIR);
+            if !default.join("member").is_dir() {
+                return Err(coded(
+                    exit::USAGE,
+                    format!(
+                        "no --data-dir, no manifest at {}, and no member data in {}",
+                        shared.manifest.display(),
+                        default.display()
+                    ),
+                ));
+            }
+            default
         }
     };
     match (std::fs::metadata(&dir), flag.is_some()) {
@@ -116,6 +128,7 @@ fn inspection_and_crc(dir: &Path, manifest: Option<&Manifest>) -> Result<(DataDi
         torn_tail: wal.torn_tail.as_ref().map(|(f, at)| format!("{f} at byte {at}")),
         snapshot_index: i.snap.as_ref().map(|s| s.index),
         force_new_cluster: manifest.is_some_and(Manifest::force_new_cluster),
+        etcd_running: common::durable::locked_by_another(&dir.join("member/snap/db")),
         inspected_at: common::time::rfc3339_secs(common::time::now_secs()),
         problems: i.problems.clone(),
     };
@@ -156,6 +169,13 @@ pub fn run(args: InspectArgs) -> Result<u8> {
     };
     let dir = data_dir(args.data_dir.as_deref(), &shared, manifest.as_ref()).map_err(flagged)?;
     let (doc, crc) = inspection_and_crc(&dir, manifest.as_ref()).map_err(flagged)?;
+    if doc.etcd_running {
+        common::say!(
+            "etcd-quorum: warning: etcd runs on {}: these numbers are what it has written, behind what it serves; \
+             for an exact choice stop it (move its manifest out of the manifests dir) and inspect again",
+            dir.display()
+        );
+    }
     if doc.force_new_cluster {
         common::say!("etcd-quorum: WARNING: {} {}", common::report::FORCE_FLAG_LEFT, shared.manifest.display());
     }

@@ -195,11 +195,18 @@ pub fn run(args: PickArgs) -> Result<u8> {
     }
     // Voters the documents list that sent none (its inspect never ran: an ssh that failed in a
     // loop prints nothing): the most up-to-date one may be among them.
+    // A node whose inspect failed is named in its Error document ("node <name>: ..."): it is
+    // listed once, as that failure.
+    let failed_nodes: Vec<&str> =
+        skipped.iter().filter_map(|s| s.strip_prefix("node ")?.split_once(": ").map(|(n, _)| n)).collect();
     let mut unheard: Vec<String> = Vec::new();
     let mut named: Vec<&str> = Vec::new();
     for m in docs.iter().flat_map(|d| &d.members).filter(|m| !m.is_learner) {
         let known = |id: &str| report::same_id(id, &m.id);
-        if docs.iter().any(|d| known(&d.member_id)) || named.iter().any(|id| known(id)) {
+        if docs.iter().any(|d| known(&d.member_id))
+            || named.iter().any(|id| known(id))
+            || (!m.name.is_empty() && failed_nodes.contains(&m.name.as_str()))
+        {
             continue;
         }
         named.push(&m.id);
@@ -212,6 +219,15 @@ pub fn run(args: PickArgs) -> Result<u8> {
     }
     let mut skipped = skipped;
     skipped.extend(unheard);
+    // Lagging numbers can rank a node below one that stopped later than it: said, not guessed at.
+    let running: Vec<&str> = docs.iter().filter(|d| d.etcd_running).map(|d| d.name.as_str()).collect();
+    if !running.is_empty() {
+        common::say!(
+            "etcd-quorum: warning: etcd was running on {} when inspected: its numbers lag what it served; stop \
+             etcd on every node (move its manifest out) and inspect again for an exact choice",
+            running.join(", ")
+        );
+    }
     let best = best(&docs)?;
     let winner = docs[best].clone();
     flagged_elsewhere(&docs, best, &skipped)?;
@@ -256,7 +272,7 @@ pub fn run(args: PickArgs) -> Result<u8> {
             );
         }
         for s in &c.skipped {
-            out += &format!("  not weighed (inspect failed): {s}\n");
+            out += &format!("  not weighed: {s}\n");
         }
         out
     });

@@ -506,7 +506,8 @@ fn old_cluster_gone(
         true => (
             false,
             format!(
-                "{} of {} voters of the old cluster still serve ({}): stop them first (etcd-member clean there), or \
+                "{} of {} voters of the old cluster still serve ({}): stop them first (etcd-member clean --force there: \
+                 their members answer), or \
                  restore every node at once (etcd-restore plan); --force to go on anyway",
                 outsiders.len(),
                 voters.len(),
@@ -662,7 +663,24 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     // A resumed run's data dir may hold its restored db: the members the old one knew are asked.
     let old_dir =
         journal.as_ref().and_then(|j| j.old_data_backup.as_ref()).and_then(|d| backup::moved_to(&data_dir, d));
-    let (alone, detail) = old_cluster_gone(shared, &original, &name, old_dir.as_deref().unwrap_or(&data_dir), &m);
+    let old_data = old_dir.as_deref().unwrap_or(&data_dir);
+    // The data replaced went further than the snapshot: without a bump, the revisions it served
+    // since are served again with other contents, and Kubernetes clients that hold them (watch
+    // caches, informers' resourceVersions) are not told. Said, not refused: a rollback is often
+    // what the restore is for.
+    let old_revision = common::disk::inspect::read_db(&old_data.join("member/snap/db")).map_or(0, |d| d.revision);
+    if old_revision > verified.status.revision && args.bump_revision.is_none() {
+        let w = format!(
+            "{} was at revision {old_revision}, the snapshot is at {}: revisions up to {old_revision} would be \
+             served again with other contents; under Kubernetes, add --bump-revision with more than every revision \
+             served since (etcd's guide uses 1000000000) and --mark-compacted",
+            data_dir.display(),
+            verified.status.revision
+        );
+        common::say!("etcd-restore: warning: {w}");
+        plan.check("no revision served again", true, format!("warning: {w}"));
+    }
+    let (alone, detail) = old_cluster_gone(shared, &original, &name, old_data, &m);
     plan.check("no majority of the old cluster serves beside the new one", alone || args.force, detail);
     crictl.plan_check(&mut plan, None);
     plan.check(

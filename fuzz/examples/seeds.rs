@@ -201,6 +201,7 @@ fn inspection() -> DataDirInspection {
         torn_tail: Some("0000000000000000-0000000000000000.wal at 4096".into()),
         snapshot_index: Some(1000),
         force_new_cluster: false,
+        etcd_running: false,
         inspected_at: "2025-01-02T03:04:05Z".into(),
         problems: vec![],
     }

@@ -1463,7 +1463,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &node3,
             &["clean", "--backup-dir", &s(&ro), "--yes"],
         )
-        .fails(5, &["refused: backup dir writable: ", "read-only backups: on a read-only filesystem"]),
+        .fails(5, &["refused: ", "read-only backups: on a read-only filesystem (needed: backup dir writable)"]),
         row(
             "restore --swap: backup dir on a read-only filesystem",
             "etcd-restore",

@@ -427,7 +427,9 @@ fn option_one(version: &str) {
     assert_eq!(refused.code, 5, "{}\n{}", refused.stderr, refused.stdout);
     let line = refused.stderr.lines().last().unwrap_or_default();
     assert!(
-        line.starts_with("etcd-restore: refused: no majority of the old cluster serves beside the new one"),
+        line.starts_with("etcd-restore: refused: 2 of 3 voters of the old cluster still serve")
+            && line.contains("etcd-member clean --force there")
+            && line.contains("(needed: no majority of the old cluster serves beside the new one)"),
         "{line}"
     );
     assert!(line.contains("2 of 3 voters of the old cluster still serve") && line.contains("node2"), "{line}");
@@ -470,8 +472,16 @@ fn option_one(version: &str) {
     let dry = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--dry-run"], None);
     assert_eq!(dry.code, 0, "{}\n{}", dry.stderr, dry.stdout);
     assert_eq!(dry.json["kind"], "Plan");
+    // The deletions went past the snapshot's revision: served again with other contents unless
+    // bumped, which is said (not refused).
+    let again = "would be served again with other contents";
+    assert!(dry.stdout.contains(again) && dry.stderr.contains(again), "{}\n{}", dry.stderr, dry.stdout);
+    let bumped = ["--swap", "--snapshot", &snap, "--dry-run", "--bump-revision", "1000", "--mark-compacted"];
+    let dry = c.run_json("etcd-restore", 1, &bumped, None);
+    assert!(dry.code == 0 && !dry.stdout.contains(again) && !dry.stderr.contains(again), "{}", dry.stdout);
     let r = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--yes"], None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains(again), "{}", r.stderr);
     assert_eq!(r.json["swappedIn"], true);
     let backups = r.json["backups"].as_array().unwrap();
     assert_eq!(backups.len(), 2, "manifest and old data dir: {}", r.json);
