@@ -195,13 +195,13 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// `path` (absolute, as on the host) under `rootfs`.
 /// A path as a document records it: absolute, so that the document still names the file when
 /// read from another dir (a pipeline, a stored document, a cron job's log).
 pub fn shown_path(p: &Path) -> String {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
 }
 
+/// `path` (absolute, as on the host) under `rootfs`.
 pub fn host_path(rootfs: &Path, path: &str) -> PathBuf {
     rootfs.join(path.trim_start_matches('/'))
 }
@@ -352,6 +352,15 @@ pub fn check_bump(bump: Option<u64>, mark_compacted: bool) -> Result<()> {
 /// A duration flag's value, or the usage error naming the flag (`--timeout: invalid duration ...`).
 pub fn duration_flag(flag: &str, value: &str) -> Result<Duration> {
     parse_duration(value).map_err(|m| coded(exit::USAGE, format!("--{flag}: {m}")))
+}
+
+/// [`duration_flag`] for a wait: zero is no wait at all (a clean would move the manifest out and
+/// give up at once; a recover would take the flag out before the kubelet could act on it).
+pub fn timeout_flag(flag: &str, value: &str) -> Result<Duration> {
+    match duration_flag(flag, value)? {
+        d if d.is_zero() => Err(coded(exit::USAGE, format!("--{flag}: {value:?} is no time at all"))),
+        d => Ok(d),
+    }
 }
 
 /// The host of a URL: no scheme, port, trailing slash or IPv6 brackets.

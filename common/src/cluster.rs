@@ -552,8 +552,12 @@ pub fn survey_of_node(shared: &Shared, manifest: Option<&Manifest>) -> Result<Su
     if shared.endpoints.is_some() {
         return survey(shared, manifest);
     }
+    // A clean moved the data away too: a node whose data is in place (its manifest moved out by
+    // hand) is seen from that data, not from an older clean's backup.
+    let default = crate::cli::host_path(&shared.rootfs, crate::manifest::DEFAULT_DATA_DIR);
     let cleaned_path = match manifest {
         Some(_) => None,
+        None if default.join("member").is_dir() => None,
         None => crate::backup::last_cleaned_manifest(&crate::backup::backup_root(shared, None)),
     };
     let cleaned = cleaned_path.as_deref().and_then(|p| Manifest::load(p).ok());
@@ -563,7 +567,7 @@ pub fn survey_of_node(shared: &Shared, manifest: Option<&Manifest>) -> Result<Su
             Ok(d) => d,
             Err(_) => return survey(shared, seed),
         },
-        None => crate::cli::host_path(&shared.rootfs, crate::manifest::DEFAULT_DATA_DIR),
+        None => default,
     };
     // A cleaned node's data dir went beside its manifest.
     let moved = cleaned_path.as_deref().and_then(|p| Some(p.parent()?.join(data_dir.file_name()?)));

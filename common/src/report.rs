@@ -47,7 +47,7 @@ pub struct ClusterStatus {
     pub kind: String,
     /// When the picture was taken (RFC 3339): consumers refuse stale documents.
     pub taken_at: String,
-    /// null when no member answered to say.
+    /// null when nothing says (no member answered, and no data dir here recorded it).
     #[serde(with = "empty_is_null")]
     pub cluster_id: String,
     /// The leader's member ID, null when no reachable member knows one.

@@ -70,7 +70,7 @@ fn gate(plan: &Plan, shared: &Shared, dry_run: bool, yes: bool, question: &str) 
 
 pub fn run_add(args: AddArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    let timeout = cli::timeout_flag("timeout", &args.timeout)?;
     cli::check_url(&args.peer_url).map_err(|m| coded(exit::USAGE, format!("peer URL: {m}")))?;
     let survey = live(&shared)?;
     let s = &survey.status;
@@ -124,7 +124,7 @@ pub fn run_add(args: AddArgs) -> Result<u8> {
 
 pub fn run_promote(args: PromoteArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    let timeout = cli::timeout_flag("timeout", &args.timeout)?;
     let survey = live(&shared)?;
     let s = &survey.status;
     let target = find_member(s, &args.member)?;

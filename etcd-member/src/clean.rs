@@ -55,35 +55,52 @@ fn own_member<'a>(members: &'a [MemberStatus], name: &str, peers: &str) -> Optio
 /// Who this node's member is: as the manifest names it, or, with no manifest to say, the member
 /// its data dir's WAL was written by (a member removed since is in no list, which is an answer).
 enum Own {
-    Named { name: String, peers: String },
-    Recorded(String),
+    Named {
+        name: String,
+        peers: String,
+    },
+    /// The member ID and the cluster ID the WAL records.
+    Recorded(String, String),
 }
 
 impl Own {
     fn find<'a>(&self, members: &'a [MemberStatus]) -> Option<&'a MemberStatus> {
         match self {
             Own::Named { name, peers } => own_member(members, name, peers),
-            Own::Recorded(id) => members.iter().find(|x| &x.id == id),
+            Own::Recorded(id, _) => members.iter().find(|x| &x.id == id),
         }
     }
 
     fn not_found(&self) -> String {
         match self {
             Own::Named { name, peers } => format!("no member named {name:?} or with peer URL {peers}"),
-            Own::Recorded(id) => format!("no member {id} (whose data this is) in the cluster"),
+            Own::Recorded(id, _) => format!("no member {id} (whose data this is) in the cluster"),
+        }
+    }
+
+    /// Members of another cluster answered (an `ETCDCTL_ENDPOINTS` left in the shell): that this
+    /// data's member is not among them says nothing, nor does their quorum.
+    fn foreign(&self, s: &common::report::ClusterStatus) -> Option<String> {
+        match self {
+            Own::Recorded(_, cluster)
+                if !s.cluster_id.is_empty() && !common::report::same_id(&s.cluster_id, cluster) =>
+            {
+                Some(format!("the members that answered are of cluster {}, this data dir's is {cluster}", s.cluster_id))
+            }
+            _ => None,
         }
     }
 }
 
 fn recorded_member(data_dir: &std::path::Path) -> std::result::Result<Own, String> {
     common::disk::inspect::read_wal(&data_dir.join("member/wal"))
-        .map(|w| Own::Recorded(common::report::hex_id(w.member_id)))
+        .map(|w| Own::Recorded(common::report::hex_id(w.member_id), common::report::hex_id(w.cluster_id)))
         .map_err(|e| format!("no manifest, and {}: {e}", data_dir.display()))
 }
 
 pub fn run(args: CleanArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    let timeout = cli::timeout_flag("timeout", &args.timeout)?;
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let manifest_present = shared.manifest.exists();
     // A broken manifest is one reason to clean a node: it still goes aside, the data dir then
@@ -162,6 +179,10 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         // The members this node's db knew are asked too when nothing at the manifest's addresses
         // answers (kubeadm's first node names itself alone).
         match common::cluster::survey_with_known(&shared, manifest.as_ref(), &data_dir) {
+            Ok(s) if own.foreign(&s.status).is_some() => {
+                let (ok, detail) = unknown(own.foreign(&s.status).unwrap_or_default());
+                plan.check("this node's member does not answer", ok, detail);
+            }
             Ok(s) if !s.nobody_answered() => {
                 let me = own.find(&s.status.members);
                 let tls = s.tls_failures();
@@ -358,5 +379,31 @@ mod tests {
         assert_eq!(own_member(&list, "node3", "https://10.0.0.7:2380").unwrap().id, "a3", "by name");
         assert_eq!(own_member(&list, "", "https://10.0.0.3:2380").unwrap().id, "a3");
         assert!(own_member(&list, "node4", "https://10.0.0.4:2380").is_none());
+    }
+
+    /// With no manifest, the data's member is found by ID, and only among members of its cluster.
+    #[test]
+    fn a_recorded_member_is_looked_for_in_its_own_cluster() {
+        let own = Own::Recorded("00000000000000b3".into(), "00000000000000c1".into());
+        let list = vec![
+            member("node1", "00000000000000a1", "10.0.0.1", true),
+            member("x", "00000000000000b3", "10.0.0.9", true),
+        ];
+        assert_eq!(own.find(&list).unwrap().name, "x", "by ID, whatever its name");
+        let status = |cluster: &str| common::report::ClusterStatus {
+            kind: "ClusterStatus".into(),
+            taken_at: String::new(),
+            cluster_id: cluster.into(),
+            leader: String::new(),
+            members: list.clone(),
+            alarms: vec![],
+            quorum: Default::default(),
+            local: None,
+            warnings: vec![],
+        };
+        assert_eq!(own.foreign(&status("c1")), None, "the same cluster, however spelled");
+        let other = own.foreign(&status("00000000000000c2")).unwrap();
+        assert!(other.contains("of cluster 00000000000000c2, this data dir's is 00000000000000c1"), "{other}");
+        assert_eq!(Own::Named { name: "n".into(), peers: String::new() }.foreign(&status("c2")), None);
     }
 }

@@ -430,7 +430,7 @@ pub(crate) async fn promote(dialer: &Dialer, client: &mut Client, id: u64, deadl
 
 pub fn run(args: JoinArgs) -> Result<u8> {
     let shared = args.shared_flags().resolve()?;
-    let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    let timeout = cli::timeout_flag("timeout", &args.timeout)?;
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let root = backup_root(&shared, args.backup_dir.as_deref());
     // The template: given, else the manifest the last clean set aside, else the one in place (an
@@ -533,6 +533,19 @@ pub fn run(args: JoinArgs) -> Result<u8> {
                     ),
                 ));
             }
+        }
+        // Its manifest keeps --force-new-cluster (a recover interrupted there): not done at all,
+        // its next restart would drop every member added since.
+        if Manifest::load(&shared.manifest).is_ok_and(|m| m.force_new_cluster()) {
+            return Err(coded(
+                exit::REFUSED,
+                format!(
+                    "{} is a started voter, but --force-new-cluster is still in {}: finish that recovery (etcd-quorum \
+                     recover takes it out) before anything else",
+                    p.name,
+                    shared.manifest.display()
+                ),
+            ));
         }
         let detail = format!("{} is already a started voter with its manifest in place", p.name);
         if args.dry_run {

@@ -295,7 +295,6 @@ fn done_already(
     Ok(exit::OK)
 }
 
-/// The member list as this member alone sees it.
 /// Waits (up to `timeout`, 20 s at most) until `url` lists no voter but `own`: a forced start
 /// answers before it has applied the removals it appended at boot, so a list asked at once may
 /// still name the old members (seen on a loaded machine). What is listed then is checked by the
@@ -313,6 +312,7 @@ fn others_gone(shared: &Shared, url: &str, own: &str, timeout: Duration) {
     }
 }
 
+/// The member list as this member alone sees it.
 fn members_seen_by(shared: &Shared, url: &str) -> Result<Vec<String>> {
     Ok(members_of(shared, url)?.iter().map(|m| if m.name.is_empty() { m.id.clone() } else { m.name.clone() }).collect())
 }
@@ -367,7 +367,7 @@ pub fn run(args: RecoverArgs) -> Result<u8> {
     if (args.bump_revision.is_some() || args.mark_compacted) && !args.via_restore {
         return Err(coded(exit::USAGE, "--bump-revision and --mark-compacted go with --via-restore"));
     }
-    let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    let timeout = cli::timeout_flag("timeout", &args.timeout)?;
     // Before anything is looked at; --via-restore's swap runs under it too.
     let mut lock = NodeLock::unless_dry_run(args.dry_run, &shared.manifest)?;
     let mut manifest = Manifest::load(&shared.manifest)?;

@@ -552,8 +552,8 @@ fn restored_already(
     );
     Some(Restore {
         kind: "Restore".into(),
-        snapshot: snapshot.to_string(),
-        data_dir: data_dir.display().to_string(),
+        snapshot: cli::shown_path(Path::new(snapshot)),
+        data_dir: cli::shown_path(data_dir),
         name: name.to_string(),
         member_id: note(RESTORED_MEMBER),
         cluster_id: note(RESTORED_CLUSTER),
@@ -567,7 +567,7 @@ fn restored_already(
 
 /// The swap itself, without printing its result (etcd-quorum recover --via-restore uses it).
 pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped> {
-    let timeout = cli::duration_flag("timeout", &args.timeout)?;
+    let timeout = cli::timeout_flag("timeout", &args.timeout)?;
     let root = backup::backup_root(shared, args.backup_dir.as_deref());
     // Bad input is refused first (a usage error, not another run's lock): checked on a look at
     // the journal here, and again under the lock below.
@@ -669,13 +669,14 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     // caches, informers' resourceVersions) are not told. Said, not refused: a rollback is often
     // what the restore is for.
     let old_revision = common::disk::inspect::read_db(&old_data.join("member/snap/db")).map_or(0, |d| d.revision);
-    if old_revision > verified.status.revision && args.bump_revision.is_none() {
+    let served_from =
+        verified.status.revision.saturating_add(args.bump_revision.map_or(0, |b| b.min(i64::MAX as u64) as i64));
+    if old_revision > served_from {
         let w = format!(
-            "{} was at revision {old_revision}, the snapshot is at {}: revisions up to {old_revision} would be \
-             served again with other contents; under Kubernetes, add --bump-revision with more than every revision \
-             served since (etcd's guide uses 1000000000) and --mark-compacted",
-            data_dir.display(),
-            verified.status.revision
+            "{} was at revision {old_revision}, the restore starts at {served_from}: revisions up to {old_revision} \
+             would be served again with other contents; under Kubernetes, give --bump-revision more than every \
+             revision served since (etcd's guide uses 1000000000) and --mark-compacted",
+            data_dir.display()
         );
         common::say!("etcd-restore: warning: {w}");
         plan.check("no revision served again", true, format!("warning: {w}"));

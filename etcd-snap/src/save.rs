@@ -279,8 +279,8 @@ fn sources(args: &SaveArgs, shared: &Shared) -> Result<Vec<(String, String)>> {
 }
 
 fn save(args: &SaveArgs, shared: &Shared, target: &Target) -> Result<Snapshot> {
-    let total = cli::duration_flag("timeout", &args.timeout)?;
-    let stall = cli::duration_flag("stall-timeout", &args.stall_timeout)?;
+    let total = cli::timeout_flag("timeout", &args.timeout)?;
+    let stall = cli::timeout_flag("stall-timeout", &args.stall_timeout)?;
     let urls = sources(args, shared)?;
     let dialer = Dialer::new(shared, urls.iter().any(|(u, _)| u.starts_with("https://")))?;
     let rt = common::client::runtime()?;

@@ -219,7 +219,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     // Only the default asked and it did not answer: nothing is known of any cluster, so no picture
     // of one (it would be a made-up one-member cluster with its quorum lost).
-    if survey.nobody_answered() && survey.only_the_default() && manifest.is_none() {
+    if survey.nobody_answered() && survey.only_the_default() && manifest.is_none() && broken.is_none() {
         return Err(survey.unreachable());
     }
     let mut status = survey.status.clone();

@@ -1189,14 +1189,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
                 "--force",
             ],
         )
-        .fails(
-            5,
-            &[
-                "refused: ",
-                "revision after the bump: --bump-revision 9223372036854775807: revision ",
-                "past the largest",
-            ],
-        ),
+        .fails(5, &["refused: ", "--bump-revision 9223372036854775807: revision ", "past the largest"]),
         row(
             "recover --yes with another --backup-dir: the same node, the same lock",
             "etcd-quorum",
@@ -1257,18 +1250,21 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
         )
         .fails(2, &["--data-dir /srv/etcd: the manifest runs etcd with --data-dir ", "drop the flag"]),
         row("clean --yes: data dir is a symlink", "etcd-member", &On::Root(linked.clone()), &["clean", "--yes"])
-            .fails(5, &["data dir can be moved aside: ", "a symlink to etcd-real"]),
+            .fails(5, &["a symlink to etcd-real", "(needed: data dir can be moved aside)"]),
         row("clean --yes: data dir is a mount point", "etcd-member", &On::Root(mounted.clone()), &["clean", "--yes"])
-            .fails(5, &["data dir can be moved aside: ", "a mount point"]),
+            .fails(5, &["a mount point", "(needed: data dir can be moved aside)"]),
         row("clean --yes: data dir is a bind mount", "etcd-member", &On::Root(bound.clone()), &["clean", "--yes"])
-            .fails(5, &["data dir can be moved aside: ", "a mount point"]),
+            .fails(5, &["a mount point", "(needed: data dir can be moved aside)"]),
         row(
             "clean --yes: ETCD_FORCE_NEW_CLUSTER in the env",
             "etcd-member",
             &On::Root(env_forced.clone()),
             &["clean", "--yes"],
         )
-        .fails(5, &["etcd's settings are in its command: ", "ETCD_FORCE_NEW_CLUSTER (env): etcd takes settings"]),
+        .fails(
+            5,
+            &["ETCD_FORCE_NEW_CLUSTER (env): etcd takes settings", "(needed: etcd's settings are in its command)"],
+        ),
         swap(&env_forced)
             .named("swap: ETCD_FORCE_NEW_CLUSTER in the env")
             .fails(5, &["ETCD_FORCE_NEW_CLUSTER (env): etcd takes settings"]),
@@ -1278,12 +1274,15 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &On::Root(rival.clone()),
             &["clean", "--yes"],
         )
-        .fails(5, &["no other manifest defines the etcd pod: ", "etcd.yaml.orig also defines the etcd static pod"]),
+        .fails(
+            5,
+            &["etcd.yaml.orig also defines the etcd static pod", "(needed: no other manifest defines the etcd pod)"],
+        ),
         swap(&waldir)
             .named("swap: --wal-dir in the manifest")
             .fails(1, &["--wal-dir /var/lib/etcd-wal: a WAL outside the data dir is not supported"]),
         row("clean --yes: manifest is not YAML", "etcd-member", &On::Root(yaml.clone()), &["clean", "--yes"])
-            .fails(5, &["manifest readable: ", "invalid YAML at line", "--force to go on"]),
+            .fails(5, &["invalid YAML at line", "--force to go on", "(needed: manifest readable)"]),
         row(
             "clean --yes: manifest --data-dir with ..",
             "etcd-member",
@@ -1463,7 +1462,7 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             &node3,
             &["clean", "--backup-dir", &s(&ro), "--yes"],
         )
-        .fails(5, &["refused: ", "read-only backups: on a read-only filesystem (needed: backup dir writable)"]),
+        .fails(5, &["refused: ", "read-only backups: on a read-only filesystem", "(needed: backup dir writable)"]),
         row(
             "restore --swap: backup dir on a read-only filesystem",
             "etcd-restore",
@@ -1480,14 +1479,14 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
                 "--force",
             ],
         )
-        .fails(5, &["backup dir writable: ", "read-only backups: on a read-only filesystem"]),
+        .fails(5, &["read-only backups: on a read-only filesystem", "(needed: backup dir writable)"]),
         row(
             "quorum recover: backup dir on a read-only filesystem",
             "etcd-quorum",
             &node3,
             &["recover", "--backup-dir", &s(&ro), "--manifest", &parked3, "--yes"],
         )
-        .fails(5, &["backup dir writable: ", "read-only backups: on a read-only filesystem"]),
+        .fails(5, &["read-only backups: on a read-only filesystem", "(needed: backup dir writable)"]),
         // --- usage
         row(
             "usage: join with no manifest to find the cluster from, and no --endpoints",
@@ -1516,6 +1515,13 @@ fn bad_input_table_etcd_3_5_30_and_3_4_23_snapshots() {
             .succeeds(&["Usage: etcd-snap save"]),
         row("version: which build this is", "etcd-status", &off, &["--version"])
             .succeeds(&[&format!("etcd-status {}", env!("CARGO_PKG_VERSION"))]),
+        row(
+            "usage: clean --timeout 0s (the manifest out, then given up at once)",
+            "etcd-member",
+            &node3,
+            &["clean", "--timeout", "0s", "--yes"],
+        )
+        .fails(2, &["--timeout: \"0s\" is no time at all"]),
         row("usage: zero timeout (every member would look dead)", "etcd-status", &off, &["--command-timeout", "0s"])
             .fails(2, &["--command-timeout: \"0s\" is no time at all"]),
         row("usage: zero timeout from the environment", "etcd-status", &off, &[])

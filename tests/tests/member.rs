@@ -679,7 +679,14 @@ fn clean_without_a_manifest_still_asks_whether_its_member_answers_3_5_30() {
     for d in ["etc/kubernetes/manifests", "etc/kubernetes/pki", "var/lib", "run/containerd/lab-cri"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
-    // node2's data and certificates, copied while its etcd holds still.
+    // node2's data and certificates, copied while its etcd holds still, once its db records the
+    // members (etcd commits its db in batches: a copy right after the start may have none yet).
+    let db = c.node(2).root.join("var/lib/etcd/member/snap/db");
+    let t = std::time::Instant::now();
+    while common::disk::inspect::read_db(&db).map_or(0, |d| d.members.len()) < 3 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "node2's db never listed the members");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let pid = c.freeze(2);
     for (from, to) in [(c.node(2).root.join("var/lib/etcd"), "var/lib/"), (c.node(2).pki(), "etc/kubernetes/pki/")] {
         let out = std::process::Command::new("cp").arg("-a").arg(&from).arg(root.join(to)).output().unwrap();
@@ -754,6 +761,24 @@ fn a_cleaned_node_still_finds_its_cluster_3_5_30() {
         "{}",
         s.stderr
     );
+}
+
+/// A node whose manifest keeps --force-new-cluster (a recover interrupted there) is not "already
+/// joined": join refuses and says to finish the recovery.
+#[test]
+fn join_on_a_voter_that_keeps_force_new_cluster_refuses_3_5_30() {
+    let mut spec = Spec::new(1, "3.5.30");
+    spec.extra_flags = vec!["--force-new-cluster".into()];
+    let c = Cluster::start(spec);
+    let before = std::fs::read(c.node(1).manifest()).unwrap();
+    let r = tool(&c, "etcd-member", 1, &["join", "--yes"], None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains("--force-new-cluster is still in") && r.stderr.contains("etcd-quorum recover"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(c.node(1).manifest()).unwrap(), before);
 }
 
 /// A crictl that looks at another runtime (it lists no etcd container) while node3's etcd still
@@ -838,7 +863,8 @@ fn a_join_rerun_refreshes_an_initial_cluster_the_members_outdated() {
     );
     assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
     assert!(
-        r.stderr.contains("data dir is empty or absent: ") && r.stderr.contains("no manifest in place: "),
+        r.stderr.contains("(needed: data dir is empty or absent)")
+            && r.stderr.contains("(needed: no manifest in place)"),
         "{}",
         r.stderr
     );

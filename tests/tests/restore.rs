@@ -476,9 +476,14 @@ fn option_one(version: &str) {
     // bumped, which is said (not refused).
     let again = "would be served again with other contents";
     assert!(dry.stdout.contains(again) && dry.stderr.contains(again), "{}\n{}", dry.stderr, dry.stdout);
-    let bumped = ["--swap", "--snapshot", &snap, "--dry-run", "--bump-revision", "1000", "--mark-compacted"];
-    let dry = c.run_json("etcd-restore", 1, &bumped, None);
+    let bumped = |by: &str| {
+        let args = ["--swap", "--snapshot", &snap, "--dry-run", "--bump-revision", by, "--mark-compacted"];
+        c.run_json("etcd-restore", 1, &args, None)
+    };
+    let dry = bumped("1000");
     assert!(dry.code == 0 && !dry.stdout.contains(again) && !dry.stderr.contains(again), "{}", dry.stdout);
+    let dry = bumped("1");
+    assert!(dry.code == 0 && dry.stderr.contains(again), "a bump too small: {}", dry.stderr);
     let r = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--yes"], None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert!(r.stderr.contains(again), "{}", r.stderr);
