@@ -7,6 +7,7 @@
 
 use crate::cli::Shared;
 use crate::client::{Dialer, EndpointError, FailKind};
+use crate::disk::inspect::DbState;
 use crate::manifest::Manifest;
 use crate::report::{AlarmStatus, ClusterStatus, EndpointStatus, MemberRef, MemberStatus, Quorum, hex_id};
 use anyhow::Result;
@@ -520,7 +521,8 @@ pub fn survey_with_known(shared: &Shared, manifest: Option<&Manifest>, data_dir:
         return Ok(survey);
     }
     let port = manifest.map_or_else(|| "2379".into(), client_port);
-    let known = known_client_urls(data_dir, &port);
+    let db = crate::disk::inspect::read_db(&data_dir.join("member/snap/db")).ok();
+    let known = db.as_ref().map(|db| known_client_urls(db, &port)).unwrap_or_default();
     let mut survey = match known.is_empty() {
         true => survey,
         false => {
@@ -530,7 +532,7 @@ pub fn survey_with_known(shared: &Shared, manifest: Option<&Manifest>, data_dir:
         }
     };
     if survey.nobody_answered()
-        && let Some(list) = recorded_list(data_dir, &port)
+        && let Some(list) = db.as_ref().and_then(|db| recorded_list(db, data_dir, &port))
     {
         survey.status = assemble(&survey.probes, Some(list), manifest);
         survey.status.warnings.insert(
@@ -576,8 +578,7 @@ pub fn survey_of_node(shared: &Shared, manifest: Option<&Manifest>) -> Result<Su
 
 /// The member list this node's data dir last recorded: the cluster its WAL names and the db's
 /// members, a started one's client URL guessed (its peer host on `port`) where the db keeps none.
-fn recorded_list(data_dir: &std::path::Path, port: &str) -> Option<(u64, Vec<MemberInfo>)> {
-    let db = crate::disk::inspect::read_db(&data_dir.join("member/snap/db")).ok()?;
+fn recorded_list(db: &DbState, data_dir: &std::path::Path, port: &str) -> Option<(u64, Vec<MemberInfo>)> {
     let cluster_id = crate::disk::inspect::read_wal(&data_dir.join("member/wal")).map_or(0, |w| w.cluster_id);
     let members: Vec<MemberInfo> = db
         .members
@@ -598,8 +599,7 @@ fn recorded_list(data_dir: &std::path::Path, port: &str) -> Option<(u64, Vec<Mem
 
 /// The client URLs of the members this node's db lists (their peer hosts on this node's client
 /// `port` when the db keeps no client URLs): where the rest of the cluster was.
-fn known_client_urls(data_dir: &std::path::Path, port: &str) -> Vec<String> {
-    let Ok(db) = crate::disk::inspect::read_db(&data_dir.join("member/snap/db")) else { return Vec::new() };
+fn known_client_urls(db: &DbState, port: &str) -> Vec<String> {
     let mut urls: Vec<String> = db
         .members
         .iter()
@@ -611,6 +611,17 @@ fn known_client_urls(data_dir: &std::path::Path, port: &str) -> Vec<String> {
     urls.sort();
     urls.dedup();
     urls
+}
+
+/// This node's member in the list: by one of its peer URLs (`--initial-advertise-peer-urls` may
+/// list several; etcd keeps peer URLs unique), else by name. etcd allows a name twice (this node
+/// rebuilt under its hostname before the old member went): by name, one that answers comes first,
+/// so that clean refuses rather than stop a live member it could not tell apart.
+pub fn own_member<'a>(members: &'a [MemberStatus], name: &str, peers: &str) -> Option<&'a MemberStatus> {
+    let peers = crate::cli::split_list(peers);
+    let by_peer = members.iter().find(|x| x.peer_urls.iter().any(|u| peers.contains(u)));
+    let named: Vec<&MemberStatus> = members.iter().filter(|x| !name.is_empty() && x.name == name).collect();
+    by_peer.or_else(|| named.iter().find(|x| x.endpoint.reachable).or(named.first()).copied())
 }
 
 /// Something in the cluster is unhealthy though it may work: a member unreachable or never

@@ -41,17 +41,6 @@ common::with_shared_flags! {
     }
 }
 
-/// This node's member in the list: by one of its peer URLs (`--initial-advertise-peer-urls` may
-/// list several; etcd keeps peer URLs unique), else by name. etcd allows a name twice (this node
-/// rebuilt under its hostname before the old member went): by name, one that answers comes first,
-/// so that clean refuses rather than stop a live member it could not tell apart.
-fn own_member<'a>(members: &'a [MemberStatus], name: &str, peers: &str) -> Option<&'a MemberStatus> {
-    let peers = cli::split_list(peers);
-    let by_peer = members.iter().find(|x| x.peer_urls.iter().any(|u| peers.contains(u)));
-    let named: Vec<&MemberStatus> = members.iter().filter(|x| !name.is_empty() && x.name == name).collect();
-    by_peer.or_else(|| named.iter().find(|x| x.endpoint.reachable).or(named.first()).copied())
-}
-
 /// Who this node's member is: as the manifest names it, or, with no manifest to say, the member
 /// its data dir's WAL was written by (a member removed since is in no list, which is an answer).
 enum Own {
@@ -66,7 +55,7 @@ enum Own {
 impl Own {
     fn find<'a>(&self, members: &'a [MemberStatus]) -> Option<&'a MemberStatus> {
         match self {
-            Own::Named { name, peers } => own_member(members, name, peers),
+            Own::Named { name, peers } => common::cluster::own_member(members, name, peers),
             Own::Recorded(id, _) => members.iter().find(|x| &x.id == id),
         }
     }
@@ -343,6 +332,7 @@ fn render(c: &NodeClean) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::cluster::own_member;
 
     fn member(name: &str, id: &str, host: &str, reachable: bool) -> MemberStatus {
         let mut m = MemberStatus {

@@ -124,16 +124,11 @@ fn local_warnings(
         .filter(|s| !s.cluster_id.is_empty() && !s.warnings.iter().any(|w| w.starts_with(cluster::NO_LIST_WARNING)))
     {
         let name = manifest.flag("name").unwrap_or_default();
-        let peers = common::cli::split_list(&manifest.flag("initial-advertise-peer-urls").unwrap_or_default());
-        let listed = s
-            .members
-            .iter()
-            .any(|m| m.peer_urls.iter().any(|u| peers.contains(u)) || (!name.is_empty() && m.name == name));
-        if !listed {
+        let peers = manifest.flag("initial-advertise-peer-urls").unwrap_or_default();
+        if cluster::own_member(&s.members, &name, &peers).is_none() {
             out.push(format!(
-                "this node's member ({name}, {}) is not in the cluster's member list: it was removed, and its etcd \
-                 cannot rejoin as it is (etcd-member clean, then etcd-member join)",
-                peers.join(",")
+                "this node's member ({name}, {peers}) is not in the cluster's member list: it was removed, and its \
+                 etcd cannot rejoin as it is (etcd-member clean, then etcd-member join)"
             ));
         }
     }
