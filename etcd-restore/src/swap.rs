@@ -669,9 +669,11 @@ pub fn swap(args: &Args, shared: &Shared, snapshot_arg: &str) -> Result<Swapped>
     // caches, informers' resourceVersions) are not told. Said, not refused: a rollback is often
     // what the restore is for.
     let old_revision = common::disk::inspect::read_db(&old_data.join("member/snap/db")).map_or(0, |d| d.revision);
-    let served_from =
-        verified.status.revision.saturating_add(args.bump_revision.map_or(0, |b| b.min(i64::MAX as u64) as i64));
-    if old_revision > served_from {
+    // The restored cluster serves the snapshot's contents at its revision plus the bump: the old
+    // data must not have reached that revision (without a bump, any revision past the snapshot's).
+    let bump = args.bump_revision.map_or(0, |b| b.min(i64::MAX as u64) as i64);
+    let served_from = verified.status.revision.saturating_add(bump);
+    if old_revision > served_from || (bump > 0 && old_revision == served_from) {
         let w = format!(
             "{} was at revision {old_revision}, the restore starts at {served_from}: revisions up to {old_revision} \
              would be served again with other contents; under Kubernetes, give --bump-revision more than every \

@@ -482,6 +482,8 @@ fn option_one(version: &str) {
     };
     let dry = bumped("1000");
     assert!(dry.code == 0 && !dry.stdout.contains(again) && !dry.stderr.contains(again), "{}", dry.stdout);
+    // One revision was written after the snapshot (the deletion): a bump of one serves that
+    // revision again, with the snapshot's contents.
     let dry = bumped("1");
     assert!(dry.code == 0 && dry.stderr.contains(again), "a bump too small: {}", dry.stderr);
     let r = c.run_json("etcd-restore", 1, &["--swap", "--snapshot", &snap, "--yes"], None);
