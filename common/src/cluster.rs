@@ -361,7 +361,11 @@ pub fn assemble(probes: &[Probe], list: Option<(u64, Vec<MemberInfo>)>, manifest
             warnings.push(format!("member {who} unreachable at {}: {err}", m.endpoint.url));
         }
         if m.is_learner {
-            warnings.push(format!("member {who} is a learner (not promoted)"));
+            warnings.push(format!(
+                "member {who} is a learner (not promoted): etcd-member join on its node finishes it, or etcd-member \
+                 promote {} once it is in sync",
+                m.id
+            ));
         }
         for e in &m.endpoint.errors {
             warnings.push(format!("member {who} reports: {e}"));

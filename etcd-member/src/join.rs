@@ -10,7 +10,7 @@ use common::cluster::{self, member_refs};
 use common::exit::{self, coded};
 use common::manifest::Manifest;
 use common::nodelock::NodeLock;
-use common::report::{ClusterStatus, MemberChange, MemberRef, Plan, hex_id};
+use common::report::{ClusterStatus, MemberChange, MemberRef, MemberStatus, Plan, hex_id};
 use etcd_client::{Client, MemberAddOptions};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -300,18 +300,27 @@ fn prepare(args: &JoinArgs, shared: &Shared, live: &ClusterStatus, template: Man
         pending.is_empty(),
         if pending.is_empty() { "none".into() } else { pending.join("; ") },
     );
-    let clash: Vec<String> = live
+    let clash: Vec<&MemberStatus> = live
         .members
         .iter()
         .filter(|x| x.started && (x.name == name || x.peer_urls.contains(&peer_url)))
         .filter(|_| !matches!(existing, Existing::Written(_) | Existing::StartedLearner(_) | Existing::Voter))
-        .map(|x| format!("{} ({}) {}", x.name, x.id, x.peer_urls.join(",")))
         .collect();
-    plan.check(
-        "name and peer URL are not a started member",
-        clash.is_empty(),
-        if clash.is_empty() { format!("{name} {peer_url}") } else { format!("started already: {}", clash.join("; ")) },
-    );
+    // The old member of this node, still listed (the runbook removes it before the join): the
+    // way on is said with the ID to remove.
+    let detail = match clash.is_empty() {
+        true => format!("{name} {peer_url}"),
+        false => format!(
+            "started already: {}; if that is this node's old member, remove it first (etcd-member remove {})",
+            clash
+                .iter()
+                .map(|x| format!("{} ({}) {}", x.name, x.id, x.peer_urls.join(",")))
+                .collect::<Vec<_>>()
+                .join("; "),
+            clash.iter().map(|x| x.id.as_str()).collect::<Vec<_>>().join(" ")
+        ),
+    };
+    plan.check("name and peer URL are not a started member", clash.is_empty(), detail);
     match existing {
         Existing::None => plan.step("member add --learner", peer_url.clone(), true),
         Existing::Unstarted(id) => plan.step("reuse unstarted member", format!("{} {peer_url}", hex_id(id)), false),

@@ -332,6 +332,15 @@ fn add_and_promote_by_hand_3_5_30() {
     }
     let again = tool(&c, "etcd-member", 1, &["add", "node3", &n3.peer_url(), "--yes"], None);
     assert_eq!(again.code, 5, "a second learner is refused: {}", again.stderr);
+    // etcd-status names the pending learner and the two ways on.
+    let learner_id = add.json["member"]["id"].as_str().unwrap();
+    let s = tool(&c, "etcd-status", 1, &[], None);
+    assert_eq!(s.code, 3, "{}", s.stderr);
+    let w = s.json["warnings"].to_string();
+    assert!(
+        w.contains("etcd-member join on its node finishes it") && w.contains(&format!("promote {learner_id}")),
+        "{w}"
+    );
 
     // The operator writes the manifest.
     let mut m = common::manifest::Manifest::load(&n3.parked_manifest()).unwrap();
@@ -340,7 +349,6 @@ fn add_and_promote_by_hand_3_5_30() {
     m.path = n3.manifest();
     m.save().unwrap();
 
-    let learner_id = add.json["member"]["id"].as_str().unwrap();
     let r = tool(&c, "etcd-member", 1, &["promote", learner_id, "--yes"], None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert_eq!(r.json["member"]["isLearner"], false);
@@ -732,6 +740,19 @@ fn a_cleaned_node_still_finds_its_cluster_3_5_30() {
     let r = tool(&c, "etcd-member", 3, &["clean", "--yes"], None);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert!(r.json["manifestBackup"].is_string() && !c.node(3).manifest().exists(), "{}", r.stdout);
+    // A join before the removal: its old member is still listed, and the refusal says which ID to remove.
+    let id3 = c.run_json("etcd-status", 1, &[], None).json["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "node3")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = tool(&c, "etcd-member", 3, &["join", "--yes"], None);
+    assert_eq!(r.code, 5, "{}\n{}", r.stderr, r.stdout);
+    assert!(r.stderr.contains(&format!("remove it first (etcd-member remove {id3})")), "{}", r.stderr);
     let s = tool(&c, "etcd-status", 3, &[], None);
     assert_eq!(s.code, 3, "node3 listed, not answering: {}\n{}", s.stderr, s.stdout);
     assert_eq!(s.json["members"].as_array().unwrap().len(), 3, "{}", s.stdout);
