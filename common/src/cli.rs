@@ -258,11 +258,7 @@ impl SharedFlags {
             match given(flag, name, var) {
                 None => Ok(default),
                 // No answer comes within no time: a zero timeout would report live members dead.
-                Some((v, source)) => match parse_duration(&v) {
-                    Ok(d) if d.is_zero() => Err(coded(exit::USAGE, format!("{source}: {v:?} is no time at all"))),
-                    Ok(d) => Ok(d),
-                    Err(m) => Err(coded(exit::USAGE, format!("{source}: {m}"))),
-                },
+                Some((v, source)) => wait_of(&source, &v),
             }
         };
         let manifest = match &self.manifest {
@@ -357,9 +353,15 @@ pub fn duration_flag(flag: &str, value: &str) -> Result<Duration> {
 /// [`duration_flag`] for a wait: zero is no wait at all (a clean would move the manifest out and
 /// give up at once; a recover would take the flag out before the kubelet could act on it).
 pub fn timeout_flag(flag: &str, value: &str) -> Result<Duration> {
-    match duration_flag(flag, value)? {
-        d if d.is_zero() => Err(coded(exit::USAGE, format!("--{flag}: {value:?} is no time at all"))),
-        d => Ok(d),
+    wait_of(&format!("--{flag}"), value)
+}
+
+/// A wait's `value` as given by `source` (a flag, or a variable): a duration, and not zero.
+fn wait_of(source: &str, value: &str) -> Result<Duration> {
+    match parse_duration(value) {
+        Ok(d) if d.is_zero() => Err(coded(exit::USAGE, format!("{source}: {value:?} is no time at all"))),
+        Ok(d) => Ok(d),
+        Err(m) => Err(coded(exit::USAGE, format!("{source}: {m}"))),
     }
 }
 

@@ -560,7 +560,7 @@ pub fn survey_of_node(shared: &Shared, manifest: Option<&Manifest>) -> Result<Su
     }
     // A clean moved the data away too: a node whose data is in place (its manifest moved out by
     // hand) is seen from that data, not from an older clean's backup.
-    let default = crate::cli::host_path(&shared.rootfs, crate::manifest::DEFAULT_DATA_DIR);
+    let default = crate::manifest::default_data_dir(&shared.rootfs);
     let cleaned_path = match manifest {
         Some(_) => None,
         None if default.join("member").is_dir() => None,

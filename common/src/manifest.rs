@@ -28,6 +28,11 @@ pub struct Manifest {
 /// etcd's data dir when a manifest names none (kubeadm's).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
 
+/// kubeadm's data dir on the host under `rootfs`: where a node without a manifest keeps its data.
+pub fn default_data_dir(rootfs: &Path) -> PathBuf {
+    crate::cli::host_path(rootfs, DEFAULT_DATA_DIR)
+}
+
 /// Absolute, at least one name below /, no `..` (`.` and doubled slashes are harmless).
 fn plainly_below_root(p: &Path) -> bool {
     use std::path::Component;

@@ -56,7 +56,7 @@ impl Own {
     fn find<'a>(&self, members: &'a [MemberStatus]) -> Option<&'a MemberStatus> {
         match self {
             Own::Named { name, peers } => common::cluster::own_member(members, name, peers),
-            Own::Recorded(id, _) => members.iter().find(|x| &x.id == id),
+            Own::Recorded(id, _) => members.iter().find(|x| common::report::same_id(&x.id, id)),
         }
     }
 
@@ -119,7 +119,7 @@ pub fn run(args: CleanArgs) -> Result<u8> {
     let data_dir = match (&args.data_dir, named) {
         (_, Some(n)) => n,
         (Some(d), None) => PathBuf::from(d),
-        (None, None) => cli::host_path(&shared.rootfs, common::manifest::DEFAULT_DATA_DIR),
+        (None, None) => common::manifest::default_data_dir(&shared.rootfs),
     };
     let resumed_dir =
         resumed.map(|r| r.0).filter(|d| data_dir.exists() && data_dir.file_name().is_some_and(|n| !d.join(n).exists()));
@@ -168,8 +168,8 @@ pub fn run(args: CleanArgs) -> Result<u8> {
         // The members this node's db knew are asked too when nothing at the manifest's addresses
         // answers (kubeadm's first node names itself alone).
         match common::cluster::survey_with_known(&shared, manifest.as_ref(), &data_dir) {
-            Ok(s) if own.foreign(&s.status).is_some() => {
-                let (ok, detail) = unknown(own.foreign(&s.status).unwrap_or_default());
+            Ok(s) if let Some(why) = own.foreign(&s.status) => {
+                let (ok, detail) = unknown(why);
                 plan.check("this node's member does not answer", ok, detail);
             }
             Ok(s) if !s.nobody_answered() => {

@@ -31,7 +31,7 @@ pub(crate) fn data_dir(flag: Option<&str>, shared: &Shared, manifest: Option<&Ma
         (None, Some(m)) => m.data_dir(&shared.rootfs)?,
         // A node whose manifest was moved out (the kubeadm way to stop etcd): kubeadm's data dir.
         (None, None) => {
-            let default = cli::host_path(&shared.rootfs, common::manifest::DEFAULT_DATA_DIR);
+            let default = common::manifest::default_data_dir(&shared.rootfs);
             if !default.join("member").is_dir() {
                 return Err(coded(
                     exit::USAGE,
